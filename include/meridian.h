@@ -1,0 +1,336 @@
+/*
+ * meridian.h: the public client API of Meridian, a multi-region event store.
+ *
+ * One header, prefix mrd_, opaque handles. Every function returns an int
+ * error code from the MRD_ERRORS table (MRD_OK is 0) and puts its outputs in
+ * its last arguments (*_out). Ownership is written on every call. Every
+ * handle is safe to use from several threads at once unless a comment says
+ * otherwise.
+ *
+ * Positions: a stream's events are numbered 0, 1, 2, ... on the node that
+ * serves them. The version of a stream is the position of its last event, or
+ * -1 when the stream has no event (MRD_VERSION_NONE).
+ */
+#ifndef MERIDIAN_H
+#define MERIDIAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MRD_API __attribute__((visibility("default")))
+#else
+#define MRD_API
+#endif
+
+#define MRD_VERSION_MAJOR 0
+#define MRD_VERSION_MINOR 1
+#define MRD_VERSION_PATCH 0
+#define MRD_VERSION_STRING "0.1.0"
+
+/*
+ * Public limits. The node enforces the same numbers; a value over a limit is
+ * refused with MRD_ETOOBIG before anything is sent or written.
+ */
+/* Stream names are UTF-8, non-empty, no NUL: short enough to be an LMDB key
+ * with room for a prefix (LMDB's default key limit is 511 bytes). */
+#define MRD_STREAM_NAME_SIZE_MAX 255u
+/* Event type names, e.g. "OrderPlaced". */
+#define MRD_EVENT_TYPE_SIZE_MAX 255u
+/* Content type of the data, e.g. "application/json". */
+#define MRD_CONTENT_TYPE_SIZE_MAX 127u
+/* Correlation and causation ids: UUIDs or similar, with room to spare. */
+#define MRD_ID_SIZE_MAX 128u
+/* One event's data. Event stores hold facts, not blobs: 1 MiB is generous and
+ * keeps one append inside one frame. */
+#define MRD_EVENT_DATA_SIZE_MAX (1024u * 1024u)
+/* User metadata: a small string map per event. */
+#define MRD_META_ENTRIES_MAX 32u
+#define MRD_META_KEY_SIZE_MAX 64u
+#define MRD_META_VALUE_SIZE_MAX 1024u
+/* Events in one atomic append; also bounds the work of one request. */
+#define MRD_APPEND_EVENTS_MAX 1000u
+/* Idempotency keys: a client-chosen token, 16 random bytes by default. */
+#define MRD_IDEMPOTENCY_KEY_SIZE_MAX 64u
+/* Events returned by one read; the node may return fewer to keep the reply
+ * under its frame size limit. */
+#define MRD_READ_COUNT_MAX 10000u
+/* Longest long-poll wait a node accepts for one request. */
+#define MRD_WAIT_MS_MAX 60000u
+/* Largest frame the protocol allows at all; nodes may set a lower limit. */
+#define MRD_FRAME_SIZE_MAX (64u * 1024u * 1024u)
+
+/* Expected versions for an append. A value >= 0 means "the stream's last
+ * event is at exactly this position". */
+#define MRD_EXPECT_ANY (-2) /* no check */
+#define MRD_EXPECT_NO_STREAM (-1) /* the stream must have no event */
+#define MRD_EXPECT_EXISTS (-4) /* the stream must have at least one event */
+#define MRD_VERSION_NONE (-1) /* version of a stream with no event */
+
+/* Read from the end of the stream (backward reads). */
+#define MRD_POSITION_END UINT64_MAX
+
+/*
+ * Errors. Codes are small, positive and never renumbered; add new ones at the
+ * end. mrd_strerror() gives the sentence, mrd_errname() the short name.
+ */
+#define MRD_ERRORS(X)                                                          \
+    X(OK, 0, "success")                                                        \
+    X(EINVAL, 1, "invalid argument")                                           \
+    X(EFULL, 2, "a configured limit was reached")                              \
+    X(EPROTO, 3, "malformed or unexpected message")                            \
+    X(ENOMEM, 4, "out of memory")                                              \
+    X(ETIMEDOUT, 5, "timed out; the outcome is unknown")                       \
+    X(EUNAVAIL, 6, "no node could be reached")                                 \
+    X(EVERSION, 7, "the stream is not at the expected version")                \
+    X(EIDEMPOTENCY, 8, "idempotency key already used for a different request") \
+    X(ENOTFOUND, 9, "not found")                                               \
+    X(ECORRUPT, 10, "stored data failed its checksum")                         \
+    X(ENOSPACE, 11, "storage is full")                                         \
+    X(EIO, 12, "storage I/O error; the node stopped")                          \
+    X(ECLOSED, 13, "closed or shutting down")                                  \
+    X(ETOOBIG, 14, "a message or field is larger than its limit")              \
+    X(EPROTOVERSION, 15, "unsupported protocol version")                       \
+    X(EINTERNAL, 16, "internal error")                                         \
+    X(EBUSY, 17, "the node is overloaded; retry later")                        \
+    X(ENAME, 18, "invalid stream name")
+
+enum mrd_err {
+#define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
+    MRD_ERRORS(MRD_ERR_ENUM_)
+#undef MRD_ERR_ENUM_
+};
+
+/* A sentence for an error code; never NULL, static storage. */
+MRD_API const char *mrd_strerror(int err);
+/* The short name of an error code ("MRD_EVERSION"); never NULL. */
+MRD_API const char *mrd_errname(int err);
+
+/* ---------------------------------------------------------------- types -- */
+
+typedef struct mrd_client mrd_client; /* opaque */
+typedef struct mrd_events mrd_events; /* opaque: a batch of read events */
+typedef struct mrd_tail   mrd_tail; /* opaque: a stream subscription */
+
+/* The global identity of an event: the node that first stored it and that
+ * node's sequence number for it. Never reused. */
+typedef struct mrd_dot {
+    uint64_t origin;
+    uint64_t seq;
+} mrd_dot;
+
+typedef struct mrd_meta_entry {
+    const char *key; /* UTF-8, 1..MRD_META_KEY_SIZE_MAX bytes */
+    const char *value; /* UTF-8, 0..MRD_META_VALUE_SIZE_MAX bytes */
+} mrd_meta_entry;
+
+/* An event to append. Every pointer is borrowed for the duration of the call
+ * only: the library copies what it needs before it returns. NULL strings are
+ * empty strings. */
+typedef struct mrd_event_in {
+    const char           *type; /* required, non-empty */
+    const void           *data;
+    size_t                data_size;
+    const char           *content_type; /* e.g. "application/json" */
+    const char           *correlation_id; /* optional */
+    const char           *causation_id; /* optional */
+    const mrd_meta_entry *meta; /* optional user metadata */
+    size_t                meta_count;
+} mrd_event_in;
+
+/* An event as read. Every pointer points into the mrd_events it came from
+ * and is valid until mrd_events_free() on that batch. Strings are
+ * NUL-terminated. */
+typedef struct mrd_event {
+    const char           *stream;
+    uint64_t              position; /* in its stream, on the serving node */
+    uint64_t              log_seq; /* in its shard's log on that node */
+    mrd_dot               dot;
+    uint64_t              hlc; /* hybrid logical clock: ms << 16 | logical */
+    const char           *type;
+    const void           *data;
+    size_t                data_size;
+    const char           *content_type;
+    const char           *correlation_id;
+    const char           *causation_id;
+    const mrd_meta_entry *meta;
+    size_t                meta_count;
+} mrd_event;
+
+typedef struct mrd_append_opts {
+    /* MRD_EXPECT_ANY (the default), MRD_EXPECT_NO_STREAM, MRD_EXPECT_EXISTS,
+     * or the exact version (>= 0) the stream must be at. Checked on the node
+     * that takes the write. */
+    int64_t expected_version;
+    /* A retried append with the same key returns the first result and writes
+     * nothing; the same key with a different request is MRD_EIDEMPOTENCY.
+     * When NULL, the library makes a random key for this call, so its own
+     * retries never write twice. Borrowed for the call only. */
+    const void *idempotency_key;
+    size_t      idempotency_key_size;
+} mrd_append_opts;
+
+typedef struct mrd_append_result {
+    mrd_dot  first_dot; /* dots are first_dot.seq .. + count - 1 */
+    uint64_t first_position; /* position of the first appended event */
+    uint64_t version; /* the stream's version after the append */
+    uint32_t count; /* events appended */
+    uint64_t hlc; /* timestamp of the first event */
+    int      replayed; /* 1 when this is the stored answer to a retry */
+} mrd_append_result;
+
+typedef struct mrd_stream_info {
+    int      exists;
+    int64_t  version; /* last position, or MRD_VERSION_NONE */
+    uint64_t count;
+    uint32_t shard;
+} mrd_stream_info;
+
+typedef struct mrd_node_info {
+    uint64_t node_id;
+    uint8_t  cluster_id[16];
+    uint32_t shard_count;
+    uint32_t protocol_version;
+    uint32_t frame_size_max;
+    char     version[32];
+} mrd_node_info;
+
+typedef struct mrd_client_opts {
+    /* Node addresses, "tcp://127.0.0.1:7400". Tried in order: the first that
+     * answers serves until it fails, then the next. Copied at open. */
+    const char *const *addresses;
+    size_t             address_count;
+    /* Whole-call deadline, retries included (default 10000). */
+    uint32_t timeout_ms;
+    /* One attempt on one node before it counts as failed (default 3000). */
+    uint32_t attempt_timeout_ms;
+    /* Retry backoff: starts at backoff_min_ms and doubles up to
+     * backoff_max_ms, with full jitter (defaults 20 and 1000). */
+    uint32_t backoff_min_ms;
+    uint32_t backoff_max_ms;
+    /* Largest frame the client sends or accepts (default 16 MiB, at most
+     * MRD_FRAME_SIZE_MAX). */
+    uint32_t frame_size_max;
+} mrd_client_opts;
+
+/* ----------------------------------------------------------- the client -- */
+
+/* Fills *opts with the defaults and no addresses. */
+MRD_API void mrd_client_opts_init(mrd_client_opts *opts);
+
+/* Opens a client. No connection is needed to succeed: nodes are dialled in
+ * the background. On success *client_out goes to mrd_client_close() once; on
+ * error it is NULL. */
+MRD_API int mrd_client_open(
+    const mrd_client_opts *opts, mrd_client **client_out);
+
+/* Waits for calls in flight on other threads to end, then frees the client.
+ * Tails opened on it must be closed first. NULL is a no-op. */
+MRD_API void mrd_client_close(mrd_client *client);
+
+/* Appends 1..MRD_APPEND_EVENTS_MAX events to one stream, atomically: all are
+ * stored, consecutively, or none. opts may be NULL (any version, generated
+ * idempotency key). Returns once the node has the events durably on disk.
+ * result_out may be NULL. */
+MRD_API int mrd_append(mrd_client *client, const char *stream,
+    const mrd_event_in *events, size_t event_count, const mrd_append_opts *opts,
+    mrd_append_result *result_out);
+
+/* Runs exactly once per mrd_append_async() that returned MRD_OK, on a
+ * library thread; result is NULL unless err is MRD_OK and is valid only
+ * during the call. It must not block; it may call mrd_append_async(). */
+typedef void (*mrd_append_cb)(
+    void *arg, int err, const mrd_append_result *result);
+
+/* Like mrd_append() but returns at once; cb reports the outcome. The events
+ * are copied before return. When this returns an error, cb is never called.
+ * At most MRD_CLIENT_INFLIGHT_MAX calls are in flight per client; past that
+ * this returns MRD_EFULL. */
+#define MRD_CLIENT_INFLIGHT_MAX 1024u
+MRD_API int mrd_append_async(mrd_client *client, const char *stream,
+    const mrd_event_in *events, size_t event_count, const mrd_append_opts *opts,
+    mrd_append_cb cb, void *arg);
+
+/* Reads up to count_max events of a stream, forward from position `from`
+ * (inclusive) or backward from it (MRD_POSITION_END: from the last event).
+ * A stream that does not exist reads as empty. On success *events_out
+ * belongs to the caller until mrd_events_free(); on error it is NULL. */
+#define MRD_FORWARD 0
+#define MRD_BACKWARD 1
+MRD_API int mrd_read(mrd_client *client, const char *stream, uint64_t from,
+    int direction, uint32_t count_max, mrd_events **events_out);
+
+/* Long-poll: like a forward mrd_read(), but when no event is at or after
+ * `from`, waits up to wait_ms (at most MRD_WAIT_MS_MAX) for one. Returns
+ * MRD_OK with an empty batch when none came. */
+MRD_API int mrd_read_wait(mrd_client *client, const char *stream, uint64_t from,
+    uint32_t count_max, uint32_t wait_ms, mrd_events **events_out);
+
+/* Reads a shard's log on the serving node after local sequence after_seq
+ * (0: from the start). Used by replication and by tools. */
+MRD_API int mrd_read_log(mrd_client *client, uint32_t shard, uint64_t after_seq,
+    uint32_t count_max, mrd_events **events_out);
+
+MRD_API int mrd_stream_info_get(
+    mrd_client *client, const char *stream, mrd_stream_info *info_out);
+
+MRD_API int mrd_node_info_get(mrd_client *client, mrd_node_info *info_out);
+
+/* ------------------------------------------------------------ read data -- */
+
+MRD_API size_t mrd_events_count(const mrd_events *events);
+/* NULL when index >= count. Valid until mrd_events_free(events). */
+MRD_API const mrd_event *mrd_events_at(const mrd_events *events, size_t index);
+/* The position to read from next in the same direction (forward: last + 1;
+ * backward: first - 1, or 0 at the start). Equals `from` when empty. */
+MRD_API uint64_t mrd_events_next(const mrd_events *events);
+/* The stream's version on the node when it answered. */
+MRD_API int64_t mrd_events_version(const mrd_events *events);
+/* NULL is a no-op. */
+MRD_API void mrd_events_free(mrd_events *events);
+
+/* ------------------------------------------------------------------ tail -- */
+
+/* A tail follows a stream from a position, forever, by long-polls on the
+ * client's nodes (failing over like any call). Not thread-safe: one thread
+ * uses one tail. On success *tail_out goes to mrd_tail_close(). */
+MRD_API int mrd_tail_open(
+    mrd_client *client, const char *stream, uint64_t from, mrd_tail **tail_out);
+
+/* Returns the next events, waiting up to timeout_ms: MRD_OK with at least one
+ * event, or MRD_ETIMEDOUT when none came in time (the tail stays usable). On
+ * MRD_OK *events_out belongs to the caller until mrd_events_free(). */
+MRD_API int mrd_tail_next(
+    mrd_tail *tail, uint32_t timeout_ms, mrd_events **events_out);
+
+/* The position the tail reads from next. */
+MRD_API uint64_t mrd_tail_position(const mrd_tail *tail);
+
+/* Callback style: the library runs cb on its own thread for every event, in
+ * order, until cb returns non-zero or mrd_tail_close() is called. event is
+ * valid during the call only. Transient errors are retried; err_cb (may be
+ * NULL) hears about each. */
+typedef int (*mrd_tail_cb)(void *arg, const mrd_event *event);
+typedef void (*mrd_tail_err_cb)(void *arg, int err);
+MRD_API int mrd_tail_start(mrd_client *client, const char *stream,
+    uint64_t from, mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg,
+    mrd_tail **tail_out);
+
+/* Stops a tail (joining its thread when it has one) and frees it. NULL is a
+ * no-op. Must not be called from the tail's own callback. */
+MRD_API void mrd_tail_close(mrd_tail *tail);
+
+/* ------------------------------------------------------------- helpers -- */
+
+/* MRD_OK when name is a valid stream name, MRD_ENAME otherwise. */
+MRD_API int mrd_stream_name_check(const char *name, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MERIDIAN_H */

@@ -1,0 +1,399 @@
+/*
+ * config.c: meridiand's settings. Defaults first, then a JSON config file
+ * (--config), then flags, which win. Every setting has a flag and a config
+ * key of the same name (dashes become underscores in JSON), so a file and a
+ * command line say the same things. Unknown keys and flags are errors: a
+ * typo in a config must never silently fall back to a default.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum node_opt {
+    NODE_OPT_CONFIG = 256,
+    NODE_OPT_NODE_ID,
+    NODE_OPT_DATA_DIR,
+    NODE_OPT_LISTEN,
+    NODE_OPT_READY_FILE,
+    NODE_OPT_SHARDS,
+    NODE_OPT_MAP_SIZE,
+    NODE_OPT_MAP_SIZE_MAX,
+    NODE_OPT_FRAME_SIZE_MAX,
+    NODE_OPT_IDEM_WINDOW,
+    NODE_OPT_WORKERS,
+    NODE_OPT_READERS,
+    NODE_OPT_LOG_LEVEL,
+    NODE_OPT_HELP,
+    NODE_OPT_VERSION,
+};
+
+static const struct option node_options[] = {
+    { "config", required_argument, NULL, NODE_OPT_CONFIG },
+    { "node-id", required_argument, NULL, NODE_OPT_NODE_ID },
+    { "data-dir", required_argument, NULL, NODE_OPT_DATA_DIR },
+    { "listen", required_argument, NULL, NODE_OPT_LISTEN },
+    { "ready-file", required_argument, NULL, NODE_OPT_READY_FILE },
+    { "shards", required_argument, NULL, NODE_OPT_SHARDS },
+    { "map-size", required_argument, NULL, NODE_OPT_MAP_SIZE },
+    { "map-size-max", required_argument, NULL, NODE_OPT_MAP_SIZE_MAX },
+    { "frame-size-max", required_argument, NULL, NODE_OPT_FRAME_SIZE_MAX },
+    { "idempotency-window", required_argument, NULL, NODE_OPT_IDEM_WINDOW },
+    { "workers", required_argument, NULL, NODE_OPT_WORKERS },
+    { "readers", required_argument, NULL, NODE_OPT_READERS },
+    { "log-level", required_argument, NULL, NODE_OPT_LOG_LEVEL },
+    { "help", no_argument, NULL, NODE_OPT_HELP },
+    { "version", no_argument, NULL, NODE_OPT_VERSION },
+    { NULL, 0, NULL, 0 },
+};
+
+void
+node_config_usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: meridiand [--config FILE] [OPTIONS]\n"
+        "\n"
+        "Runs one Meridian node: an LMDB-backed event store served over NNG\n"
+        "(req/rep on TCP). Logs are JSON lines on stderr. SIGTERM or SIGINT\n"
+        "stops it gracefully: queued appends are committed and answered.\n"
+        "\n"
+        "Options (each is also a key of the JSON config file, with '_' for\n"
+        "'-'; flags override the file):\n"
+        "  --config FILE            JSON object with any of the keys below\n"
+        "  --node-id N              this node's id, 1..2^63 (required; kept\n"
+        "                           in the data dir and checked on restart)\n"
+        "  --data-dir DIR           where the LMDB environment lives\n"
+        "                           (required; created if missing)\n"
+        "  --listen URL             address to serve (default "
+        "tcp://127.0.0.1:7400;\n"
+        "                           port 0 picks a free port)\n"
+        "  --ready-file PATH        once serving, write the bound URL here\n"
+        "  --shards N               shard count, fixed when the data dir is\n"
+        "                           created (default %u, max %u)\n"
+        "  --map-size SIZE          initial LMDB map size (default 1G)\n"
+        "  --map-size-max SIZE      the map doubles up to this when full\n"
+        "                           (default 64G); then appends get\n"
+        "                           MRD_ENOSPACE\n"
+        "  --frame-size-max SIZE    largest request accepted (default 16M,\n"
+        "                           min %u, max %u)\n"
+        "  --idempotency-window S   seconds an idempotency key is remembered\n"
+        "                           (default %u)\n"
+        "  --workers N              requests held at once (default %u, max "
+        "%u)\n"
+        "  --readers N              reader threads (default %u, max %u)\n"
+        "  --log-level LEVEL        debug, info, warn or error (default "
+        "info)\n"
+        "  --help                   print this and exit\n"
+        "  --version                print the version and exit\n"
+        "\n"
+        "SIZE takes a K, M or G suffix (powers of 1024).\n",
+        NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
+        (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
+        NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_READERS_DEFAULT,
+        NODE_READERS_MAX);
+}
+
+/* Parses an unsigned number with an optional K/M/G suffix. */
+static int
+node_config_number(const char *text, bool suffix_ok, uint64_t *out)
+{
+    char              *end;
+    unsigned long long v;
+
+    if (text[0] < '0' || text[0] > '9') {
+        return -1;
+    }
+    errno = 0;
+    v     = strtoull(text, &end, 10);
+    if (errno != 0) {
+        return -1;
+    }
+    if (suffix_ok && *end != '\0' && end[1] == '\0') {
+        unsigned shift = 0;
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        default:
+            return -1;
+        }
+        if (v > (UINT64_MAX >> shift)) {
+            return -1;
+        }
+        v <<= shift;
+        end++;
+    }
+    if (*end != '\0') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+node_config_level(const char *text)
+{
+    static const char *names[] = { "debug", "info", "warn", "error" };
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(text, names[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int
+node_config_string(char *dst, size_t size, const char *name, const char *v)
+{
+    if (strlen(v) >= size || v[0] == '\0') {
+        fprintf(stderr, "meridiand: --%s: empty or too long\n", name);
+        return -1;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
+/* Range-checked number setting. */
+static int
+node_config_range(const char *name, const char *v, bool suffix, uint64_t lo,
+    uint64_t hi, uint64_t *out)
+{
+    if (node_config_number(v, suffix, out) != 0 || *out < lo || *out > hi) {
+        fprintf(stderr,
+            "meridiand: --%s: '%s' is not a number in %" PRIu64 "..%" PRIu64
+            "\n",
+            name, v, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies one setting by option id; used by flags and the config file. */
+static int
+node_config_set(
+    struct node_config *cfg, int opt, const char *name, const char *v)
+{
+    uint64_t n;
+    int      rv = 0;
+
+    switch (opt) {
+    case NODE_OPT_NODE_ID:
+        rv           = node_config_range(name, v, false, 1, INT64_MAX, &n);
+        cfg->node_id = n;
+        break;
+    case NODE_OPT_DATA_DIR:
+        return node_config_string(
+            cfg->data_dir, sizeof(cfg->data_dir), name, v);
+    case NODE_OPT_LISTEN:
+        return node_config_string(cfg->listen, sizeof(cfg->listen), name, v);
+    case NODE_OPT_READY_FILE:
+        return node_config_string(
+            cfg->ready_file, sizeof(cfg->ready_file), name, v);
+    case NODE_OPT_SHARDS:
+        rv = node_config_range(name, v, false, 1, NODE_SHARDS_MAX, &n);
+        cfg->shard_count = (uint32_t) n;
+        break;
+    case NODE_OPT_MAP_SIZE:
+        rv = node_config_range(
+            name, v, true, NODE_MAP_SIZE_MIN, UINT64_MAX >> 1, &n);
+        cfg->map_size = n;
+        break;
+    case NODE_OPT_MAP_SIZE_MAX:
+        rv = node_config_range(
+            name, v, true, NODE_MAP_SIZE_MIN, UINT64_MAX >> 1, &n);
+        cfg->map_size_max = n;
+        break;
+    case NODE_OPT_FRAME_SIZE_MAX:
+        rv = node_config_range(
+            name, v, true, PROTO_FRAME_SIZE_MIN, MRD_FRAME_SIZE_MAX, &n);
+        cfg->frame_size_max = (uint32_t) n;
+        break;
+    case NODE_OPT_IDEM_WINDOW:
+        rv = node_config_range(name, v, false, 1, 365u * 86400u, &n);
+        cfg->idem_window_s = (uint32_t) n;
+        break;
+    case NODE_OPT_WORKERS:
+        rv = node_config_range(name, v, false, 4, NODE_WORKERS_MAX, &n);
+        cfg->workers = (uint32_t) n;
+        break;
+    case NODE_OPT_READERS:
+        rv = node_config_range(name, v, false, 1, NODE_READERS_MAX, &n);
+        cfg->readers = (uint32_t) n;
+        break;
+    case NODE_OPT_LOG_LEVEL:
+        cfg->log_level = node_config_level(v);
+        if (cfg->log_level < 0) {
+            fprintf(stderr,
+                "meridiand: --log-level: '%s' is not one of "
+                "debug, info, warn, error\n",
+                v);
+            return -1;
+        }
+        break;
+    default:
+        MRD_ASSERT(!"unhandled option");
+    }
+    return rv;
+}
+
+/* Reads a JSON config: an object whose keys are flag names with '_'. */
+static int
+node_config_file(struct node_config *cfg, const char *path)
+{
+    json_error_t err;
+    json_t      *root = json_load_file(path, 0, &err);
+    const char  *key;
+    json_t      *value;
+    int          rv = -1;
+
+    if (root == NULL || !json_is_object(root)) {
+        fprintf(stderr, "meridiand: %s:%d: %s\n", path, err.line,
+            root == NULL ? err.text : "the config must be a JSON object");
+        goto fail;
+    }
+    json_object_foreach(root, key, value)
+    {
+        char flag[64] = "";
+        int  opt      = -1;
+        if (strlen(key) >= sizeof(flag)) {
+            fprintf(stderr, "meridiand: %s: unknown key '%s'\n", path, key);
+            goto fail;
+        }
+        for (size_t i = 0; key[i] != '\0' && i < sizeof(flag); i++) {
+            flag[i]     = key[i] == '_' ? '-' : key[i];
+            flag[i + 1] = '\0';
+        }
+        for (const struct option *o = node_options; o->name != NULL; o++) {
+            if (strcmp(o->name, flag) == 0 && o->has_arg == required_argument
+                && o->val != NODE_OPT_CONFIG) {
+                opt = o->val;
+            }
+        }
+        if (opt < 0) {
+            fprintf(stderr, "meridiand: %s: unknown key '%s'\n", path, key);
+            goto fail;
+        }
+        char        num[32];
+        const char *text = num;
+        if (json_is_string(value)) {
+            text = json_string_value(value);
+        } else if (json_is_integer(value) && json_integer_value(value) >= 0) {
+            snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+                json_integer_value(value));
+        } else {
+            fprintf(stderr,
+                "meridiand: %s: '%s' must be a string or a "
+                "non-negative integer\n",
+                path, key);
+            goto fail;
+        }
+        if (node_config_set(cfg, opt, flag, text) != 0) {
+            goto fail;
+        }
+    }
+    rv = 0;
+fail:
+    json_decref(root);
+    return rv;
+}
+
+static void
+node_config_defaults(struct node_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen, sizeof(cfg->listen), "tcp://127.0.0.1:7400");
+    cfg->shard_count    = NODE_SHARDS_DEFAULT;
+    cfg->map_size       = NODE_MAP_SIZE_DEFAULT;
+    cfg->map_size_max   = NODE_MAP_SIZE_MAX_DEFAULT;
+    cfg->frame_size_max = NODE_FRAME_SIZE_DEFAULT;
+    cfg->idem_window_s  = NODE_IDEM_WINDOW_S_DEFAULT;
+    cfg->workers        = NODE_WORKERS_DEFAULT;
+    cfg->readers        = NODE_READERS_DEFAULT;
+    cfg->log_level      = NODE_LOG_INFO;
+}
+
+/* Cross-setting checks, after everything is read. */
+static int
+node_config_check(struct node_config *cfg)
+{
+    if (cfg->node_id == 0) {
+        fprintf(stderr, "meridiand: --node-id is required\n");
+        return -1;
+    }
+    if (cfg->data_dir[0] == '\0') {
+        fprintf(stderr, "meridiand: --data-dir is required\n");
+        return -1;
+    }
+    if (cfg->map_size > cfg->map_size_max) {
+        cfg->map_size_max = cfg->map_size;
+    }
+    return 0;
+}
+
+int
+node_config_parse(struct node_config *cfg, int argc, char **argv)
+{
+    int opt;
+
+    node_config_defaults(cfg);
+    /* The config file goes first whatever its place on the command line. */
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            path = argv[i + 1];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        }
+        if (path != NULL && node_config_file(cfg, path) != 0) {
+            return -1;
+        }
+    }
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int idx = 0;
+        opt     = getopt_long(argc, argv, "", node_options, &idx);
+        if (opt == -1) {
+            break;
+        }
+        if (opt == NODE_OPT_HELP) {
+            node_config_usage(stdout);
+            return 1;
+        }
+        if (opt == NODE_OPT_VERSION) {
+            printf("meridiand %s (protocol %u)\n", MRD_VERSION_STRING,
+                PROTO_VERSION);
+            return 1;
+        }
+        if (opt == '?' || opt == ':') {
+            fprintf(stderr, "meridiand: unknown option or missing value: %s\n",
+                argv[optind - 1]);
+            fprintf(stderr, "Try 'meridiand --help'.\n");
+            return -1;
+        }
+        if (opt == NODE_OPT_CONFIG) {
+            continue;
+        }
+        if (node_config_set(cfg, opt, node_options[idx].name, optarg) != 0) {
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "meridiand: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return node_config_check(cfg);
+}

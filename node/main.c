@@ -1,0 +1,90 @@
+/*
+ * main.c: meridiand. Parses the configuration, opens the store, serves until
+ * SIGTERM or SIGINT, then stops gracefully. Signals are taken synchronously
+ * with sigwait() on the main thread, so no handler runs inside a library.
+ *
+ * Exit codes: 0 after a clean stop, 1 when the node cannot start, 2 for a
+ * bad command line or config, 3 after a fail-stop storage error.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Writes the bound URL to path atomically (temp file, then rename), so a
+ * reader never sees half a line. */
+static int
+node_ready_file_write(const char *path, const char *url)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    int rv = fprintf(f, "%s\n", url) < 0 ? -1 : 0;
+    if (fclose(f) != 0) {
+        rv = -1;
+    }
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = -1;
+    }
+    return rv;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct node_config  cfg;
+    struct node_store   store;
+    struct node_server *srv = NULL;
+    sigset_t            set;
+    int                 sig = 0;
+
+    int rv = node_config_parse(&cfg, argc, argv);
+    if (rv != 0) {
+        return rv > 0 ? 0 : 2;
+    }
+    node_log_setup(cfg.node_id, cfg.log_level);
+    /* Block the stop signals in every thread; the main thread waits for them
+     * below. A peer closing a socket must not kill the node. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (node_store_open(&store, &cfg) != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "cannot open the store; not starting", NULL);
+        return 1;
+    }
+    rv = node_server_start(&cfg, &store, &srv);
+    if (rv != MRD_OK) {
+        node_store_close(&store);
+        return 1;
+    }
+    if (cfg.ready_file[0] != '\0'
+        && node_ready_file_write(cfg.ready_file, node_server_url(srv)) != 0) {
+        node_log(NODE_LOG_ERROR, "cannot write the ready file", "{s:s, s:s}",
+            "path", cfg.ready_file, "error", strerror(errno));
+        node_server_stop(srv);
+        node_store_close(&store);
+        return 1;
+    }
+    node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:i}", "listen",
+        node_server_url(srv), "version", MRD_VERSION_STRING, "pid",
+        (int) getpid());
+    while (sigwait(&set, &sig) != 0) { }
+    bool failed = node_server_failed(srv);
+    node_log(NODE_LOG_INFO, "stopping", "{s:s}", "signal",
+        sig == SIGINT ? "SIGINT" : "SIGTERM");
+    node_server_stop(srv);
+    node_store_close(&store);
+    node_log(failed ? NODE_LOG_ERROR : NODE_LOG_INFO, "stopped", "{s:b}",
+        "failed", failed);
+    return failed ? 3 : 0;
+}

@@ -1,0 +1,247 @@
+/*
+ * node.h: meridiand's internal interface: configuration, logging, the LMDB
+ * store, the hybrid logical clock, and the server that ties them together.
+ *
+ * Threads: NNG callbacks decode and validate requests and queue them; one
+ * writer thread owns every LMDB write transaction (group commit); a few
+ * reader threads serve reads with read-only transactions; a timer thread
+ * expires long-polls. Only the writer mutates struct node_store's counters.
+ */
+#ifndef MRD_NODE_H
+#define MRD_NODE_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+#include "proto.h"
+
+/* ---------------------------------------------------------------- limits -- */
+
+/* Shards are LMDB named databases; maxdbs is fixed at open. */
+#define NODE_SHARDS_MAX 256u
+#define NODE_SHARDS_DEFAULT 16u
+/* Named databases besides the shard logs (meta, streams, index, idem...). */
+#define NODE_DBS_FIXED 8u
+/* NNG contexts: requests the node holds at once (queued, parked or being
+ * answered). Each holds at most one queued job, so the writer and reader
+ * queues are bounded by this number by construction. */
+#define NODE_WORKERS_DEFAULT 512u
+#define NODE_WORKERS_MAX 4096u
+/* Long-polls parked at once: at most half the workers, so appends always
+ * find a context. */
+#define NODE_PARKED_MAX(workers) ((workers) / 2u)
+/* Reader threads; reads are CPU-bound on a warm map. */
+#define NODE_READERS_DEFAULT 2u
+#define NODE_READERS_MAX 64u
+/* Group commit: at most this many events, or bytes of records, per write
+ * transaction (one sync). A single append always fits: it is at most
+ * MRD_APPEND_EVENTS_MAX events in one frame. */
+#define NODE_COMMIT_EVENTS_MAX 16384u
+#define NODE_COMMIT_BYTES_MAX (64u * 1024u * 1024u)
+_Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
+    "one append fits one commit");
+/* Idempotency records swept per commit: bounds the writer's extra work. */
+#define NODE_IDEM_SWEEP_MAX 1024u
+#define NODE_IDEM_WINDOW_S_DEFAULT 86400u
+/* LMDB map: start size and the most it may grow to (doubling). */
+#define NODE_MAP_SIZE_DEFAULT (1ull << 30)
+#define NODE_MAP_SIZE_MAX_DEFAULT (64ull << 30)
+#define NODE_MAP_SIZE_MIN (1ull << 20)
+/* Frames: the default limit, and how far past it a frame still gets an
+ * MRD_ETOOBIG answer (beyond, NNG drops the connection: a peer that sends
+ * that much is not a client we can help). */
+#define NODE_FRAME_SIZE_DEFAULT (16u * 1024u * 1024u)
+#define NODE_FRAME_SLACK (1u * 1024u * 1024u)
+/* Store format on disk; bumped on incompatible change. */
+#define NODE_STORE_FORMAT 1u
+
+/* ---------------------------------------------------------------- config -- */
+
+enum node_log_level {
+    NODE_LOG_DEBUG = 0,
+    NODE_LOG_INFO  = 1,
+    NODE_LOG_WARN  = 2,
+    NODE_LOG_ERROR = 3,
+};
+
+struct node_config {
+    uint64_t node_id;
+    char     data_dir[4096];
+    char     listen[256];
+    char     ready_file[4096];
+    uint32_t shard_count;
+    uint64_t map_size;
+    uint64_t map_size_max;
+    uint32_t frame_size_max;
+    uint32_t idem_window_s;
+    uint32_t workers;
+    uint32_t readers;
+    int      log_level;
+};
+
+/* Fills defaults, then reads --config FILE (JSON) if given, then the other
+ * flags, which win. Returns 0 to run, 1 when --help/--version printed and the
+ * program should exit 0, and -1 after printing an error (exit 2). */
+int  node_config_parse(struct node_config *cfg, int argc, char **argv);
+void node_config_usage(FILE *out);
+
+/* ------------------------------------------------------------------- log -- */
+
+/* JSON lines on stderr: {"ts":..., "level":..., "node":..., "msg":..., ...}.
+ * fields_fmt is a jansson json_pack format for an object ("{s:s, s:I}") or
+ * NULL. Thread-safe: each line is one write(2). */
+void node_log_setup(uint64_t node_id, int level_min);
+void node_log(int level, const char *msg, const char *fields_fmt, ...);
+
+/* ------------------------------------------------------------------- HLC -- */
+
+/* Hybrid logical clock: 48 bits of milliseconds, 16 of logical counter. Only
+ * the writer thread ticks it. */
+struct node_hlc {
+    uint64_t last;
+};
+uint64_t node_hlc_tick(struct node_hlc *hlc, uint64_t wall_ms);
+
+/* ----------------------------------------------------------------- stats -- */
+
+#define NODE_STATS(X)                                                          \
+    X(requests)                                                                \
+    X(appends)                                                                 \
+    X(events_appended)                                                         \
+    X(commits)                                                                 \
+    X(idempotent_replays)                                                      \
+    X(reads)                                                                   \
+    X(events_read)                                                             \
+    X(long_polls_parked)                                                       \
+    X(rejected_proto)                                                          \
+    X(rejected_version)                                                        \
+    X(rejected_too_big)                                                        \
+    X(rejected_name)                                                           \
+    X(rejected_busy)                                                           \
+    X(rejected_idempotency)                                                    \
+    X(rejected_expected_version)                                               \
+    X(rejected_no_space)                                                       \
+    X(rejected_closed)                                                         \
+    X(corrupt_records)                                                         \
+    X(map_resizes)                                                             \
+    X(idem_expired)
+
+struct node_stats {
+#define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
+    NODE_STATS(NODE_STAT_FIELD_)
+#undef NODE_STAT_FIELD_
+};
+#define NODE_STAT_ADD(stats, name, n)                                          \
+    atomic_fetch_add_explicit(&(stats)->name, (n), memory_order_relaxed)
+
+/* ----------------------------------------------------------------- store -- */
+
+/* Per-stream metadata, kept in the "streams" database. */
+struct node_stream {
+    uint64_t id; /* local, never reused; prefixes index keys */
+    uint64_t count; /* events; version = count - 1 */
+    uint32_t shard;
+};
+
+struct node_store {
+    MDB_env *env;
+    MDB_dbi  dbi_meta;
+    MDB_dbi  dbi_streams;
+    MDB_dbi  dbi_index;
+    MDB_dbi  dbi_idem;
+    MDB_dbi  dbi_idem_exp;
+    MDB_dbi  dbi_log[NODE_SHARDS_MAX];
+    uint32_t shard_count;
+    uint64_t node_id;
+    uint8_t  cluster_id[16];
+    uint64_t map_size;
+    uint64_t map_size_max;
+    uint32_t idem_window_s;
+    /* Readers hold it shared around each read transaction; the writer holds
+     * it exclusively to grow the map (mdb_env_set_mapsize needs no live
+     * transaction in the process). */
+    pthread_rwlock_t resize_lock;
+    /* Writer-owned counters, loaded at open and persisted in every commit. */
+    uint64_t        origin_seq_last;
+    uint64_t        stream_id_last;
+    struct node_hlc hlc;
+    uint64_t        log_seq_last[NODE_SHARDS_MAX];
+};
+
+/* Opens (creating on first start) the store in cfg->data_dir. Checks node id,
+ * format version and shard count against what is stored. Runs
+ * mdb_reader_check. Logs and returns an MRD_ error on failure. */
+MRD_MUST_USE int node_store_open(
+    struct node_store *store, const struct node_config *cfg);
+void     node_store_close(struct node_store *store);
+uint32_t node_store_shard_of(
+    const struct node_store *store, const char *stream, size_t len);
+
+/* One append, as the writer sees it. Filled by the request decoder; the
+ * writer fills the outcome. */
+struct node_append {
+    struct proto_append_req req;
+    uint64_t                digest; /* of the events, for idempotency */
+    uint32_t                shard;
+    /* Outcome. */
+    int                     rv;
+    struct proto_append_rep rep;
+    int64_t                 current_version; /* for MRD_EVERSION */
+    const char             *why;
+};
+
+/* Commits appends in one write transaction (one sync). Each append gets its
+ * own outcome in ->rv; a refused one (version, idempotency) writes nothing
+ * and does not affect the others. Returns MRD_OK when the transaction
+ * committed (even if every append was refused), MRD_ENOSPACE when the map
+ * is full at its maximum or the disk is full (nothing committed; callers
+ * retry appends one at a time to find the ones that fit), MRD_EIO on an I/O
+ * error (fail-stop). Writer thread only. scratch is reused for records. */
+MRD_MUST_USE int node_store_commit(struct node_store *store,
+    struct node_append **appends, size_t count, struct proto_buf *scratch,
+    struct node_stats *stats);
+
+/* Store internals shared by store*.c. Each returns an LMDB code: 0,
+ * MDB_NOTFOUND, or MDB_CORRUPTED for a value of the wrong shape. */
+int node_stream_lookup(MDB_txn *txn, const struct node_store *store,
+    struct proto_str name, struct node_stream *out);
+int node_stream_put(MDB_txn *txn, const struct node_store *store,
+    struct proto_str name, const struct node_stream *st);
+/* Maps an LMDB or errno code from a write path to an MRD_ code. */
+int node_store_err(int rc);
+
+/* Reads, on any thread. Each takes its own read-only transaction. The stream
+ * and log reads write a whole reply frame, header included, into out (which
+ * the caller resets first). */
+MRD_MUST_USE int node_store_read_stream(struct node_store *store,
+    const struct proto_read_req *req, struct proto_buf *out,
+    uint32_t *count_out, struct node_stats *stats, const char **why);
+MRD_MUST_USE int node_store_read_log(struct node_store *store,
+    const struct proto_log_req *req, struct proto_buf *out, uint32_t *count_out,
+    struct node_stats *stats, const char **why);
+MRD_MUST_USE int node_store_stream_info(
+    struct node_store *store, struct proto_str stream, mrd_stream_info *info);
+
+/* ---------------------------------------------------------------- server -- */
+
+struct node_server;
+
+/* Starts listening and serving; cfg and store must outlive the server. */
+MRD_MUST_USE int node_server_start(const struct node_config *cfg,
+    struct node_store *store, struct node_server **server_out);
+/* The URL actually bound (port 0 resolved). */
+const char *node_server_url(const struct node_server *server);
+/* Graceful stop: queued appends are committed and answered, new requests
+ * get MRD_ECLOSED, parked long-polls are answered; then everything is
+ * closed and freed. */
+void node_server_stop(struct node_server *server);
+/* True once the writer hit a fail-stop error; main exits non-zero. */
+bool node_server_failed(const struct node_server *server);
+
+#endif /* MRD_NODE_H */

@@ -1,0 +1,1016 @@
+/*
+ * server.c: requests in, answers out.
+ *
+ * A fixed pool of work objects, each one NNG rep0 context with one aio and a
+ * state, receives requests. The aio callback (on an NNG thread, never
+ * blocking) decodes and validates the frame, answers what is cheap (errors,
+ * node info, stats) at once, and queues the rest: appends to the writer
+ * thread, reads to the reader threads. Both queues are intrusive lists of
+ * work objects, so they are bounded by the pool size and never allocate.
+ *
+ * Long-polls: a forward read that finds nothing and may wait is parked. The
+ * writer, after each commit, moves parked reads whose stream it touched back
+ * to the reader queue; a timer thread answers the ones whose wait is over. A
+ * commit generation closes the race between a reader's empty read and its
+ * parking: a reader parks only if no commit happened since it looked.
+ */
+#include "node.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Small replies (errors, appends, info) are built in a per-work buffer. */
+#define NODE_SMALL_REPLY_MAX 4096u
+/* How long stop waits for answers already handed to NNG to leave. */
+#define NODE_STOP_FLUSH_MS 2000u
+/* The writer wakes at least this often to run housekeeping. */
+#define NODE_WRITER_TICK_MS 1000u
+/* How often the writer clears stale LMDB readers (killed tools). */
+#define NODE_READER_CHECK_MS 10000u
+
+/* The idempotency digest key: fixed, since digests never leave the node. */
+static const unsigned char node_digest_key[crypto_shorthash_KEYBYTES]
+    = { 'm', 'e', 'r', 'i', 'd', 'i', 'a', 'n', '-', 'i', 'd', 'e', 'm', 'p',
+          '1', '\0' };
+
+enum node_work_state {
+    NODE_WORK_RECV,
+    NODE_WORK_QUEUED, /* owned by the writer, a reader, or the park list */
+    NODE_WORK_SEND,
+};
+
+struct node_work {
+    struct node_server   *srv;
+    nng_aio              *aio;
+    nng_ctx               ctx;
+    enum node_work_state  state;
+    nng_msg              *req; /* the request, alive while views point in it */
+    uint32_t              type;
+    struct node_append    append;
+    struct proto_read_req read;
+    struct proto_log_req  log;
+    struct proto_str      stream;
+    /* Long-poll state. */
+    uint64_t          deadline_ms;
+    uint64_t          stream_hash;
+    bool              parked_once;
+    bool              final; /* the wait is over: answer even if empty */
+    struct proto_buf  small;
+    struct node_work *next;
+};
+
+struct node_queue {
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;
+    struct node_work *head;
+    struct node_work *tail;
+    bool              closed;
+};
+
+struct node_server {
+    const struct node_config *cfg;
+    struct node_store        *store;
+    nng_socket                sock;
+    nng_listener              listener;
+    char                      url[300];
+    struct node_work         *works;
+    uint32_t                  work_count;
+    struct node_queue         wq; /* appends, for the writer */
+    struct node_queue         rq; /* reads, for the readers */
+    pthread_t                 writer;
+    pthread_t                 timer;
+    pthread_t                 readers[NODE_READERS_MAX];
+    uint32_t                  reader_count;
+    /* Parked long-polls. */
+    pthread_mutex_t   park_mu;
+    pthread_cond_t    park_cv;
+    struct node_work *parked;
+    uint32_t          parked_count;
+    uint32_t          parked_max;
+    _Atomic uint64_t  commit_gen;
+    _Atomic bool      stopping; /* new requests get MRD_ECLOSED */
+    _Atomic bool      closing; /* aios are being torn down */
+    _Atomic bool      failed;
+    _Atomic bool      timer_stop;
+    _Atomic uint32_t  sending;
+    struct node_stats stats;
+};
+
+static void node_work_cb(void *arg);
+
+/* --------------------------------------------------------------- queues -- */
+
+static void
+node_queue_init(struct node_queue *q)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    q->head = q->tail = NULL;
+    q->closed         = false;
+}
+
+static void
+node_queue_fini(struct node_queue *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+}
+
+/* Caller holds q->mu. */
+static void
+node_queue_push_locked(struct node_queue *q, struct node_work *w)
+{
+    w->next = NULL;
+    if (q->tail != NULL) {
+        q->tail->next = w;
+    } else {
+        q->head = w;
+    }
+    q->tail = w;
+    pthread_cond_signal(&q->cv);
+}
+
+/* False when the queue is closed (the node is stopping). */
+static bool
+node_queue_push(struct node_queue *q, struct node_work *w)
+{
+    pthread_mutex_lock(&q->mu);
+    bool ok = !q->closed;
+    if (ok) {
+        node_queue_push_locked(q, w);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return ok;
+}
+
+/* Caller holds q->mu. */
+static struct node_work *
+node_queue_pop_locked(struct node_queue *q)
+{
+    struct node_work *w = q->head;
+    if (w != NULL) {
+        q->head = w->next;
+        if (q->head == NULL) {
+            q->tail = NULL;
+        }
+        w->next = NULL;
+    }
+    return w;
+}
+
+/* -------------------------------------------------------------- replies -- */
+
+static void
+node_work_recv(struct node_work *w)
+{
+    w->state = NODE_WORK_RECV;
+    nng_ctx_recv(w->ctx, w->aio);
+}
+
+/* Sends buf as the reply. On failure to even allocate, drops the request:
+ * the client times out and retries, which is safe for every request. */
+static void
+node_work_send(struct node_work *w, const struct proto_buf *buf)
+{
+    nng_msg *msg;
+
+    if (proto_buf_status(buf) != MRD_OK || nng_msg_alloc(&msg, buf->len) != 0) {
+        node_log(NODE_LOG_ERROR, "cannot build a reply", NULL);
+        nng_msg_free(w->req);
+        w->req = NULL;
+        node_work_recv(w);
+        return;
+    }
+    memcpy(nng_msg_body(msg), buf->data, buf->len);
+    nng_msg_free(w->req);
+    w->req   = NULL;
+    w->state = NODE_WORK_SEND;
+    atomic_fetch_add(&w->srv->sending, 1);
+    nng_aio_set_msg(w->aio, msg);
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+/* Counts a refusal under its reason. */
+static void
+node_count_reject(struct node_stats *stats, int status)
+{
+    switch (status) {
+    case MRD_EPROTO:
+    case MRD_EINVAL:
+        NODE_STAT_ADD(stats, rejected_proto, 1);
+        break;
+    case MRD_EPROTOVERSION:
+        NODE_STAT_ADD(stats, rejected_version, 1);
+        break;
+    case MRD_ETOOBIG:
+        NODE_STAT_ADD(stats, rejected_too_big, 1);
+        break;
+    case MRD_ENAME:
+        NODE_STAT_ADD(stats, rejected_name, 1);
+        break;
+    case MRD_EBUSY:
+        NODE_STAT_ADD(stats, rejected_busy, 1);
+        break;
+    case MRD_EIDEMPOTENCY:
+        NODE_STAT_ADD(stats, rejected_idempotency, 1);
+        break;
+    case MRD_EVERSION:
+        NODE_STAT_ADD(stats, rejected_expected_version, 1);
+        break;
+    case MRD_ENOSPACE:
+        NODE_STAT_ADD(stats, rejected_no_space, 1);
+        break;
+    case MRD_ECLOSED:
+        NODE_STAT_ADD(stats, rejected_closed, 1);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+node_work_error(struct node_work *w, int status, const char *why,
+    bool has_version, int64_t version)
+{
+    node_count_reject(&w->srv->stats, status);
+    node_log(NODE_LOG_DEBUG, "request refused", "{s:s, s:s, s:i}", "error",
+        mrd_errname(status), "why", why != NULL ? why : "", "type",
+        (int) w->type);
+    proto_buf_reset(&w->small);
+    proto_reply_error(&w->small, w->type, (uint32_t) status,
+        why != NULL ? why : mrd_strerror(status), has_version, version);
+    node_work_send(w, &w->small);
+}
+
+/* ------------------------------------------------------------- dispatch -- */
+
+static uint64_t
+node_stream_hash(struct proto_str s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: only to match waiters */
+    for (uint32_t i = 0; i < s.len; i++) {
+        h = (h ^ (uint8_t) s.ptr[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void
+node_reply_node_info(struct node_work *w)
+{
+    struct node_server *srv  = w->srv;
+    mrd_node_info       info = { 0 };
+
+    info.node_id = srv->store->node_id;
+    memcpy(info.cluster_id, srv->store->cluster_id, 16);
+    info.shard_count      = srv->store->shard_count;
+    info.protocol_version = PROTO_VERSION;
+    info.frame_size_max   = srv->cfg->frame_size_max;
+    snprintf(info.version, sizeof(info.version), "%s", MRD_VERSION_STRING);
+    proto_buf_reset(&w->small);
+    proto_reply_begin(&w->small, w->type, MRD_OK);
+    proto_node_rep_encode(&w->small, &info);
+    node_work_send(w, &w->small);
+}
+
+static void
+node_reply_stats(struct node_work *w)
+{
+    struct node_stats *s       = &w->srv->stats;
+    struct proto_stat  stats[] = {
+#define NODE_STAT_ROW_(name) { #name, atomic_load(&s->name) },
+        NODE_STATS(NODE_STAT_ROW_)
+#undef NODE_STAT_ROW_
+    };
+    proto_buf_reset(&w->small);
+    proto_reply_begin(&w->small, w->type, MRD_OK);
+    proto_stats_rep_encode(&w->small, stats, MRD_ARRAY_SIZE(stats));
+    node_work_send(w, &w->small);
+}
+
+/* Decodes an append and hands it to the writer. */
+static void
+node_dispatch_append(struct node_work *w, struct proto_rd *body)
+{
+    struct node_append *a   = &w->append;
+    const char         *why = NULL;
+    int                 rv;
+
+    memset(a, 0, sizeof(*a));
+    rv = proto_append_req_decode(body, &a->req, &why);
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    a->shard = node_store_shard_of(
+        w->srv->store, a->req.stream.ptr, a->req.stream.len);
+    if (a->req.idem_key.len > 0) {
+        uint8_t h[crypto_shorthash_BYTES];
+        crypto_shorthash(h, (const unsigned char *) a->req.events_raw.ptr,
+            a->req.events_raw.len, node_digest_key);
+        memcpy(&a->digest, h, sizeof(a->digest));
+    }
+    w->stream_hash = node_stream_hash(a->req.stream);
+    w->state       = NODE_WORK_QUEUED;
+    if (!node_queue_push(&w->srv->wq, w)) {
+        node_work_error(w, MRD_ECLOSED, "the node is shutting down", false, 0);
+    }
+}
+
+/* Decodes a read-side request and hands it to the readers. */
+static void
+node_dispatch_read(struct node_work *w, struct proto_rd *body)
+{
+    const char *why = NULL;
+    int         rv  = MRD_EPROTO;
+
+    switch (w->type) {
+    case PROTO_T_READ:
+        rv             = proto_read_req_decode(body, &w->read, &why);
+        w->stream_hash = node_stream_hash(w->read.stream);
+        break;
+    case PROTO_T_READ_LOG:
+        rv = proto_log_req_decode(body, &w->log, &why);
+        break;
+    case PROTO_T_INFO:
+        rv = proto_info_req_decode(body, &w->stream, &why);
+        break;
+    default:
+        MRD_ASSERT(!"not a read-side type");
+    }
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    w->parked_once = false;
+    w->final       = false;
+    w->state       = NODE_WORK_QUEUED;
+    if (!node_queue_push(&w->srv->rq, w)) {
+        node_work_error(w, MRD_ECLOSED, "the node is shutting down", false, 0);
+    }
+}
+
+static void
+node_work_dispatch(struct node_work *w)
+{
+    struct node_server *srv = w->srv;
+    struct proto_frame  frame;
+    const char         *why = NULL;
+    size_t              len = nng_msg_len(w->req);
+    int                 rv;
+
+    NODE_STAT_ADD(&srv->stats, requests, 1);
+    w->type = 0;
+    rv      = proto_request_open(nng_msg_body(w->req), len, &frame, &why);
+    w->type = frame.type <= PROTO_T_MAX_ ? frame.type : 0;
+    if (rv == MRD_OK && len > srv->cfg->frame_size_max) {
+        rv  = MRD_ETOOBIG;
+        why = "the request is larger than the node's frame limit";
+    }
+    if (rv == MRD_EPROTOVERSION) {
+        node_work_error(w, rv, why, true, PROTO_VERSION);
+        return;
+    }
+    if (rv == MRD_OK && atomic_load(&srv->stopping)) {
+        rv  = MRD_ECLOSED;
+        why = "the node is shutting down";
+    }
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    switch (frame.type) {
+    case PROTO_T_APPEND:
+        node_dispatch_append(w, &frame.body);
+        return;
+    case PROTO_T_NODE_INFO:
+    case PROTO_T_STATS:
+        rv = proto_empty_req_decode(&frame.body, &why);
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+        } else if (frame.type == PROTO_T_NODE_INFO) {
+            node_reply_node_info(w);
+        } else {
+            node_reply_stats(w);
+        }
+        return;
+    default:
+        node_dispatch_read(w, &frame.body);
+        return;
+    }
+}
+
+static void
+node_work_cb(void *arg)
+{
+    struct node_work   *w   = arg;
+    struct node_server *srv = w->srv;
+    int                 rv  = nng_aio_result(w->aio);
+
+    switch (w->state) {
+    case NODE_WORK_RECV:
+        if (rv != 0) {
+            if (rv == NNG_ECLOSED || atomic_load(&srv->closing)) {
+                return;
+            }
+            node_work_recv(w);
+            return;
+        }
+        w->req = nng_aio_get_msg(w->aio);
+        node_work_dispatch(w);
+        return;
+    case NODE_WORK_SEND:
+        atomic_fetch_sub(&srv->sending, 1);
+        if (rv != 0) {
+            /* Not sent: the message is still ours (the peer went away). */
+            nng_msg_free(nng_aio_get_msg(w->aio));
+        }
+        if (atomic_load(&srv->closing)) {
+            return;
+        }
+        node_work_recv(w);
+        return;
+    case NODE_WORK_QUEUED:
+        MRD_ASSERT(!"callback while queued");
+    }
+}
+
+/* --------------------------------------------------------------- writer -- */
+
+/* Takes a batch: at least one append, then as many as fit the limits. */
+static size_t
+node_writer_take(
+    struct node_server *srv, struct node_work **batch, size_t batch_max)
+{
+    size_t   n      = 0;
+    uint64_t events = 0, bytes = 0;
+
+    while (n < batch_max) {
+        struct node_work *w = srv->wq.head;
+        if (w == NULL) {
+            break;
+        }
+        const struct proto_append_req *r = &w->append.req;
+        if (n > 0
+            && (events + r->event_count > NODE_COMMIT_EVENTS_MAX
+                || bytes + r->events_size > NODE_COMMIT_BYTES_MAX)) {
+            break;
+        }
+        events += r->event_count;
+        bytes += r->events_size;
+        batch[n++] = node_queue_pop_locked(&srv->wq);
+    }
+    return n;
+}
+
+static void
+node_writer_answer(struct node_server *srv, struct node_work *w)
+{
+    struct node_append *a = &w->append;
+
+    if (a->rv != MRD_OK) {
+        node_work_error(
+            w, a->rv, a->why, a->rv == MRD_EVERSION, a->current_version);
+        return;
+    }
+    NODE_STAT_ADD(&srv->stats, appends, 1);
+    if (a->rep.replayed) {
+        NODE_STAT_ADD(&srv->stats, idempotent_replays, 1);
+    } else {
+        NODE_STAT_ADD(&srv->stats, events_appended, a->rep.count);
+    }
+    proto_buf_reset(&w->small);
+    proto_reply_begin(&w->small, PROTO_T_APPEND, MRD_OK);
+    proto_append_rep_encode(&w->small, &a->rep);
+    node_work_send(w, &w->small);
+}
+
+static int
+node_hash_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+/* After a commit: bump the generation and requeue parked reads of the
+ * streams just written. hashes is sorted. */
+static void
+node_wake_parked(struct node_server *srv, const uint64_t *hashes, size_t n)
+{
+    pthread_mutex_lock(&srv->park_mu);
+    atomic_fetch_add(&srv->commit_gen, 1);
+    struct node_work **link = &srv->parked;
+    while (*link != NULL) {
+        struct node_work *w = *link;
+        if (n > 0
+            && bsearch(
+                   &w->stream_hash, hashes, n, sizeof(uint64_t), node_hash_cmp)
+                != NULL) {
+            *link = w->next;
+            srv->parked_count--;
+            pthread_mutex_lock(&srv->rq.mu);
+            node_queue_push_locked(&srv->rq, w);
+            pthread_mutex_unlock(&srv->rq.mu);
+        } else {
+            link = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&srv->park_mu);
+}
+
+/* Fail-stop: after an I/O error the page cache cannot be trusted. */
+static void
+node_writer_fail(struct node_server *srv)
+{
+    if (!atomic_exchange(&srv->failed, true)) {
+        node_log(NODE_LOG_ERROR,
+            "storage I/O error: stopping; rebuild or repair this node", NULL);
+        kill(getpid(), SIGTERM);
+    }
+}
+
+/* Commits a batch; on a full map retries the appends one by one so those
+ * that fit still land. Fills every append's outcome. */
+static void
+node_writer_commit(struct node_server *srv, struct node_work **batch,
+    struct node_append **appends, size_t n, struct proto_buf *scratch)
+{
+    int rv = MRD_EIO;
+
+    if (!atomic_load(&srv->failed)) {
+        rv = node_store_commit(srv->store, appends, n, scratch, &srv->stats);
+    }
+    if (rv == MRD_ENOSPACE && n > 1) {
+        for (size_t i = 0; i < n; i++) {
+            node_writer_commit(srv, batch + i, appends + i, 1, scratch);
+        }
+        return;
+    }
+    if (rv == MRD_OK) {
+        NODE_STAT_ADD(&srv->stats, commits, 1);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        appends[i]->rv  = rv;
+        appends[i]->why = rv == MRD_ENOSPACE
+            ? "storage is full: the map is at --map-size-max or the disk is "
+              "full"
+            : "storage I/O error";
+    }
+    if (rv == MRD_EIO) {
+        node_writer_fail(srv);
+    }
+}
+
+static void
+node_writer_batch(struct node_server *srv, struct node_work **batch, size_t n,
+    struct node_append **appends, uint64_t *hashes, struct proto_buf *scratch)
+{
+    size_t touched = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        appends[i] = &batch[i]->append;
+    }
+    node_writer_commit(srv, batch, appends, n, scratch);
+    for (size_t i = 0; i < n; i++) {
+        if (appends[i]->rv == MRD_OK && !appends[i]->rep.replayed) {
+            hashes[touched++] = batch[i]->stream_hash;
+        }
+    }
+    qsort(hashes, touched, sizeof(uint64_t), node_hash_cmp);
+    node_wake_parked(srv, hashes, touched);
+    for (size_t i = 0; i < n; i++) {
+        node_writer_answer(srv, batch[i]);
+    }
+}
+
+static void *
+node_writer_main(void *arg)
+{
+    struct node_server  *srv     = arg;
+    size_t               max     = srv->work_count;
+    struct node_work   **batch   = calloc(max, sizeof(*batch));
+    struct node_append **appends = calloc(max, sizeof(*appends));
+    uint64_t            *hashes  = calloc(max, sizeof(*hashes));
+    struct proto_buf     scratch;
+    uint64_t             check_ms = mrd_now_mono_ms();
+
+    MRD_ASSERT(batch != NULL && appends != NULL && hashes != NULL);
+    proto_buf_init(&scratch, PROTO_RECORD_SIZE_MAX + 8);
+    for (;;) {
+        pthread_mutex_lock(&srv->wq.mu);
+        while (srv->wq.head == NULL && !srv->wq.closed) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += NODE_WRITER_TICK_MS / 1000u;
+            pthread_cond_timedwait(&srv->wq.cv, &srv->wq.mu, &ts);
+            if (srv->wq.head == NULL) {
+                break;
+            }
+        }
+        size_t n      = node_writer_take(srv, batch, max);
+        bool   closed = srv->wq.closed;
+        pthread_mutex_unlock(&srv->wq.mu);
+        if (n > 0) {
+            node_writer_batch(srv, batch, n, appends, hashes, &scratch);
+        } else if (closed) {
+            break;
+        }
+        if (mrd_now_mono_ms() - check_ms >= NODE_READER_CHECK_MS) {
+            int dead = 0;
+            mdb_reader_check(srv->store->env, &dead);
+            check_ms = mrd_now_mono_ms();
+        }
+    }
+    proto_buf_fini(&scratch);
+    free(hashes);
+    free(appends);
+    free(batch);
+    return NULL;
+}
+
+/* -------------------------------------------------------------- readers -- */
+
+/* Largest read reply: bigger pages do not read faster, and every client
+ * accepts this much (its default frame limit is 16 MiB). */
+#define NODE_READ_REPLY_MAX (4u * 1024u * 1024u)
+_Static_assert(PROTO_RECORD_SIZE_MAX + 4096u <= NODE_READ_REPLY_MAX,
+    "one record always fits a read reply");
+
+enum node_park_result {
+    NODE_PARKED,
+    NODE_PARK_RETRY, /* a commit happened since the read: read again */
+    NODE_PARK_NO, /* full, or stopping: answer now */
+};
+
+static enum node_park_result
+node_park(struct node_server *srv, struct node_work *w, uint64_t gen)
+{
+    enum node_park_result r = NODE_PARKED;
+
+    pthread_mutex_lock(&srv->park_mu);
+    if (atomic_load(&srv->stopping)) {
+        r = NODE_PARK_NO;
+    } else if (atomic_load(&srv->commit_gen) != gen) {
+        r = NODE_PARK_RETRY;
+    } else if (srv->parked_count >= srv->parked_max) {
+        r = NODE_PARK_NO; /* an empty answer; the client polls again */
+    } else {
+        if (!w->parked_once) {
+            w->deadline_ms = mrd_now_mono_ms() + w->read.wait_ms;
+            w->parked_once = true;
+            NODE_STAT_ADD(&srv->stats, long_polls_parked, 1);
+        }
+        w->next     = srv->parked;
+        srv->parked = w;
+        srv->parked_count++;
+        pthread_cond_signal(&srv->park_cv);
+    }
+    pthread_mutex_unlock(&srv->park_mu);
+    return r;
+}
+
+static void
+node_reader_read(
+    struct node_server *srv, struct node_work *w, struct proto_buf *buf)
+{
+    const char *why = NULL;
+    uint32_t    count;
+    int         rv;
+
+    for (;;) {
+        uint64_t gen = atomic_load(&srv->commit_gen);
+        proto_buf_reset(buf);
+        rv = node_store_read_stream(
+            srv->store, &w->read, buf, &count, &srv->stats, &why);
+        if (rv != MRD_OK || count > 0 || w->read.wait_ms == 0 || w->final
+            || w->read.direction != MRD_FORWARD) {
+            break;
+        }
+        enum node_park_result p = node_park(srv, w, gen);
+        if (p == NODE_PARKED) {
+            return;
+        }
+        if (p == NODE_PARK_NO) {
+            break;
+        }
+    }
+    NODE_STAT_ADD(&srv->stats, reads, 1);
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    node_work_send(w, buf);
+}
+
+static void
+node_reader_serve(
+    struct node_server *srv, struct node_work *w, struct proto_buf *buf)
+{
+    const char     *why = NULL;
+    uint32_t        count;
+    mrd_stream_info info;
+    int             rv;
+
+    switch (w->type) {
+    case PROTO_T_READ:
+        node_reader_read(srv, w, buf);
+        return;
+    case PROTO_T_READ_LOG:
+        proto_buf_reset(buf);
+        rv = node_store_read_log(
+            srv->store, &w->log, buf, &count, &srv->stats, &why);
+        NODE_STAT_ADD(&srv->stats, reads, 1);
+        break;
+    case PROTO_T_INFO:
+        rv = node_store_stream_info(srv->store, w->stream, &info);
+        if (rv == MRD_OK) {
+            proto_buf_reset(buf);
+            proto_reply_begin(buf, PROTO_T_INFO, MRD_OK);
+            proto_info_rep_encode(buf, &info);
+        }
+        why = "cannot read the stream's metadata";
+        break;
+    default:
+        MRD_ASSERT(!"not a read-side type");
+        return;
+    }
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    node_work_send(w, buf);
+}
+
+static void *
+node_reader_main(void *arg)
+{
+    struct node_server *srv = arg;
+    struct proto_buf    buf;
+
+    proto_buf_init(&buf, NODE_READ_REPLY_MAX);
+    for (;;) {
+        pthread_mutex_lock(&srv->rq.mu);
+        while (srv->rq.head == NULL && !srv->rq.closed) {
+            pthread_cond_wait(&srv->rq.cv, &srv->rq.mu);
+        }
+        struct node_work *w = node_queue_pop_locked(&srv->rq);
+        pthread_mutex_unlock(&srv->rq.mu);
+        if (w == NULL) {
+            break; /* closed and drained */
+        }
+        node_reader_serve(srv, w, &buf);
+    }
+    proto_buf_fini(&buf);
+    return NULL;
+}
+
+/* Moves parked long-polls whose wait is over (all of them once the node
+ * stops) to the readers, and says when the next wait ends. Caller holds
+ * park_mu. */
+static void
+node_timer_expire(struct node_server *srv, uint64_t now, uint64_t *next_ms)
+{
+    bool               all  = atomic_load(&srv->stopping);
+    struct node_work **link = &srv->parked;
+
+    *next_ms = now + NODE_WRITER_TICK_MS;
+    while (*link != NULL) {
+        struct node_work *w = *link;
+        if (all || w->deadline_ms <= now) {
+            *link = w->next;
+            srv->parked_count--;
+            w->final = true;
+            pthread_mutex_lock(&srv->rq.mu);
+            node_queue_push_locked(&srv->rq, w);
+            pthread_mutex_unlock(&srv->rq.mu);
+        } else {
+            if (w->deadline_ms < *next_ms) {
+                *next_ms = w->deadline_ms;
+            }
+            link = &w->next;
+        }
+    }
+}
+
+/* The timer thread: holds park_mu except while it waits. */
+static void *
+node_timer_main(void *arg)
+{
+    struct node_server *srv = arg;
+
+    pthread_mutex_lock(&srv->park_mu);
+    for (;;) {
+        uint64_t next_ms;
+        node_timer_expire(srv, mrd_now_mono_ms(), &next_ms);
+        if (atomic_load(&srv->timer_stop)) {
+            break;
+        }
+        uint64_t        wait_ms = next_ms - mrd_now_mono_ms();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if ((int64_t) wait_ms < 1) {
+            wait_ms = 1;
+        }
+        ts.tv_sec += (time_t) (wait_ms / 1000u);
+        ts.tv_nsec += (long) (wait_ms % 1000u) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&srv->park_cv, &srv->park_mu, &ts);
+    }
+    pthread_mutex_unlock(&srv->park_mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------- start and stop -- */
+
+/* Replaces port 0 in the configured URL by the port actually bound. */
+static void
+node_server_resolve_url(struct node_server *srv)
+{
+    nng_sockaddr sa;
+    const char  *colon = strrchr(srv->cfg->listen, ':');
+
+    snprintf(srv->url, sizeof(srv->url), "%s", srv->cfg->listen);
+    if (colon == NULL
+        || nng_listener_get_addr(srv->listener, NNG_OPT_LOCADDR, &sa) != 0) {
+        return;
+    }
+    uint16_t port = 0;
+    if (sa.s_family == NNG_AF_INET) {
+        port = ntohs(sa.s_in.sa_port);
+    } else if (sa.s_family == NNG_AF_INET6) {
+        port = ntohs(sa.s_in6.sa_port);
+    } else {
+        return;
+    }
+    snprintf(srv->url, sizeof(srv->url), "%.*s:%u",
+        (int) (colon - srv->cfg->listen), srv->cfg->listen, (unsigned) port);
+}
+
+static int
+node_server_works_init(struct node_server *srv)
+{
+    srv->work_count = srv->cfg->workers;
+    srv->works      = calloc(srv->work_count, sizeof(*srv->works));
+    if (srv->works == NULL) {
+        return MRD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < srv->work_count; i++) {
+        struct node_work *w = &srv->works[i];
+        w->srv              = srv;
+        proto_buf_init(&w->small, NODE_SMALL_REPLY_MAX);
+        if (nng_aio_alloc(&w->aio, node_work_cb, w) != 0
+            || nng_ctx_open(&w->ctx, srv->sock) != 0) {
+            return MRD_ENOMEM;
+        }
+    }
+    return MRD_OK;
+}
+
+static int
+node_server_threads_start(struct node_server *srv)
+{
+    srv->reader_count = srv->cfg->readers;
+    if (pthread_create(&srv->writer, NULL, node_writer_main, srv) != 0) {
+        return MRD_ENOMEM;
+    }
+    if (pthread_create(&srv->timer, NULL, node_timer_main, srv) != 0) {
+        return MRD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < srv->reader_count; i++) {
+        if (pthread_create(&srv->readers[i], NULL, node_reader_main, srv)
+            != 0) {
+            return MRD_ENOMEM;
+        }
+    }
+    return MRD_OK;
+}
+
+int
+node_server_start(const struct node_config *cfg, struct node_store *store,
+    struct node_server **server_out)
+{
+    struct node_server *srv = calloc(1, sizeof(*srv));
+    int                 rv;
+
+    *server_out = NULL;
+    if (srv == NULL) {
+        return MRD_ENOMEM;
+    }
+    srv->cfg        = cfg;
+    srv->store      = store;
+    srv->parked_max = NODE_PARKED_MAX(cfg->workers);
+    node_queue_init(&srv->wq);
+    node_queue_init(&srv->rq);
+    pthread_mutex_init(&srv->park_mu, NULL);
+    pthread_cond_init(&srv->park_cv, NULL);
+    if (nng_rep0_open(&srv->sock) != 0) {
+        free(srv);
+        return MRD_ENOMEM;
+    }
+    /* Past the frame limit by a little, a request still gets MRD_ETOOBIG;
+     * far past it NNG drops the connection without buffering it. */
+    nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
+        (size_t) cfg->frame_size_max + NODE_FRAME_SLACK);
+    rv = node_server_works_init(srv);
+    if (rv == MRD_OK) {
+        rv = node_server_threads_start(srv);
+    }
+    if (rv != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "cannot start the server", NULL);
+        abort(); /* half-started threads cannot be unwound: out of memory */
+    }
+    int nrv = nng_listen(srv->sock, cfg->listen, &srv->listener, 0);
+    if (nrv != 0) {
+        node_log(NODE_LOG_ERROR, "cannot listen", "{s:s, s:s}", "listen",
+            cfg->listen, "error", nng_strerror(nrv));
+        node_server_stop(srv);
+        return nrv == NNG_EADDRINUSE ? MRD_EBUSY : MRD_EINVAL;
+    }
+    node_server_resolve_url(srv);
+    for (uint32_t i = 0; i < srv->work_count; i++) {
+        node_work_recv(&srv->works[i]);
+    }
+    *server_out = srv;
+    return MRD_OK;
+}
+
+const char *
+node_server_url(const struct node_server *server)
+{
+    return server->url;
+}
+
+bool
+node_server_failed(const struct node_server *server)
+{
+    return atomic_load(&server->failed);
+}
+
+static void
+node_queue_close(struct node_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = true;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void
+node_server_stop(struct node_server *srv)
+{
+    atomic_store(&srv->stopping, true);
+    nng_listener_close(srv->listener);
+    /* Appends already queued are committed and answered. */
+    node_queue_close(&srv->wq);
+    pthread_join(srv->writer, NULL);
+    /* Parked long-polls are answered by the readers, then both stop. */
+    pthread_mutex_lock(&srv->park_mu);
+    atomic_store(&srv->timer_stop, true);
+    pthread_cond_broadcast(&srv->park_cv);
+    pthread_mutex_unlock(&srv->park_mu);
+    pthread_join(srv->timer, NULL);
+    pthread_mutex_lock(&srv->park_mu);
+    uint64_t unused;
+    node_timer_expire(srv, mrd_now_mono_ms(), &unused);
+    pthread_mutex_unlock(&srv->park_mu);
+    node_queue_close(&srv->rq);
+    for (uint32_t i = 0; i < srv->reader_count; i++) {
+        pthread_join(srv->readers[i], NULL);
+    }
+    /* Let answers handed to NNG leave before the sockets close. */
+    uint64_t deadline = mrd_now_mono_ms() + NODE_STOP_FLUSH_MS;
+    while (atomic_load(&srv->sending) > 0 && mrd_now_mono_ms() < deadline) {
+        nng_msleep(5);
+    }
+    atomic_store(&srv->closing, true);
+    nng_close(srv->sock);
+    for (uint32_t i = 0; i < srv->work_count; i++) {
+        struct node_work *w = &srv->works[i];
+        if (w->aio != NULL) {
+            nng_aio_stop(w->aio);
+            nng_aio_free(w->aio);
+        }
+        if (w->req != NULL) {
+            nng_msg_free(w->req);
+        }
+        proto_buf_fini(&w->small);
+    }
+    free(srv->works);
+    node_queue_fini(&srv->wq);
+    node_queue_fini(&srv->rq);
+    pthread_mutex_destroy(&srv->park_mu);
+    pthread_cond_destroy(&srv->park_cv);
+    free(srv);
+}

@@ -1,0 +1,384 @@
+/*
+ * store.c: the node's LMDB environment.
+ *
+ * Named databases:
+ *   meta       node id, cluster id, shard count, format, and the writer's
+ *              counters (origin seq, stream id, HLC), rewritten every commit
+ *   streams    stream name -> {id, count, shard}
+ *   index      stream id BE64 | position BE64 -> log seq BE64
+ *   log.NNN    per shard: log seq BE64 -> position BE64 | record
+ *   idem       idempotency key -> the first answer and a digest of the request
+ *   idem_exp   created ms BE64 | key -> "", swept in commit order
+ *
+ * Log keys are big-endian and strictly increasing, so every log put is an
+ * MDB_APPEND. Records carry their own checksum (LMDB has none), checked on
+ * every read. The environment is opened without MDB_NOSYNC, MDB_NOMETASYNC or
+ * MDB_WRITEMAP: a committed transaction is on disk when commit returns, and a
+ * full disk is an error, never a SIGBUS.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define NODE_META_FORMAT "format"
+#define NODE_META_NODE_ID "node_id"
+#define NODE_META_CLUSTER "cluster_id"
+#define NODE_META_SHARDS "shards"
+#define NODE_META_ORIGIN_SEQ "origin_seq"
+#define NODE_META_STREAM_ID "stream_id"
+#define NODE_META_HLC "hlc"
+
+#define NODE_STREAM_VALUE_SIZE 20u
+#define NODE_IDEM_VALUE_SIZE 80u
+/* Readers LMDB allows at once: reader threads, tools, and slack. */
+#define NODE_MAX_READERS 256u
+
+/* ------------------------------------------------------------- helpers -- */
+
+static MDB_val
+node_val(const void *p, size_t n)
+{
+    MDB_val v = { n, (void *) (uintptr_t) p };
+    return v;
+}
+
+static int
+node_meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
+{
+    MDB_val k = node_val(key, strlen(key));
+    MDB_val v;
+    int     rc = mdb_get(txn, dbi, &k, &v);
+    if (rc != 0) {
+        return rc;
+    }
+    if (v.mv_size != 8) {
+        return MDB_CORRUPTED;
+    }
+    *out = mrd_be64_get(v.mv_data);
+    return 0;
+}
+
+static int
+node_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t value)
+{
+    uint8_t b[8];
+    mrd_be64_put(b, value);
+    MDB_val k = node_val(key, strlen(key));
+    MDB_val v = node_val(b, 8);
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static void
+node_stream_encode(const struct node_stream *s, uint8_t *b)
+{
+    mrd_be64_put(b, s->id);
+    mrd_be64_put(b + 8, s->count);
+    mrd_be32_put(b + 16, s->shard);
+}
+
+int
+node_stream_lookup(MDB_txn *txn, const struct node_store *store,
+    struct proto_str name, struct node_stream *out)
+{
+    MDB_val k = node_val(name.ptr, name.len);
+    MDB_val v;
+    int     rc = mdb_get(txn, store->dbi_streams, &k, &v);
+    if (rc != 0) {
+        return rc;
+    }
+    if (v.mv_size != NODE_STREAM_VALUE_SIZE) {
+        return MDB_CORRUPTED;
+    }
+    const uint8_t *b = v.mv_data;
+    out->id          = mrd_be64_get(b);
+    out->count       = mrd_be64_get(b + 8);
+    out->shard       = mrd_be32_get(b + 16);
+    if (out->shard >= store->shard_count) {
+        return MDB_CORRUPTED;
+    }
+    return 0;
+}
+
+int
+node_stream_put(MDB_txn *txn, const struct node_store *store,
+    struct proto_str name, const struct node_stream *st)
+{
+    uint8_t b[NODE_STREAM_VALUE_SIZE];
+    node_stream_encode(st, b);
+    MDB_val k = node_val(name.ptr, name.len);
+    MDB_val v = node_val(b, sizeof(b));
+    return mdb_put(txn, store->dbi_streams, &k, &v, 0);
+}
+
+int
+node_store_err(int rc)
+{
+    switch (rc) {
+    case 0:
+        return MRD_OK;
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT:
+        return MRD_ENOSPACE;
+    default:
+        return MRD_EIO;
+    }
+}
+
+uint32_t
+node_store_shard_of(
+    const struct node_store *store, const char *stream, size_t len)
+{
+    uint8_t h[crypto_shorthash_BYTES];
+    /* Keyed with the cluster id, so every node of a cluster agrees and a
+     * client cannot aim many streams at one shard without knowing it. */
+    crypto_shorthash(h, (const unsigned char *) stream, len, store->cluster_id);
+    uint64_t v;
+    memcpy(&v, h, 8);
+    return (uint32_t) (v % store->shard_count);
+}
+
+/* ---------------------------------------------------------------- open -- */
+
+/* First start: write the node's identity. */
+static int
+node_store_init_meta(
+    struct node_store *store, MDB_txn *txn, const struct node_config *cfg)
+{
+    int rc;
+
+    randombytes_buf(store->cluster_id, sizeof(store->cluster_id));
+    MDB_val k = node_val(NODE_META_CLUSTER, strlen(NODE_META_CLUSTER));
+    MDB_val v = node_val(store->cluster_id, sizeof(store->cluster_id));
+    rc        = mdb_put(txn, store->dbi_meta, &k, &v, 0);
+    if (rc == 0) {
+        rc = node_meta_put_u64(
+            txn, store->dbi_meta, NODE_META_FORMAT, NODE_STORE_FORMAT);
+    }
+    if (rc == 0) {
+        rc = node_meta_put_u64(
+            txn, store->dbi_meta, NODE_META_NODE_ID, cfg->node_id);
+    }
+    if (rc == 0) {
+        rc = node_meta_put_u64(
+            txn, store->dbi_meta, NODE_META_SHARDS, cfg->shard_count);
+    }
+    store->shard_count = cfg->shard_count;
+    node_log(NODE_LOG_INFO, "created a new store", "{s:s, s:i}", "dir",
+        cfg->data_dir, "shards", (int) cfg->shard_count);
+    return rc;
+}
+
+/* Later starts: the data dir must be this node's, in a format we read. */
+static int
+node_store_check_meta(
+    struct node_store *store, MDB_txn *txn, const struct node_config *cfg)
+{
+    uint64_t format = 0, node_id = 0, shards = 0;
+    MDB_val  k = node_val(NODE_META_CLUSTER, strlen(NODE_META_CLUSTER));
+    MDB_val  v;
+
+    if (node_meta_get_u64(txn, store->dbi_meta, NODE_META_FORMAT, &format) != 0
+        || node_meta_get_u64(txn, store->dbi_meta, NODE_META_NODE_ID, &node_id)
+            != 0
+        || node_meta_get_u64(txn, store->dbi_meta, NODE_META_SHARDS, &shards)
+            != 0
+        || mdb_get(txn, store->dbi_meta, &k, &v) != 0 || v.mv_size != 16) {
+        node_log(NODE_LOG_ERROR, "store metadata is missing or damaged",
+            "{s:s}", "dir", cfg->data_dir);
+        return MRD_ECORRUPT;
+    }
+    if (format != NODE_STORE_FORMAT) {
+        node_log(NODE_LOG_ERROR, "unsupported store format", "{s:I, s:i}",
+            "format", (json_int_t) format, "supported", NODE_STORE_FORMAT);
+        return MRD_EINVAL;
+    }
+    if (node_id != cfg->node_id) {
+        node_log(NODE_LOG_ERROR, "the data dir belongs to another node",
+            "{s:I, s:I}", "stored_node_id", (json_int_t) node_id, "node_id",
+            (json_int_t) cfg->node_id);
+        return MRD_EINVAL;
+    }
+    if (shards == 0 || shards > NODE_SHARDS_MAX) {
+        return MRD_ECORRUPT;
+    }
+    if (shards != cfg->shard_count) {
+        node_log(NODE_LOG_WARN, "shard count is fixed at creation; using it",
+            "{s:I, s:i}", "stored", (json_int_t) shards, "requested",
+            (int) cfg->shard_count);
+    }
+    memcpy(store->cluster_id, v.mv_data, 16);
+    store->shard_count = (uint32_t) shards;
+    return MRD_OK;
+}
+
+/* Opens the shard logs and loads the writer's counters. */
+static int
+node_store_load(struct node_store *store, MDB_txn *txn)
+{
+    int rc = 0;
+
+    for (uint32_t s = 0; s < store->shard_count && rc == 0; s++) {
+        char name[16];
+        snprintf(name, sizeof(name), "log.%03u", s);
+        rc = mdb_dbi_open(txn, name, MDB_CREATE, &store->dbi_log[s]);
+        if (rc != 0) {
+            break;
+        }
+        MDB_cursor *cur;
+        MDB_val     k, v;
+        rc = mdb_cursor_open(txn, store->dbi_log[s], &cur);
+        if (rc != 0) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        mdb_cursor_close(cur);
+        store->log_seq_last[s] = 0;
+        if (rc == 0 && k.mv_size == 8) {
+            store->log_seq_last[s] = mrd_be64_get(k.mv_data);
+        } else if (rc == 0) {
+            rc = MDB_CORRUPTED;
+        } else if (rc == MDB_NOTFOUND) {
+            rc = 0;
+        }
+    }
+    uint64_t *counters[]
+        = { &store->origin_seq_last, &store->stream_id_last, &store->hlc.last };
+    const char *keys[]
+        = { NODE_META_ORIGIN_SEQ, NODE_META_STREAM_ID, NODE_META_HLC };
+    for (size_t i = 0; i < 3 && rc == 0; i++) {
+        *counters[i] = 0;
+        rc = node_meta_get_u64(txn, store->dbi_meta, keys[i], counters[i]);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+        }
+    }
+    return rc;
+}
+
+static int
+node_store_env_open(struct node_store *store, const struct node_config *cfg)
+{
+    int rc;
+
+    if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+        node_log(NODE_LOG_ERROR, "cannot create the data dir", "{s:s, s:s}",
+            "dir", cfg->data_dir, "error", strerror(errno));
+        return MRD_EIO;
+    }
+    rc = mdb_env_create(&store->env);
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(store->env, NODE_DBS_FIXED + NODE_SHARDS_MAX);
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_maxreaders(store->env, NODE_MAX_READERS);
+    }
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(store->env, cfg->map_size);
+    }
+    if (rc == 0) {
+        /* MDB_NOTLS: read transactions are not tied to threads, so reader
+         * threads and NNG callbacks can share the reader table safely. */
+        rc = mdb_env_open(store->env, cfg->data_dir, MDB_NOTLS, 0600);
+    }
+    if (rc != 0) {
+        node_log(NODE_LOG_ERROR, "cannot open the LMDB environment",
+            "{s:s, s:s}", "dir", cfg->data_dir, "error", mdb_strerror(rc));
+        return rc == ENOSPC ? MRD_ENOSPACE : MRD_EIO;
+    }
+    int dead = 0;
+    mdb_reader_check(store->env, &dead);
+    if (dead > 0) {
+        node_log(NODE_LOG_WARN, "cleared stale LMDB readers", "{s:i}", "count",
+            dead);
+    }
+    MDB_envinfo info;
+    mdb_env_info(store->env, &info);
+    /* An existing environment keeps its larger map. */
+    store->map_size     = info.me_mapsize;
+    store->map_size_max = cfg->map_size_max > store->map_size
+        ? cfg->map_size_max
+        : store->map_size;
+    return MRD_OK;
+}
+
+int
+node_store_open(struct node_store *store, const struct node_config *cfg)
+{
+    MDB_txn *txn = NULL;
+    int      rv;
+    int      rc;
+
+    memset(store, 0, sizeof(*store));
+    store->node_id       = cfg->node_id;
+    store->idem_window_s = cfg->idem_window_s;
+    if (sodium_init() < 0) {
+        return MRD_EINTERNAL;
+    }
+    pthread_rwlock_init(&store->resize_lock, NULL);
+    rv = node_store_env_open(store, cfg);
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    rc                  = mdb_txn_begin(store->env, NULL, 0, &txn);
+    const char *names[] = { "meta", "streams", "index", "idem", "idem_exp" };
+    MDB_dbi    *dbis[]  = { &store->dbi_meta, &store->dbi_streams,
+            &store->dbi_index, &store->dbi_idem, &store->dbi_idem_exp };
+    for (size_t i = 0; i < 5 && rc == 0; i++) {
+        rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
+    }
+    if (rc != 0) {
+        rv = node_store_err(rc);
+        goto fail;
+    }
+    uint64_t format;
+    rc = node_meta_get_u64(txn, store->dbi_meta, NODE_META_FORMAT, &format);
+    if (rc == MDB_NOTFOUND) {
+        rc = node_store_init_meta(store, txn, cfg);
+        rv = node_store_err(rc);
+    } else {
+        rv = node_store_check_meta(store, txn, cfg);
+    }
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    rc = node_store_load(store, txn);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    txn = NULL;
+    if (rc != 0) {
+        node_log(NODE_LOG_ERROR, "cannot load the store", "{s:s}", "error",
+            mdb_strerror(rc));
+        rv = rc == MDB_CORRUPTED ? MRD_ECORRUPT : node_store_err(rc);
+        goto fail;
+    }
+    node_log(NODE_LOG_INFO, "store open", "{s:s, s:I, s:I, s:i, s:I}", "dir",
+        cfg->data_dir, "map_size", (json_int_t) store->map_size, "map_size_max",
+        (json_int_t) store->map_size_max, "shards", (int) store->shard_count,
+        "origin_seq", (json_int_t) store->origin_seq_last);
+    return MRD_OK;
+fail:
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    node_store_close(store);
+    return rv;
+}
+
+void
+node_store_close(struct node_store *store)
+{
+    if (store->env != NULL) {
+        mdb_env_close(store->env);
+        store->env = NULL;
+        pthread_rwlock_destroy(&store->resize_lock);
+    }
+}

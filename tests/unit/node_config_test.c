@@ -1,0 +1,141 @@
+/*
+ * node_config_test.c: meridiand's settings from flags and a JSON file, the
+ * HLC's monotonicity, and the refusals a user gets for a bad config.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int
+parse(struct node_config *cfg, int argc, const char **argv)
+{
+    FILE *saved = stderr;
+    /* Keep expected complaints out of the test output. */
+    stderr = fopen("/dev/null", "w");
+    int rv = node_config_parse(cfg, argc, (char **) (uintptr_t) argv);
+    fclose(stderr);
+    stderr = saved;
+    return rv;
+}
+
+static void
+test_flags(void **state)
+{
+    (void) state;
+    struct node_config cfg;
+    const char        *argv[] = { "meridiand", "--node-id", "3", "--data-dir",
+               "/tmp/x", "--listen", "tcp://127.0.0.1:0", "--map-size", "2M",
+               "--shards", "8", "--log-level", "warn" };
+    assert_int_equal(parse(&cfg, 13, argv), 0);
+    assert_int_equal(cfg.node_id, 3);
+    assert_string_equal(cfg.data_dir, "/tmp/x");
+    assert_string_equal(cfg.listen, "tcp://127.0.0.1:0");
+    assert_int_equal(cfg.map_size, 2u << 20);
+    assert_int_equal(cfg.shard_count, 8);
+    assert_int_equal(cfg.log_level, NODE_LOG_WARN);
+    assert_int_equal(cfg.frame_size_max, NODE_FRAME_SIZE_DEFAULT);
+}
+
+static void
+test_bad_flags(void **state)
+{
+    (void) state;
+    struct node_config cfg;
+    const char        *no_id[] = { "meridiand", "--data-dir", "/tmp/x" };
+    const char        *zero_id[]
+        = { "meridiand", "--node-id", "0", "--data-dir", "/tmp/x" };
+    const char *bad_size[] = { "meridiand", "--node-id", "1", "--data-dir",
+        "/tmp/x", "--map-size", "12Q" };
+    const char *unknown[]  = { "meridiand", "--node-id", "1", "--data-dir",
+         "/tmp/x", "--no-such-flag" };
+    const char *shards[]   = { "meridiand", "--node-id", "1", "--data-dir",
+          "/tmp/x", "--shards", "257" };
+    const char *level[]    = { "meridiand", "--node-id", "1", "--data-dir",
+           "/tmp/x", "--log-level", "loud" };
+    const char *small[]    = { "meridiand", "--node-id", "1", "--data-dir",
+           "/tmp/x", "--frame-size-max", "1K" };
+    assert_int_equal(parse(&cfg, 3, no_id), -1);
+    assert_int_equal(parse(&cfg, 5, zero_id), -1);
+    assert_int_equal(parse(&cfg, 7, bad_size), -1);
+    assert_int_equal(parse(&cfg, 6, unknown), -1);
+    assert_int_equal(parse(&cfg, 7, shards), -1);
+    assert_int_equal(parse(&cfg, 7, level), -1);
+    assert_int_equal(parse(&cfg, 7, small), -1);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+test_config_file(void **state)
+{
+    (void) state;
+    struct node_config cfg;
+    char               path[] = "/tmp/mrd-config-XXXXXX";
+    int                fd     = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path,
+        "{\"node_id\": 9, \"data_dir\": \"/tmp/y\", "
+        "\"map_size\": \"4M\", \"readers\": 3}");
+    const char *argv[] = { "meridiand", "--config", path, "--readers", "5" };
+    assert_int_equal(parse(&cfg, 5, argv), 0);
+    assert_int_equal(cfg.node_id, 9);
+    assert_string_equal(cfg.data_dir, "/tmp/y");
+    assert_int_equal(cfg.map_size, 4u << 20);
+    assert_int_equal(cfg.readers, 5); /* the flag wins */
+
+    write_file(path, "{\"node_id\": 9, \"data_dri\": \"/tmp/y\"}");
+    assert_int_equal(parse(&cfg, 3, argv), -1); /* a typo is an error */
+    write_file(path, "{\"node_id\": -4}");
+    assert_int_equal(parse(&cfg, 3, argv), -1);
+    write_file(path, "[1, 2]");
+    assert_int_equal(parse(&cfg, 3, argv), -1);
+    write_file(path, "{not json");
+    assert_int_equal(parse(&cfg, 3, argv), -1);
+    unlink(path);
+}
+
+static void
+test_hlc_monotonic(void **state)
+{
+    (void) state;
+    struct node_hlc hlc = { 0 };
+    uint64_t        a   = node_hlc_tick(&hlc, 1000);
+    uint64_t        b   = node_hlc_tick(&hlc, 1000);
+    uint64_t        c   = node_hlc_tick(&hlc, 900); /* the clock stepped back */
+    uint64_t        d   = node_hlc_tick(&hlc, 2000);
+    assert_int_equal(a, 1000ull << 16);
+    assert_int_equal(b, a + 1);
+    assert_int_equal(c, b + 1);
+    assert_int_equal(d, 2000ull << 16);
+}
+
+int
+main(void)
+{
+    node_log_setup(0, NODE_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_hlc_monotonic),
+    };
+    return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
+}
