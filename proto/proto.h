@@ -1,0 +1,441 @@
+/*
+ * proto.h: Meridian's wire protocol and event record format (see
+ * docs/PROTOCOL.md, which this header must match).
+ *
+ * Encoding uses msgpack-c's packer into a capped buffer. Decoding uses our own
+ * bounded reader (proto_rd): msgpack-c's unpacker trusts declared lengths and
+ * allocates for them (msgpack-c issue 1013), while proto_rd never allocates,
+ * checks every length against the bytes left before it moves, refuses nesting
+ * deeper than PROTO_DEPTH_MAX, and returns strings as (pointer, length) views
+ * into the frame. Every decoder here runs proto_walk() over the whole frame
+ * first, so a frame that is not exactly one well-formed, bounded msgpack value
+ * is refused before any field is looked at.
+ *
+ * Thread safety: every function is reentrant; nothing here keeps state.
+ * Errors: decoders return MRD_OK, or MRD_EPROTO / MRD_ETOOBIG /
+ * MRD_EPROTOVERSION / MRD_ENAME with a static reason in *why (never NULL on
+ * error; `why` itself may be NULL when no reason is wanted). A body decoder
+ * moves its reader past the body on success only; on error its outputs may
+ * be partly filled and must not be used.
+ *
+ * Encoders (proto_*_encode, proto_reply_error, proto_events_reply_*) write
+ * whole frames, header included, except proto_record_encode, which writes a
+ * bare record. Request encoders check every limit first and write nothing
+ * when they refuse (MRD_ENAME, MRD_ETOOBIG, or MRD_EINVAL where a decoder
+ * would say MRD_EPROTO); every encoder then leaves errors sticky in the
+ * proto_buf (MRD_ETOOBIG past cap_max, MRD_ENOMEM), so a frame whose
+ * proto_buf_status() is not MRD_OK must not be sent.
+ */
+#ifndef MRD_PROTO_H
+#define MRD_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+/* The protocol version in every frame. A node answers a frame of another
+ * version with MRD_EPROTOVERSION and the version it speaks. */
+#define PROTO_VERSION 1u
+/* On-disk and on-wire event record format. Readers accept every format up to
+ * this one, so later fields need no migration. */
+#define PROTO_RECORD_FORMAT 1u
+/* msgpack nesting accepted anywhere: our deepest message is 4 deep. */
+#define PROTO_DEPTH_MAX 16u
+/* Elements in any one array or map we accept; bounds walk time. */
+#define PROTO_COUNT_MAX 100000u
+/* Bytes a record adds around its fields, at most: headers and fixed ints. */
+#define PROTO_RECORD_OVERHEAD_MAX 128u
+/* Largest record: one event at every limit. */
+#define PROTO_RECORD_SIZE_MAX                                                 \
+    (PROTO_RECORD_OVERHEAD_MAX + MRD_STREAM_NAME_SIZE_MAX                     \
+        + MRD_EVENT_TYPE_SIZE_MAX + MRD_CONTENT_TYPE_SIZE_MAX                 \
+        + 2 * MRD_ID_SIZE_MAX + MRD_EVENT_DATA_SIZE_MAX                       \
+        + MRD_META_ENTRIES_MAX                                                \
+            * (MRD_META_KEY_SIZE_MAX + MRD_META_VALUE_SIZE_MAX + 10))
+/* Smallest frame limit a node or client may configure: one full record and
+ * its envelope must fit. */
+#define PROTO_FRAME_SIZE_MIN (PROTO_RECORD_SIZE_MAX + 4096u)
+_Static_assert(PROTO_FRAME_SIZE_MIN <= MRD_FRAME_SIZE_MAX,
+    "a full record fits the largest frame");
+_Static_assert(MRD_READ_COUNT_MAX <= PROTO_COUNT_MAX, "read fits a walk");
+_Static_assert(MRD_APPEND_EVENTS_MAX <= PROTO_COUNT_MAX, "append fits a walk");
+
+/* Message types. A reply carries the request's type. Never renumbered. */
+enum proto_type {
+    /* Only in an error reply to a frame too broken to have a type. */
+    PROTO_T_NONE      = 0,
+    PROTO_T_APPEND    = 1,
+    PROTO_T_READ      = 2, /* stream read, forward/backward, long-poll */
+    PROTO_T_READ_LOG  = 3, /* shard log read */
+    PROTO_T_INFO      = 4, /* stream info */
+    PROTO_T_NODE_INFO = 5,
+    PROTO_T_STATS     = 6, /* node counters, for tools and tests */
+    PROTO_T_MAX_      = 6,
+};
+
+/* Map keys, per message. Keys are small unsigned integers; an unknown key in
+ * a request is refused (MRD_EPROTO) so that a typo never goes unnoticed. */
+enum proto_key_append_req {
+    PROTO_K_APPEND_STREAM   = 1, /* str, required */
+    PROTO_K_APPEND_EXPECTED = 2, /* int, default MRD_EXPECT_ANY */
+    PROTO_K_APPEND_IDEM     = 3, /* bin 1..MRD_IDEMPOTENCY_KEY_SIZE_MAX */
+    PROTO_K_APPEND_EVENTS   = 4, /* array 1..MRD_APPEND_EVENTS_MAX, required */
+};
+enum proto_key_event_in {
+    PROTO_K_EV_TYPE         = 1, /* str, required, non-empty */
+    PROTO_K_EV_DATA         = 2, /* bin */
+    PROTO_K_EV_CONTENT_TYPE = 3, /* str */
+    PROTO_K_EV_CORRELATION  = 4, /* str */
+    PROTO_K_EV_CAUSATION    = 5, /* str */
+    PROTO_K_EV_META         = 6, /* map str -> str */
+};
+enum proto_key_append_rep {
+    PROTO_K_APPENDED_ORIGIN    = 1,
+    PROTO_K_APPENDED_SEQ       = 2, /* first dot's seq */
+    PROTO_K_APPENDED_FIRST_POS = 3,
+    PROTO_K_APPENDED_VERSION   = 4,
+    PROTO_K_APPENDED_COUNT     = 5,
+    PROTO_K_APPENDED_HLC       = 6,
+    PROTO_K_APPENDED_REPLAYED  = 7, /* bool */
+};
+enum proto_key_read_req {
+    PROTO_K_READ_STREAM    = 1, /* str, required */
+    PROTO_K_READ_FROM      = 2, /* uint, default 0 */
+    PROTO_K_READ_DIRECTION = 3, /* 0 forward, 1 backward */
+    PROTO_K_READ_COUNT     = 4, /* uint 1..MRD_READ_COUNT_MAX, required */
+    PROTO_K_READ_WAIT_MS   = 5, /* uint <= MRD_WAIT_MS_MAX, forward only */
+};
+enum proto_key_read_rep {
+    PROTO_K_READ_EVENTS  = 1, /* array of [position, log_seq, record bin] */
+    PROTO_K_READ_NEXT    = 2, /* uint */
+    PROTO_K_READ_VERSION = 3, /* int */
+};
+enum proto_key_log_req {
+    PROTO_K_LOG_SHARD = 1, /* uint, required */
+    PROTO_K_LOG_AFTER = 2, /* uint, default 0 */
+    PROTO_K_LOG_COUNT = 3, /* uint 1..MRD_READ_COUNT_MAX, required */
+};
+enum proto_key_log_rep {
+    PROTO_K_LOG_EVENTS   = 1, /* array of [position, log_seq, record bin] */
+    PROTO_K_LOG_LAST_SEQ = 2, /* uint: the shard log's last local seq */
+};
+enum proto_key_info_req {
+    PROTO_K_INFO_STREAM = 1, /* str, required */
+};
+enum proto_key_info_rep {
+    PROTO_K_INFO_EXISTS  = 1, /* bool */
+    PROTO_K_INFO_VERSION = 2, /* int */
+    PROTO_K_INFO_COUNT   = 3, /* uint */
+    PROTO_K_INFO_SHARD   = 4, /* uint */
+};
+enum proto_key_node_rep {
+    PROTO_K_NODE_ID        = 1, /* uint */
+    PROTO_K_NODE_CLUSTER   = 2, /* bin 16 */
+    PROTO_K_NODE_SHARDS    = 3, /* uint */
+    PROTO_K_NODE_PROTO     = 4, /* uint */
+    PROTO_K_NODE_FRAME_MAX = 5, /* uint */
+    PROTO_K_NODE_VERSION   = 6, /* str */
+};
+/* The body of a reply whose status is not MRD_OK. */
+enum proto_key_error_rep {
+    PROTO_K_ERR_MESSAGE = 1, /* str: what was wrong, for humans */
+    PROTO_K_ERR_VERSION = 2, /* int: the stream's version (MRD_EVERSION) or
+                                the node's protocol version */
+};
+
+/* A view of bytes inside a frame or record; not NUL-terminated. */
+struct proto_str {
+    const char *ptr;
+    uint32_t    len;
+};
+
+/* ------------------------------------------------------ bounded reader -- */
+
+struct proto_rd {
+    const uint8_t *p;
+    const uint8_t *end;
+};
+
+void proto_rd_init(struct proto_rd *rd, const void *buf, size_t len);
+/* Each reader call checks the next value's type and bounds, moves past it and
+ * returns MRD_OK, or returns MRD_EPROTO and leaves rd where it was. */
+MRD_MUST_USE int proto_rd_array(struct proto_rd *rd, uint32_t *count_out);
+MRD_MUST_USE int proto_rd_map(struct proto_rd *rd, uint32_t *count_out);
+MRD_MUST_USE int proto_rd_str(struct proto_rd *rd, struct proto_str *out);
+MRD_MUST_USE int proto_rd_bin(struct proto_rd *rd, struct proto_str *out);
+MRD_MUST_USE int proto_rd_uint(struct proto_rd *rd, uint64_t *out);
+/* Accepts any msgpack integer that fits int64_t. */
+MRD_MUST_USE int proto_rd_int(struct proto_rd *rd, int64_t *out);
+MRD_MUST_USE int proto_rd_bool(struct proto_rd *rd, bool *out);
+/* Skips one whole value of any type, nesting at most depth_max (clamped to
+ * PROTO_DEPTH_MAX). */
+MRD_MUST_USE int proto_rd_skip(struct proto_rd *rd, uint32_t depth_max);
+bool             proto_rd_done(const struct proto_rd *rd);
+
+/* MRD_OK when buf[0..len) is exactly one msgpack value, every declared length
+ * fits in what is left, nesting <= PROTO_DEPTH_MAX and every array or map has
+ * <= PROTO_COUNT_MAX elements. Extension types are refused. */
+MRD_MUST_USE int proto_walk(const void *buf, size_t len);
+
+/* ------------------------------------------------------- capped writer -- */
+
+/* A growable byte buffer with a hard cap; a write past the cap fails and
+ * sets `overflow`, and every later write fails too. Owns data. */
+struct proto_buf {
+    uint8_t *data;
+    size_t   len;
+    size_t   cap;
+    size_t   cap_max;
+    bool     overflow;
+    bool     nomem;
+};
+
+void proto_buf_init(struct proto_buf *buf, size_t cap_max);
+void proto_buf_reset(struct proto_buf *buf); /* len = 0, flags cleared */
+void proto_buf_fini(struct proto_buf *buf);  /* frees data */
+/* MRD_OK, MRD_ETOOBIG (cap) or MRD_ENOMEM. */
+MRD_MUST_USE int proto_buf_append(
+    struct proto_buf *buf, const void *data, size_t len);
+/* MRD_OK, or the first error any append hit. */
+MRD_MUST_USE int proto_buf_status(const struct proto_buf *buf);
+
+/* The msgpack writer: msgpack-c's packer aimed at a proto_buf. Errors are
+ * sticky in the buf, so callers pack a whole message and then check
+ * proto_buf_status() once. */
+void proto_wr_array(struct proto_buf *buf, uint32_t n);
+void proto_wr_map(struct proto_buf *buf, uint32_t n);
+void proto_wr_uint(struct proto_buf *buf, uint64_t v);
+void proto_wr_int(struct proto_buf *buf, int64_t v);
+void proto_wr_bool(struct proto_buf *buf, bool v);
+void proto_wr_str(struct proto_buf *buf, const char *s, size_t len);
+void proto_wr_bin(struct proto_buf *buf, const void *p, size_t len);
+/* Raw, already-encoded msgpack bytes. */
+void proto_wr_raw(struct proto_buf *buf, const void *p, size_t len);
+
+/* ------------------------------------------------------------- frames -- */
+
+/* Request: [version, type, body map]. Reply: [version, type, status, body]. */
+struct proto_frame {
+    uint32_t        version;
+    uint32_t        type;
+    uint32_t        status; /* replies only */
+    struct proto_rd body;   /* positioned on the body map */
+};
+
+/* Walks the frame (proto_walk) and reads its header. On a version other than
+ * PROTO_VERSION it fills `version` and returns MRD_EPROTOVERSION; an unknown
+ * type is MRD_EPROTO. */
+MRD_MUST_USE int proto_request_open(const void *buf, size_t len,
+    struct proto_frame *out, const char **why);
+MRD_MUST_USE int proto_reply_open(const void *buf, size_t len,
+    struct proto_frame *out, const char **why);
+
+/* Starts a request or reply frame; the caller then writes the body map.
+ * Every *_encode() below writes a whole frame, header included: these two
+ * are for frames written by hand (tests, and the events replies). */
+void proto_request_begin(struct proto_buf *buf, uint32_t type);
+void proto_reply_begin(struct proto_buf *buf, uint32_t type, uint32_t status);
+/* A whole error reply: status != MRD_OK, a message, and optionally a version
+ * (pass has_version false to leave it out). */
+void proto_reply_error(struct proto_buf *buf, uint32_t type, uint32_t status,
+    const char *message, bool has_version, int64_t version);
+/* Reads an error reply's body. Missing fields are left zero/NULL. */
+MRD_MUST_USE int proto_error_decode(struct proto_rd *body,
+    struct proto_str *message, bool *has_version, int64_t *version,
+    const char **why);
+
+/* --------------------------------------------------------- event input -- */
+
+/* One event of an append, as views into the request frame. meta_raw is the
+ * msgpack map exactly as sent (already validated: str keys and values within
+ * the limits), copied verbatim into the record. */
+struct proto_event_in {
+    struct proto_str type;
+    struct proto_str data;
+    struct proto_str content_type;
+    struct proto_str correlation;
+    struct proto_str causation;
+    struct proto_str meta_raw; /* msgpack map bytes; len 0 when absent */
+    uint32_t         meta_count;
+};
+
+struct proto_append_req {
+    struct proto_str stream;
+    int64_t          expected;
+    struct proto_str idem_key; /* len 0 when absent */
+    uint32_t         event_count;
+    /* The events array's msgpack bytes, fully validated by the decoder; walk
+     * it with proto_events_next(). */
+    struct proto_str events_raw;
+    /* Sum of the events' encoded sizes, so the writer can size its work. */
+    uint64_t events_size;
+};
+
+/* Encodes a whole APPEND request. events are the public type; the caller
+ * checked nothing: limits are checked here (MRD_ETOOBIG, MRD_ENAME,
+ * MRD_EINVAL). */
+MRD_MUST_USE int proto_append_req_encode(struct proto_buf *buf,
+    const char *stream, size_t stream_len, int64_t expected,
+    const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
+    size_t event_count);
+/* Decodes and validates an APPEND body: stream name, expected version, every
+ * event against every limit. On success the views point into the frame. */
+MRD_MUST_USE int proto_append_req_decode(struct proto_rd *body,
+    struct proto_append_req *out, const char **why);
+/* Iterates events_raw; returns MRD_OK and fills *ev for each event, or
+ * MRD_ENOTFOUND at the end. rd starts as proto_rd_init over events_raw after
+ * its array header was read: use proto_events_begin(). Events are not
+ * validated again (the decoder did it); bytes that did not come from
+ * proto_append_req_decode may give MRD_EPROTO, never a bad read. */
+void proto_events_begin(const struct proto_append_req *req, struct proto_rd *rd);
+MRD_MUST_USE int proto_events_next(
+    struct proto_rd *rd, struct proto_event_in *ev);
+
+struct proto_append_rep {
+    uint64_t origin;
+    uint64_t seq;
+    uint64_t first_pos;
+    uint64_t version;
+    uint32_t count;
+    uint64_t hlc;
+    bool     replayed;
+};
+void proto_append_rep_encode(
+    struct proto_buf *buf, const struct proto_append_rep *rep);
+MRD_MUST_USE int proto_append_rep_decode(struct proto_rd *body,
+    struct proto_append_rep *out, const char **why);
+
+/* -------------------------------------------------------------- records -- */
+
+/* A stored event: [format, origin, seq, hlc, stream, type, content_type,
+ * data, correlation, causation, meta, checksum]. The checksum is the last
+ * 9 bytes (0xcf + big-endian u64): SipHash-2-4 (libsodium crypto_shorthash,
+ * fixed key) of every byte before it. */
+struct proto_record {
+    uint32_t         format;
+    uint64_t         origin;
+    uint64_t         seq;
+    uint64_t         hlc;
+    struct proto_str stream;
+    struct proto_str type;
+    struct proto_str content_type;
+    struct proto_str data;
+    struct proto_str correlation;
+    struct proto_str causation;
+    struct proto_str meta_raw; /* msgpack map bytes */
+    uint32_t         meta_count;
+};
+
+/* Appends one record for ev to buf (not a frame: raw record bytes). Checks
+ * ev as the decoders do (MRD_ENAME, MRD_ETOOBIG, MRD_EPROTO) before writing;
+ * then MRD_OK or the buf's sticky error. */
+MRD_MUST_USE int proto_record_encode(struct proto_buf *buf, uint64_t origin,
+    uint64_t seq, uint64_t hlc, struct proto_str stream,
+    const struct proto_event_in *ev);
+/* Verifies the checksum (MRD_ECORRUPT) and decodes; views point into buf. */
+MRD_MUST_USE int proto_record_decode(const void *buf, size_t len,
+    struct proto_record *out, const char **why);
+/* Checksum only: MRD_OK or MRD_ECORRUPT. Cheap; used on every read. */
+MRD_MUST_USE int proto_record_verify(const void *buf, size_t len);
+
+/* Iterates a record's or an event's user metadata: returns MRD_OK per entry
+ * and MRD_ENOTFOUND at the end (at once when meta_raw is empty); MRD_EPROTO
+ * only for bytes no decoder accepted. */
+void proto_meta_begin(const struct proto_str *meta_raw, struct proto_rd *rd);
+MRD_MUST_USE int proto_meta_next(
+    struct proto_rd *rd, struct proto_str *key, struct proto_str *value);
+
+/* ---------------------------------------------------------------- reads -- */
+
+struct proto_read_req {
+    struct proto_str stream;
+    uint64_t         from;
+    uint32_t         direction; /* MRD_FORWARD or MRD_BACKWARD */
+    uint32_t         count;
+    uint32_t         wait_ms;
+};
+MRD_MUST_USE int proto_read_req_encode(
+    struct proto_buf *buf, const struct proto_read_req *req);
+MRD_MUST_USE int proto_read_req_decode(struct proto_rd *body,
+    struct proto_read_req *out, const char **why);
+
+struct proto_log_req {
+    uint32_t shard;
+    uint64_t after;
+    uint32_t count;
+};
+MRD_MUST_USE int proto_log_req_encode(
+    struct proto_buf *buf, const struct proto_log_req *req);
+MRD_MUST_USE int proto_log_req_decode(struct proto_rd *body,
+    struct proto_log_req *out, const char **why);
+
+/* Read and log replies are written in pieces by the node, which does not know
+ * the count in advance: it reserves the array header with a fixed 5-byte
+ * array32, then patches it. */
+struct proto_events_wr {
+    size_t   header_at; /* offset of the array32 header in buf */
+    uint32_t count;
+};
+/* Starts the whole reply frame (header with MRD_OK, body map of 2 or 3
+ * keys) and the events array. */
+void proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
+    uint32_t key_count, struct proto_events_wr *w);
+void proto_events_reply_add(struct proto_buf *buf, struct proto_events_wr *w,
+    uint64_t position, uint64_t log_seq, const void *record, size_t len);
+/* Patches the array count. The caller then writes the remaining keys. */
+void proto_events_reply_end(struct proto_buf *buf, struct proto_events_wr *w);
+/* Bytes one more event adds to a reply, at most. */
+#define PROTO_EVENT_REPLY_OVERHEAD 32u
+
+/* A decoded read/log reply: the events array is walked lazily. */
+struct proto_events_rep {
+    uint32_t         count;
+    struct proto_str events_raw; /* array body bytes, validated */
+    uint64_t         next;       /* READ: NEXT; READ_LOG: LAST_SEQ */
+    int64_t          version;    /* READ only */
+};
+/* type is PROTO_T_READ or PROTO_T_READ_LOG. Validates every item's shape
+ * ([uint, uint, bin]) but not the records inside (proto_record_decode). */
+MRD_MUST_USE int proto_events_rep_decode(struct proto_rd *body, uint32_t type,
+    struct proto_events_rep *out, const char **why);
+void proto_events_rep_begin(
+    const struct proto_events_rep *rep, struct proto_rd *rd);
+/* MRD_OK per item, MRD_ENOTFOUND at the end (MRD_EPROTO only for bytes no
+ * decoder accepted). */
+MRD_MUST_USE int proto_events_rep_next(struct proto_rd *rd,
+    uint64_t *position, uint64_t *log_seq, struct proto_str *record);
+
+/* ----------------------------------------------------------------- info -- */
+
+MRD_MUST_USE int proto_info_req_encode(
+    struct proto_buf *buf, const char *stream, size_t stream_len);
+MRD_MUST_USE int proto_info_req_decode(struct proto_rd *body,
+    struct proto_str *stream, const char **why);
+void proto_info_rep_encode(struct proto_buf *buf, const mrd_stream_info *info);
+MRD_MUST_USE int proto_info_rep_decode(
+    struct proto_rd *body, mrd_stream_info *out, const char **why);
+
+/* NODE_INFO and STATS requests have an empty body map. */
+void proto_empty_req_encode(struct proto_buf *buf, uint32_t type);
+MRD_MUST_USE int proto_empty_req_decode(
+    struct proto_rd *body, const char **why);
+void proto_node_rep_encode(struct proto_buf *buf, const mrd_node_info *info);
+MRD_MUST_USE int proto_node_rep_decode(
+    struct proto_rd *body, mrd_node_info *out, const char **why);
+
+/* STATS reply: a map of counter name (str) -> uint. */
+struct proto_stat {
+    const char *name;
+    uint64_t    value;
+};
+void proto_stats_rep_encode(
+    struct proto_buf *buf, const struct proto_stat *stats, size_t count);
+/* Looks one counter up in a STATS reply body: MRD_OK, or MRD_ENOTFOUND
+ * (MRD_EPROTO when the body is not a map of str -> uint). body is not
+ * moved. */
+MRD_MUST_USE int proto_stats_rep_find(
+    const struct proto_rd *body, const char *name, uint64_t *value);
+
+#endif /* MRD_PROTO_H */

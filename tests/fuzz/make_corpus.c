@@ -1,0 +1,372 @@
+/*
+ * make_corpus.c: writes the seed corpora of the fuzz targets, one small
+ * file per input, into DIR/request_fuzz, DIR/reply_fuzz and
+ * DIR/record_fuzz. Run once (make_corpus tests/fuzz/corpus) and commit the
+ * files; rerun when the protocol changes. Seeds are one valid message of
+ * every kind, written by the real encoders, plus the malformed shapes the
+ * decoders must refuse, so the fuzzer starts on both sides of every check.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+
+static const char *out_dir;
+
+static void
+emit(const char *target, const char *name, const void *data, size_t len)
+{
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s/%s", out_dir, target);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
+    snprintf(path, sizeof path, "%s/%s/%s", out_dir, target, name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static void
+emit_buf(const char *target, const char *name, struct proto_buf *b)
+{
+    if (proto_buf_status(b) != MRD_OK) {
+        fprintf(stderr, "make_corpus: %s/%s: encoding failed\n", target, name);
+        exit(1);
+    }
+    emit(target, name, b->data, b->len);
+    proto_buf_reset(b);
+}
+
+/* A frame and a few cuts of it: the cuts are the refused side. */
+static void
+emit_cuts(const char *target, const char *name, struct proto_buf *b)
+{
+    char cut_name[128];
+
+    for (int k = 1; k <= 3; k++) {
+        size_t len = b->len * (size_t) k / 4;
+        snprintf(cut_name, sizeof cut_name, "%s_cut%zu", name, len);
+        emit(target, cut_name, b->data, len);
+    }
+    emit_buf(target, name, b);
+}
+
+static void
+ok(int rv)
+{
+    if (rv != MRD_OK) {
+        fprintf(stderr, "make_corpus: encoder failed: %s\n", mrd_errname(rv));
+        exit(1);
+    }
+}
+
+static void
+requests(struct proto_buf *b)
+{
+    static const mrd_meta_entry meta[]
+        = { { "tenant", "acme" }, { "trace", "" } };
+    const mrd_event_in    full  = { .type = "OrderPlaced",
+            .data                         = "{\"id\":1}",
+            .data_size                    = 8,
+            .content_type                 = "application/json",
+            .correlation_id               = "corr",
+            .causation_id                 = "cause",
+            .meta                         = meta,
+            .meta_count                   = 2 };
+    const mrd_event_in    evs[] = { full, { .type = "T" },
+           { .type = "\xe6\xb3\xa8", .data = "\0\1", .data_size = 2 } };
+    struct proto_read_req rr    = { .stream = { "orders", 6 }, .count = 10 };
+    struct proto_log_req  lr    = { .shard = 3, .after = 100, .count = 50 };
+    const char           *t     = "request_fuzz";
+
+    ok(proto_append_req_encode(b, "s", 1, -2, NULL, 0, evs + 1, 1));
+    emit_cuts(t, "append_min", b);
+    ok(proto_append_req_encode(b, "order-1", 7, 4, "idem-key", 8, &full, 1));
+    emit_cuts(t, "append_full", b);
+    ok(proto_append_req_encode(b, "order-2", 7, -1, NULL, 0, evs, 3));
+    emit_buf(t, "append_three", b);
+    ok(proto_read_req_encode(b, &rr));
+    emit_cuts(t, "read_forward", b);
+    rr.from      = MRD_POSITION_END;
+    rr.direction = MRD_BACKWARD;
+    ok(proto_read_req_encode(b, &rr));
+    emit_buf(t, "read_backward", b);
+    rr = (struct proto_read_req) {
+        .stream = { "s", 1 }, .from = 9, .count = 1, .wait_ms = 30000
+    };
+    ok(proto_read_req_encode(b, &rr));
+    emit_buf(t, "read_wait", b);
+    ok(proto_log_req_encode(b, &lr));
+    emit_buf(t, "read_log", b);
+    ok(proto_info_req_encode(b, "orders", 6));
+    emit_buf(t, "info", b);
+    proto_empty_req_encode(b, PROTO_T_NODE_INFO);
+    emit_buf(t, "node_info", b);
+    proto_empty_req_encode(b, PROTO_T_STATS);
+    emit_buf(t, "stats", b);
+}
+
+/* Raw byte strings: the malformed shapes, written out by hand. */
+struct raw {
+    const char *name;
+    const char *bytes;
+    size_t      len;
+};
+
+#define RAW(name, s)                                                           \
+    {                                                                          \
+        name, s, sizeof(s) - 1                                                 \
+    }
+
+static const struct raw bad_requests[] = {
+    RAW("empty", ""),
+    RAW("version2", "\x93\x02\x01\x80"),
+    RAW("version_only", "\x91\x07"),
+    RAW("type0", "\x93\x01\x00\x80"),
+    RAW("type7", "\x93\x01\x07\x80"),
+    RAW("short", "\x92\x01\x05"),
+    RAW("long", "\x94\x01\x05\x80\xc0"),
+    RAW("body_array", "\x93\x01\x05\x90"),
+    RAW("trailing", "\x93\x01\x05\x80\x00"),
+    RAW("array32_lie", "\xdd\xff\xff\xff\xff"),
+    RAW("map32_lie", "\xdf\xff\xff\xff\xff"),
+    RAW("str32_lie",
+        "\x93\x01\x04\x81\x01\xdb\xff\xff\xff\xff"
+        "abc"),
+    RAW("bin32_lie", "\x93\x01\x01\x81\x03\xc6\xff\xff\xff\xff"),
+    RAW("never_used", "\x93\x01\x05\xc1"),
+    RAW("ext_body", "\x93\x01\x05\x81\x01\xd4\x01\x01"),
+    RAW("deep17",
+        "\x93\x01\x05\x81\x01\x91\x91\x91\x91\x91\x91\x91\x91\x91"
+        "\x91\x91\x91\x91\x91\x90"),
+    RAW("unknown_key", "\x93\x01\x04\x82\x01\xa1s\x02\xa1s"),
+    RAW("dup_key", "\x93\x01\x04\x82\x01\xa1s\x01\xa1s"),
+    RAW("key_str", "\x93\x01\x04\x81\xa1\x01\xa1s"),
+    RAW("info_bad_utf8", "\x93\x01\x04\x81\x01\xa2\xc3\x28"),
+    RAW("info_overlong", "\x93\x01\x04\x81\x01\xa2\xc0\xaf"),
+    RAW("info_nul",
+        "\x93\x01\x04\x81\x01\xa3"
+        "a\0b"),
+    RAW("append_no_events", "\x93\x01\x01\x82\x01\xa1s\x04\x90"),
+    RAW("append_event_no_type",
+        "\x93\x01\x01\x82\x01\xa1s\x04\x91\x81\x02"
+        "\xc4\x01x"),
+    RAW("append_meta_dup",
+        "\x93\x01\x01\x82\x01\xa1s\x04\x91\x82\x01\xa1t"
+        "\x06\x82\xa1k\xa0\xa1k\xa0"),
+    RAW("append_expected_bad",
+        "\x93\x01\x01\x83\x01\xa1s\x02\xfd\x04\x91"
+        "\x81\x01\xa1t"),
+    RAW("read_count0", "\x93\x01\x02\x82\x01\xa1s\x04\x00"),
+    RAW("read_wait_backward",
+        "\x93\x01\x02\x84\x01\xa1s\x04\x01\x03\x01"
+        "\x05\x01"),
+    RAW("read_count_big", "\x93\x01\x02\x82\x01\xa1s\x04\xcd\x27\x11"),
+};
+
+static void
+replies(struct proto_buf *b)
+{
+    static const struct proto_stat stats[]
+        = { { "frames_in", 12 }, { "frames_bad", 1 } };
+    struct proto_append_rep ar = { 1, 10, 0, 2, 3, 1u << 20, false };
+    mrd_stream_info         si = { 1, 2, 3, 4 };
+    mrd_node_info           ni = { .node_id = 1,
+                  .shard_count              = 16,
+                  .protocol_version         = PROTO_VERSION,
+                  .frame_size_max           = 1u << 24,
+                  .version                  = "0.1.0" };
+    struct proto_event_in   ev = { .type = { "T", 1 } };
+    struct proto_buf        rec;
+    struct proto_events_wr  w;
+    const char             *t = "reply_fuzz";
+
+    proto_append_rep_encode(b, &ar);
+    emit_cuts(t, "append", b);
+    proto_info_rep_encode(b, &si);
+    emit_buf(t, "info", b);
+    proto_node_rep_encode(b, &ni);
+    emit_buf(t, "node_info", b);
+    proto_stats_rep_encode(b, stats, 2);
+    emit_buf(t, "stats", b);
+    proto_reply_error(
+        b, PROTO_T_APPEND, MRD_EVERSION, "wrong version", true, 7);
+    emit_buf(t, "error_version", b);
+    proto_reply_error(
+        b, PROTO_T_READ, MRD_ENAME, "invalid stream name", false, 0);
+    emit_buf(t, "error", b);
+    proto_reply_error(
+        b, PROTO_T_NONE, MRD_EPROTO, "frame is not an array", false, 0);
+    emit_buf(t, "error_no_type", b);
+    proto_reply_error(b, PROTO_T_STATS, MRD_EPROTOVERSION,
+        "unsupported protocol version", true, PROTO_VERSION);
+    emit_buf(t, "error_protoversion", b);
+
+    /* Read replies carry real records. */
+    proto_buf_init(&rec, PROTO_RECORD_SIZE_MAX);
+    ok(proto_record_encode(&rec, 1, 1, 1, (struct proto_str) { "s", 1 }, &ev));
+    proto_events_reply_begin(b, PROTO_T_READ, 3, &w);
+    proto_events_reply_add(b, &w, 0, 1, rec.data, rec.len);
+    proto_events_reply_add(b, &w, 1, 2, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_wr_uint(b, PROTO_K_READ_NEXT);
+    proto_wr_uint(b, 2);
+    proto_wr_uint(b, PROTO_K_READ_VERSION);
+    proto_wr_int(b, 1);
+    emit_cuts(t, "read", b);
+    proto_events_reply_begin(b, PROTO_T_READ_LOG, 2, &w);
+    proto_events_reply_add(b, &w, 0, 7, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_wr_uint(b, PROTO_K_LOG_LAST_SEQ);
+    proto_wr_uint(b, 7);
+    emit_buf(t, "read_log", b);
+    proto_events_reply_begin(b, PROTO_T_READ, 3, &w);
+    proto_events_reply_end(b, &w);
+    proto_wr_uint(b, PROTO_K_READ_NEXT);
+    proto_wr_uint(b, 0);
+    proto_wr_uint(b, PROTO_K_READ_VERSION);
+    proto_wr_int(b, MRD_VERSION_NONE);
+    emit_buf(t, "read_empty", b);
+    proto_buf_fini(&rec);
+}
+
+static const struct raw bad_replies[] = {
+    RAW("request_shape", "\x93\x01\x05\x80"),
+    RAW("version2", "\x94\x02\x05\x00\x80"),
+    RAW("status_big", "\x94\x01\x05\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x80"),
+    RAW("append_missing", "\x94\x01\x01\x00\x81\x01\x01"),
+    RAW("info_version_bad",
+        "\x94\x01\x04\x00\x84\x01\xc3\x02\xfe\x03\x00"
+        "\x04\x00"),
+    RAW("node_cluster_short",
+        "\x94\x01\x05\x00\x86\x01\x01\x02\xc4\x01x\x03"
+        "\x01\x04\x01\x05\x01\x06\xa0"),
+    RAW("read_item_short",
+        "\x94\x01\x02\x00\x83\x01\x91\x92\x00\x00\x02"
+        "\x00\x03\xff"),
+    RAW("read_items_lie", "\x94\x01\x02\x00\x83\x01\xdd\xff\xff\xff\xff"),
+    RAW("log_with_version", "\x94\x01\x03\x00\x83\x01\x90\x02\x00\x03\xff"),
+    RAW("error_unknown_key", "\x94\x01\x01\x03\x81\x03\xa0"),
+    RAW("stats_not_uint", "\x94\x01\x06\x00\x81\xa1x\xa1y"),
+};
+
+/* Records whose fields cross the msgpack size classes (fixstr, str8,
+ * str16; fixmap, map16; fixint to uint64), as bodies to be sealed. */
+static void
+record_variants(struct proto_buf *b)
+{
+    static char           big[1500];
+    static char           meta[4096];
+    struct proto_buf      m;
+    struct proto_event_in ev;
+    char                  name[32];
+
+    memset(big, 'a', sizeof big);
+    proto_buf_init(&m, sizeof meta);
+    for (unsigned i = 0; i < 8; i++) {
+        uint32_t entries = i == 7 ? MRD_META_ENTRIES_MAX : i * 2;
+        proto_buf_reset(&m);
+        proto_wr_map(&m, entries);
+        for (uint32_t k = 0; k < entries; k++) {
+            char key[3] = { (char) ('a' + k % 26), (char) ('a' + k / 26), 0 };
+            proto_wr_str(&m, key, 2);
+            proto_wr_str(&m, big, i * 5);
+        }
+        ok(proto_buf_status(&m));
+        memset(&ev, 0, sizeof ev);
+        ev.type         = (struct proto_str) { big, 1u + i * 30 };
+        ev.data         = (struct proto_str) { big, i * 180 };
+        ev.content_type = (struct proto_str) { big, i * 15 };
+        ev.correlation  = (struct proto_str) { "\xe6\xb3\xa8", i % 2 ? 3 : 0 };
+        ev.meta_raw
+            = (struct proto_str) { (const char *) m.data, (uint32_t) m.len };
+        ev.meta_count = entries;
+        uint64_t n    = (uint64_t) 1 << (i * 9);
+        ok(proto_record_encode(
+            b, n, n + 1, n * 3, (struct proto_str) { big, 1u + i * 36 }, &ev));
+        snprintf(name, sizeof name, "variant%u_body", i);
+        emit("record_fuzz", name, b->data, b->len - 9);
+        proto_buf_reset(b);
+    }
+    proto_buf_fini(&m);
+}
+
+static void
+records(struct proto_buf *b)
+{
+    static const char     meta[] = "\x82\xa6tenant\xa4"
+                                   "acme\xa1k\xa0";
+    struct proto_event_in full   = { .type = { "OrderPlaced", 11 },
+          .data                            = { "{\"id\":1}", 8 },
+          .content_type                    = { "application/json", 16 },
+          .correlation                     = { "corr", 4 },
+          .causation                       = { "cause", 5 },
+          .meta_raw                        = { meta, sizeof meta - 1 },
+          .meta_count                      = 2 };
+    struct proto_event_in min    = { .type = { "T", 1 } };
+    const char           *t      = "record_fuzz";
+
+    /* Sealed records, and their bodies for the fuzzer to seal itself. */
+    ok(proto_record_encode(
+        b, 7, 42, 1u << 30, (struct proto_str) { "s", 1 }, &full));
+    emit(t, "full_body", b->data, b->len - 9);
+    emit_buf(t, "full", b);
+    ok(proto_record_encode(b, 1, 1, 1, (struct proto_str) { "x", 1 }, &min));
+    emit(t, "min_body", b->data, b->len - 9);
+    emit_cuts(t, "min", b);
+    record_variants(b);
+}
+
+static const struct raw bad_records[] = {
+    RAW("format0", "\x9c\x00\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("format2", "\x9c\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("eleven", "\x9b\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0"),
+    RAW("stream_empty",
+        "\x9c\x01\x01\x01\x01\xa0\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("type_empty", "\x9c\x01\x01\x01\x01\xa1s\xa0\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("meta_dup",
+        "\x9c\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x82"
+        "\xa1k\xa0\xa1k\xa0"),
+    RAW("meta_nested",
+        "\x9c\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x81"
+        "\xa1k\x80"),
+    RAW("data_lie", "\x9c\x01\x01\x01\x01\xa1s\xa1t\xa0\xc6\xff\xff\xff\xff"),
+    RAW("short", "\xcf\x00"),
+};
+
+static void
+emit_raws(const char *target, const struct raw *raws, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        emit(target, raws[i].name, raws[i].bytes, raws[i].len);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    struct proto_buf b;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_corpus DIR\n");
+        return 2;
+    }
+    out_dir = argv[1];
+    proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
+    requests(&b);
+    emit_raws("request_fuzz", bad_requests, MRD_ARRAY_SIZE(bad_requests));
+    replies(&b);
+    emit_raws("reply_fuzz", bad_replies, MRD_ARRAY_SIZE(bad_replies));
+    records(&b);
+    emit_raws("record_fuzz", bad_records, MRD_ARRAY_SIZE(bad_records));
+    proto_buf_fini(&b);
+    return 0;
+}
