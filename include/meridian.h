@@ -285,9 +285,17 @@ MRD_API int mrd_node_info_get(mrd_client *client, mrd_node_info *info_out);
 MRD_API size_t mrd_events_count(const mrd_events *events);
 /* NULL when index >= count. Valid until mrd_events_free(events). */
 MRD_API const mrd_event *mrd_events_at(const mrd_events *events, size_t index);
-/* The position to read from next in the same direction (forward: last + 1;
- * backward: first - 1, or 0 at the start). Equals `from` when empty. */
+/* The position to read from next in the same direction. Forward: the last
+ * event's position + 1 (or `from` when empty). Backward: the lowest
+ * returned position - 1; once position 0 was returned, 0, and
+ * mrd_events_end() says there is nothing left. Shard log reads: the last
+ * returned log seq (pass it as after_seq). */
 MRD_API uint64_t mrd_events_next(const mrd_events *events);
+/* 1 when the read reached the end of the stream in its direction (forward:
+ * nothing after its last event when the node answered; backward: position 0
+ * reached), or, for a shard log read, fewer events than asked for. A
+ * batch can be empty and at the end. */
+MRD_API int mrd_events_end(const mrd_events *events);
 /* The stream's version on the node when it answered. */
 MRD_API int64_t mrd_events_version(const mrd_events *events);
 /* NULL is a no-op. */

@@ -1,0 +1,564 @@
+/*
+ * client.c: opening and closing a client, its nodes, and the call pool.
+ *
+ * Each node address gets its own req0 socket, dialled with NNG_FLAG_NONBLOCK
+ * so open never waits for the network and NNG keeps reconnecting in the
+ * background. NNG never resends a request by itself (RESENDTIME infinite):
+ * retries are ours, after a backoff and usually on another node. A pipe
+ * counter per socket, fed by NNG's pipe events, tells an attempt whether a
+ * node is connected at all, so a dead first address costs one short wait
+ * instead of a whole attempt timeout.
+ *
+ * Calls come from a pool of at most MRD_CLIENT_INFLIGHT_MAX objects, made on
+ * first use and kept until close: an aio cannot be freed from its own
+ * callback, and an async call ends in that callback. The pool also counts the
+ * calls in flight, which is what mrd_client_close() waits for.
+ */
+#include "client.h"
+
+#include <nng/protocol/reqrep0/req.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+mrd_client_opts_init(mrd_client_opts *opts)
+{
+    if (opts == NULL) {
+        return;
+    }
+    memset(opts, 0, sizeof *opts);
+    opts->timeout_ms         = CLIENT_TIMEOUT_MS_DEFAULT;
+    opts->attempt_timeout_ms = CLIENT_ATTEMPT_TIMEOUT_MS_DEFAULT;
+    opts->backoff_min_ms     = CLIENT_BACKOFF_MIN_MS_DEFAULT;
+    opts->backoff_max_ms     = CLIENT_BACKOFF_MAX_MS_DEFAULT;
+    opts->frame_size_max     = CLIENT_FRAME_SIZE_MAX_DEFAULT;
+}
+
+/* Copies opts into *out with zeros replaced by the defaults, and checks every
+ * value. Addresses are checked here but copied by the caller. */
+static MRD_MUST_USE int
+client_opts_check(const mrd_client_opts *opts, mrd_client_opts *out)
+{
+    mrd_client_opts def;
+
+    mrd_client_opts_init(&def);
+    if (opts->addresses == NULL || opts->address_count == 0
+        || opts->address_count > CLIENT_ADDRESS_COUNT_MAX) {
+        return MRD_EINVAL;
+    }
+    for (size_t i = 0; i < opts->address_count; i++) {
+        const char *a = opts->addresses[i];
+        if (a == NULL || a[0] == '\0'
+            || strnlen(a, CLIENT_ADDRESS_SIZE_MAX) >= CLIENT_ADDRESS_SIZE_MAX) {
+            return MRD_EINVAL;
+        }
+    }
+    *out           = *opts;
+    out->addresses = NULL;
+    /* Zero means "the default", so a caller can set only what it cares
+     * about in a zeroed struct. */
+    if (out->timeout_ms == 0) {
+        out->timeout_ms = def.timeout_ms;
+    }
+    if (out->attempt_timeout_ms == 0) {
+        out->attempt_timeout_ms = def.attempt_timeout_ms;
+    }
+    if (out->backoff_min_ms == 0) {
+        out->backoff_min_ms = def.backoff_min_ms;
+    }
+    if (out->backoff_max_ms == 0) {
+        out->backoff_max_ms = def.backoff_max_ms;
+    }
+    if (out->frame_size_max == 0) {
+        out->frame_size_max = def.frame_size_max;
+    }
+    if (out->timeout_ms > CLIENT_TIMEOUT_MS_MAX
+        || out->attempt_timeout_ms > CLIENT_TIMEOUT_MS_MAX
+        || out->backoff_max_ms > CLIENT_TIMEOUT_MS_MAX
+        || out->backoff_min_ms > out->backoff_max_ms) {
+        return MRD_EINVAL;
+    }
+    if (out->frame_size_max < PROTO_FRAME_SIZE_MIN
+        || out->frame_size_max > MRD_FRAME_SIZE_MAX) {
+        return MRD_EINVAL;
+    }
+    return MRD_OK;
+}
+
+/* NNG pipe events, on NNG's threads. ADD_PRE and REM_POST come in pairs for
+ * every pipe (NNG only reports REM_POST for a pipe it reported ADD_PRE for),
+ * so the counter never goes below zero. */
+static void
+client_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    struct client_node *node = arg;
+
+    (void) pipe;
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        atomic_fetch_add(&node->pipe_count, 1);
+    } else if (ev == NNG_PIPE_EV_REM_POST) {
+        atomic_fetch_sub(&node->pipe_count, 1);
+    }
+}
+
+/* Maps an NNG error from socket setup to ours. */
+static MRD_MUST_USE int
+client_nng_err(int rv)
+{
+    switch (rv) {
+    case 0:
+        return MRD_OK;
+    case NNG_ENOMEM:
+        return MRD_ENOMEM;
+    case NNG_EADDRINVAL:
+    case NNG_ENOTSUP:
+    case NNG_EINVAL:
+        return MRD_EINVAL; /* a malformed or unsupported address */
+    default:
+        return MRD_EINTERNAL;
+    }
+}
+
+static MRD_MUST_USE int
+client_node_open(
+    struct mrd_client *client, struct client_node *node, const char *address)
+{
+    int rv;
+
+    node->client = client;
+    atomic_init(&node->pipe_count, 0);
+    node->url = strdup(address);
+    if (node->url == NULL) {
+        return MRD_ENOMEM;
+    }
+    rv = nng_req0_open(&node->sock);
+    if (rv != 0) {
+        goto fail;
+    }
+    node->sock_open = true;
+    /* Options before the dial: the dialer copies them when it is made. */
+    rv = nng_socket_set_ms(
+        node->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    if (rv == 0) {
+        rv = nng_socket_set_ms(
+            node->sock, NNG_OPT_RECONNMINT, CLIENT_RECONNECT_MIN_MS);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_ms(
+            node->sock, NNG_OPT_RECONNMAXT, CLIENT_RECONNECT_MAX_MS);
+    }
+    if (rv == 0) {
+        rv = nng_socket_set_size(node->sock, NNG_OPT_RECVMAXSZ,
+            (size_t) client->opts.frame_size_max + CLIENT_SP_HEADER_SLACK);
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(
+            node->sock, NNG_PIPE_EV_ADD_PRE, client_pipe_cb, node);
+    }
+    if (rv == 0) {
+        rv = nng_pipe_notify(
+            node->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, node);
+    }
+    if (rv == 0) {
+        rv = nng_dial(node->sock, node->url, NULL, NNG_FLAG_NONBLOCK);
+    }
+    if (rv != 0) {
+        goto fail;
+    }
+    return MRD_OK;
+
+fail:
+    return client_nng_err(rv); /* client_free() closes what was opened */
+}
+
+/* Frees a client whose calls have all ended: stops every aio first (so no
+ * callback is still running), then closes the sockets, then frees. */
+static void
+client_free(struct mrd_client *client)
+{
+    for (uint32_t i = 0; i < client->call_count; i++) {
+        nng_aio_stop(client->calls[i]->aio);
+        nng_aio_stop(client->calls[i]->timer);
+    }
+    for (size_t i = 0; i < client->node_count; i++) {
+        if (client->nodes[i].sock_open) {
+            nng_close(client->nodes[i].sock);
+        }
+        free(client->nodes[i].url);
+    }
+    for (uint32_t i = 0; i < client->call_count; i++) {
+        struct client_call *call = client->calls[i];
+        MRD_ASSERT(!call->armed && !call->ctx_open);
+        nng_aio_free(call->timer);
+        nng_aio_free(call->aio);
+        proto_buf_fini(&call->req);
+        pthread_cond_destroy(&call->done_cv);
+        pthread_mutex_destroy(&call->mtx);
+        free(call);
+    }
+    pthread_cond_destroy(&client->idle_cv);
+    pthread_mutex_destroy(&client->mtx);
+    free(client->calls);
+    free(client->nodes);
+    free(client);
+}
+
+static MRD_MUST_USE int
+client_alloc(const mrd_client_opts *opts, struct mrd_client **client_out)
+{
+    struct mrd_client *client = calloc(1, sizeof *client);
+
+    *client_out = NULL;
+    if (client == NULL) {
+        return MRD_ENOMEM;
+    }
+    client->opts = *opts;
+    atomic_init(&client->node_current, 0);
+    client->nodes = calloc(opts->address_count, sizeof *client->nodes);
+    client->calls = calloc(MRD_CLIENT_INFLIGHT_MAX, sizeof *client->calls);
+    if (client->nodes == NULL || client->calls == NULL) {
+        goto fail;
+    }
+    if (pthread_mutex_init(&client->mtx, NULL) != 0) {
+        goto fail;
+    }
+    if (pthread_cond_init(&client->idle_cv, NULL) != 0) {
+        pthread_mutex_destroy(&client->mtx);
+        goto fail;
+    }
+    *client_out = client;
+    return MRD_OK;
+
+fail:
+    free(client->calls);
+    free(client->nodes);
+    free(client);
+    return MRD_ENOMEM;
+}
+
+int
+mrd_client_open(const mrd_client_opts *opts, mrd_client **client_out)
+{
+    struct mrd_client *client = NULL;
+    mrd_client_opts    checked;
+    int                rv;
+
+    if (client_out == NULL) {
+        return MRD_EINVAL;
+    }
+    *client_out = NULL;
+    if (opts == NULL) {
+        return MRD_EINVAL;
+    }
+    rv = client_opts_check(opts, &checked);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    /* libsodium's random generator needs it; safe to call many times. */
+    if (sodium_init() < 0) {
+        return MRD_EINTERNAL;
+    }
+    rv = client_alloc(&checked, &client);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < opts->address_count; i++) {
+        client->node_count = i + 1;
+        rv = client_node_open(client, &client->nodes[i], opts->addresses[i]);
+        if (rv != MRD_OK) {
+            goto fail;
+        }
+    }
+    *client_out = client;
+    return MRD_OK;
+
+fail:
+    client_free(client);
+    return rv;
+}
+
+void
+mrd_client_close(mrd_client *client)
+{
+    if (client == NULL) {
+        return;
+    }
+    /* New calls now fail with MRD_ECLOSED; calls in flight run to their
+     * end (each has a deadline), as meridian.h promises. */
+    pthread_mutex_lock(&client->mtx);
+    client->closing = true;
+    while (client->inflight > 0) {
+        pthread_cond_wait(&client->idle_cv, &client->mtx);
+    }
+    pthread_mutex_unlock(&client->mtx);
+    client_free(client);
+}
+
+/* --------------------------------------------------------------- pool -- */
+
+static MRD_MUST_USE int
+client_call_new(struct mrd_client *client, struct client_call **call_out)
+{
+    struct client_call *call   = calloc(1, sizeof *call);
+    bool                mtx_ok = false;
+    bool                cv_ok  = false;
+
+    *call_out = NULL;
+    if (call == NULL) {
+        return MRD_ENOMEM;
+    }
+    call->client = client;
+    proto_buf_init(&call->req, client->opts.frame_size_max);
+    if (pthread_mutex_init(&call->mtx, NULL) != 0) {
+        goto fail;
+    }
+    mtx_ok = true;
+    if (pthread_cond_init(&call->done_cv, NULL) != 0) {
+        goto fail;
+    }
+    cv_ok = true;
+    if (nng_aio_alloc(&call->aio, client_call_cb, call) != 0) {
+        goto fail;
+    }
+    if (nng_aio_alloc(&call->timer, client_call_cb, call) != 0) {
+        goto fail;
+    }
+    *call_out = call;
+    return MRD_OK;
+
+fail:
+    if (call->aio != NULL) {
+        nng_aio_free(call->aio);
+    }
+    if (cv_ok) {
+        pthread_cond_destroy(&call->done_cv);
+    }
+    if (mtx_ok) {
+        pthread_mutex_destroy(&call->mtx);
+    }
+    free(call);
+    return MRD_ENOMEM;
+}
+
+/* Clears everything a previous use left, keeping the aio, locks and
+ * request buffer. */
+static void
+client_call_reset(struct client_call *call)
+{
+    call->free_next       = NULL;
+    call->armed           = false;
+    call->cancelled       = false;
+    call->done            = false;
+    call->type            = 0;
+    call->wait_ms         = 0;
+    call->decode          = NULL;
+    call->done_fn         = NULL;
+    call->event_count     = 0;
+    call->count_max       = 0;
+    call->from            = 0;
+    call->append_cb       = NULL;
+    call->append_arg      = NULL;
+    call->state           = CLIENT_CALL_IDLE;
+    call->outcome_unknown = false;
+    call->node_err        = MRD_OK;
+    call->err             = MRD_OK;
+    call->events          = NULL;
+    memset(&call->out, 0, sizeof call->out);
+    proto_buf_reset(&call->req);
+}
+
+int
+client_call_get(struct mrd_client *client, struct client_call **call_out)
+{
+    struct client_call *call = NULL;
+    int                 rv   = MRD_OK;
+
+    *call_out = NULL;
+    pthread_mutex_lock(&client->mtx);
+    if (client->closing) {
+        rv = MRD_ECLOSED;
+        goto out;
+    }
+    if (client->call_free != NULL) {
+        call              = client->call_free;
+        client->call_free = call->free_next;
+    } else if (client->call_count < MRD_CLIENT_INFLIGHT_MAX) {
+        rv = client_call_new(client, &call);
+        if (rv != MRD_OK) {
+            goto out;
+        }
+        client->calls[client->call_count++] = call;
+    } else {
+        rv = MRD_EFULL; /* backpressure: every call object is in flight */
+        goto out;
+    }
+    client->inflight++;
+    MRD_ASSERT(client->inflight <= client->call_count);
+
+out:
+    pthread_mutex_unlock(&client->mtx);
+    if (call != NULL) {
+        client_call_reset(call);
+        *call_out = call;
+    }
+    return rv;
+}
+
+void
+client_call_put(struct client_call *call)
+{
+    struct mrd_client *client = call->client;
+
+    MRD_ASSERT(!call->armed && !call->ctx_open);
+    mrd_events_free(call->events);
+    call->events = NULL;
+    if (call->req.cap > CLIENT_BUF_KEEP_SIZE) {
+        proto_buf_fini(&call->req);
+        proto_buf_init(&call->req, client->opts.frame_size_max);
+    }
+    pthread_mutex_lock(&client->mtx);
+    MRD_ASSERT(client->inflight > 0);
+    call->free_next   = client->call_free;
+    client->call_free = call;
+    client->inflight--;
+    if (client->inflight == 0 && client->closing) {
+        pthread_cond_broadcast(&client->idle_cv);
+    }
+    pthread_mutex_unlock(&client->mtx);
+}
+
+/* -------------------------------------------------------------- nodes -- */
+
+size_t
+client_node_pick(struct mrd_client *client)
+{
+    size_t current = atomic_load(&client->node_current);
+    size_t n       = client->node_count;
+
+    MRD_ASSERT(current < n);
+    for (size_t i = 0; i < n; i++) {
+        size_t idx = (current + i) % n;
+        if (atomic_load(&client->nodes[idx].pipe_count) > 0) {
+            if (idx != current) {
+                /* Only if nobody moved it meanwhile; either way is fine. */
+                atomic_compare_exchange_strong(
+                    &client->node_current, &current, idx);
+            }
+            return idx;
+        }
+    }
+    /* Nothing is connected: try the current node, whose dial may finish
+     * during the attempt. */
+    return current;
+}
+
+void
+client_node_failed(struct mrd_client *client, size_t index)
+{
+    size_t expected = index;
+
+    MRD_ASSERT(index < client->node_count);
+    /* Many calls fail on the same node at once; only the first moves on,
+     * so the others do not skip the next node. */
+    atomic_compare_exchange_strong(
+        &client->node_current, &expected, (index + 1) % client->node_count);
+}
+
+/* --------------------------------------------------------------- info -- */
+
+static MRD_MUST_USE int
+client_info_decode(struct client_call *call, struct proto_rd *body)
+{
+    const char *why = NULL;
+    int         rv  = proto_info_rep_decode(body, &call->out.info, &why);
+
+    return rv == MRD_OK ? MRD_OK : MRD_EPROTO;
+}
+
+int
+mrd_stream_info_get(
+    mrd_client *client, const char *stream, mrd_stream_info *info_out)
+{
+    struct client_call *call = NULL;
+    size_t              stream_len;
+    int                 rv;
+
+    if (client == NULL || stream == NULL || info_out == NULL) {
+        return MRD_EINVAL;
+    }
+    stream_len = strnlen(stream, MRD_STREAM_NAME_SIZE_MAX + 1);
+    rv         = mrd_stream_name_check(stream, stream_len);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    rv = client_call_get(client, &call);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    call->type   = PROTO_T_INFO;
+    call->decode = client_info_decode;
+    rv           = proto_info_req_encode(&call->req, stream, stream_len);
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    rv = client_call_run(call, NULL);
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    *info_out = call->out.info;
+    client_call_put(call);
+    return MRD_OK;
+
+fail:
+    client_call_put(call);
+    return rv;
+}
+
+static MRD_MUST_USE int
+client_node_info_decode(struct client_call *call, struct proto_rd *body)
+{
+    const char *why = NULL;
+    int         rv  = proto_node_rep_decode(body, &call->out.node, &why);
+
+    if (rv != MRD_OK) {
+        return MRD_EPROTO;
+    }
+    /* The node's string is copied in by the decoder; terminate it here
+     * too so a decoder bug never reaches a printf. */
+    call->out.node.version[sizeof call->out.node.version - 1] = '\0';
+    return MRD_OK;
+}
+
+int
+mrd_node_info_get(mrd_client *client, mrd_node_info *info_out)
+{
+    struct client_call *call = NULL;
+    int                 rv;
+
+    if (client == NULL || info_out == NULL) {
+        return MRD_EINVAL;
+    }
+    rv = client_call_get(client, &call);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    call->type   = PROTO_T_NODE_INFO;
+    call->decode = client_node_info_decode;
+    proto_empty_req_encode(&call->req, PROTO_T_NODE_INFO);
+    rv = proto_buf_status(&call->req);
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    rv = client_call_run(call, NULL);
+    if (rv != MRD_OK) {
+        goto fail;
+    }
+    *info_out = call->out.node;
+    client_call_put(call);
+    return MRD_OK;
+
+fail:
+    client_call_put(call);
+    return rv;
+}

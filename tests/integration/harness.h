@@ -1,0 +1,134 @@
+/*
+ * harness.h: what integration tests share. They run real meridiand (and
+ * meridianctl) processes on 127.0.0.1, each node in its own temp directory,
+ * and wait for things with bounded polls, the way Redis's tests do
+ * (wait_for_condition 50 100 {...}).
+ *
+ * Rules the harness keeps for every test:
+ *   - Every wait is bounded, and every bound is multiplied by the env var
+ *     MRD_TEST_TIMEOUT_MULTIPLIER (default 1) for slow machines and
+ *     sanitizer builds.
+ *   - Every process started is registered and SIGKILLed at exit, even when a
+ *     cmocka assertion fails: use harness_teardown as the group teardown (and
+ *     per-test teardown when tests start their own nodes); an atexit handler
+ *     does the same when main returns. Nodes started from the main thread
+ *     also die with the test process on a crash (PR_SET_PDEATHSIG).
+ *   - Temp directories are removed unless MRD_TEST_KEEP=1, so a failed run
+ *     can be kept for its logs.
+ *
+ * Every function here returns 0 on success and -1 (with a line on stderr
+ * saying why) on failure, unless it says otherwise. Not thread-safe, except
+ * the process registry, which may be used from any thread.
+ */
+#ifndef MRD_HARNESS_H
+#define MRD_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "meridian.h"
+
+#ifndef MRD_MERIDIAND_PATH
+#error "MRD_MERIDIAND_PATH must name the meridiand binary"
+#endif
+#ifndef MRD_MERIDIANCTL_PATH
+#error "MRD_MERIDIANCTL_PATH must name the meridianctl binary"
+#endif
+
+#define HARNESS_PATH_SIZE 512u
+#define HARNESS_URL_SIZE 64u
+/* Processes one test may have alive at once. */
+#define HARNESS_PROCS_MAX 64u
+/* Extra meridiand arguments per start. */
+#define HARNESS_ARGS_MAX 32u
+
+struct harness_node {
+    pid_t    pid; /* 0 when not running */
+    uint64_t node_id; /* --node-id */
+    uint16_t port; /* 0 until the first start binds one */
+    int      exit_status; /* of the last stop or kill: see waitpid */
+    char     dir[HARNESS_PATH_SIZE]; /* the node's temp dir */
+    char     data_dir[HARNESS_PATH_SIZE]; /* dir/data */
+    char     log_path[HARNESS_PATH_SIZE]; /* dir/meridiand.log: stderr */
+    char     ready_path[HARNESS_PATH_SIZE]; /* dir/ready */
+    char     url[HARNESS_URL_SIZE]; /* "tcp://127.0.0.1:PORT" */
+};
+
+/* ms scaled by MRD_TEST_TIMEOUT_MULTIPLIER (a positive number, may have a
+ * fraction; default 1). */
+uint32_t harness_ms(uint32_t ms);
+/* Sleeps ms milliseconds, unscaled. */
+void harness_sleep_ms(uint32_t ms);
+
+/* Makes a fresh directory $TMPDIR/<prefix>XXXXXX (or under /tmp) and puts its
+ * path in out. */
+int harness_tmpdir_make(const char *prefix, char *out, size_t out_size);
+/* Removes path and everything under it; a missing path is success. */
+int harness_rmrf(const char *path);
+
+/* Polls cond(arg) up to tries times (scaled), interval_ms apart, until it
+ * returns true. Returns whether it did. */
+bool harness_wait_for(
+    bool (*cond)(void *arg), void *arg, uint32_t tries, uint32_t interval_ms);
+
+/* --------------------------------------------------------------- nodes -- */
+
+/* Gives node its own temp directory; nothing runs yet. */
+int harness_node_init(struct harness_node *node, uint64_t node_id);
+/* Starts meridiand: on the first start with port 0 (the node picks one,
+ * read back from the ready file), later on the same port, so clients that
+ * knew the node find it again. extra_args is NULL or a NULL-terminated list
+ * appended to the command line. Waits (bounded) until the node is ready;
+ * fails if it exits first. */
+int harness_node_start(
+    struct harness_node *node, const char *const *extra_args);
+/* Sends sig and reaps the process (blocking until it is gone; use SIGKILL
+ * unless the test wants a graceful stop). The exit status is kept in
+ * node->exit_status. */
+int harness_node_kill(struct harness_node *node, int sig);
+/* SIGTERM, a bounded wait for a graceful exit, then SIGKILL. Returns the
+ * exit code (0..255) of a process that exited by itself, or -1 when it had
+ * to be killed or was not running. */
+int harness_node_stop(struct harness_node *node);
+/* Kills the node if it runs and removes its directory (kept with
+ * MRD_TEST_KEEP=1). The struct can be initialised again afterwards. */
+void harness_node_fini(struct harness_node *node);
+/* True when the node's log contains needle. */
+bool harness_node_log_contains(
+    const struct harness_node *node, const char *needle);
+
+/* A URL on 127.0.0.1 where nothing listens (a port the kernel just gave out
+ * and that was closed again): for failover tests. */
+int harness_dead_url(char *out, size_t out_size);
+
+/* ------------------------------------------------------------- clients -- */
+
+/* Opens a client on the nodes' URLs, in the order given. base is NULL for
+ * the library defaults with timeout_ms and attempt_timeout_ms scaled, or
+ * options whose addresses are ignored. Returns the mrd_ error code. */
+int harness_client_open(struct harness_node *const *nodes, size_t count,
+    const mrd_client_opts *base, mrd_client **client_out);
+/* The same on explicit URLs. */
+int harness_client_open_urls(const char *const *urls, size_t count,
+    const mrd_client_opts *base, mrd_client **client_out);
+
+/* ------------------------------------------------------------ commands -- */
+
+/* Runs meridianctl with args (NULL-terminated, without argv[0]) and a bounded
+ * wait (30 s, scaled; then SIGKILL). Its stdout goes to out (NUL-terminated,
+ * truncated to out_size - 1 bytes; out may be NULL), its stderr to ours.
+ * Returns its exit code (0..255), or -1 when it could not run, was killed
+ * or timed out. */
+int harness_run_ctl(const char *const *args, char *out, size_t out_size);
+
+/* ------------------------------------------------------------ cleanup -- */
+
+/* SIGKILLs and reaps every process the harness started that is still
+ * registered. Safe to call any time, many times. */
+void harness_kill_all(void);
+/* A cmocka setup/teardown (int (*)(void **)) that calls harness_kill_all. */
+int harness_teardown(void **state);
+
+#endif /* MRD_HARNESS_H */
