@@ -276,7 +276,6 @@ node_reply_node_info(struct node_work *w)
     info.frame_size_max   = srv->cfg->frame_size_max;
     snprintf(info.version, sizeof(info.version), "%s", MRD_VERSION_STRING);
     proto_buf_reset(&w->small);
-    proto_reply_begin(&w->small, w->type, MRD_OK);
     proto_node_rep_encode(&w->small, &info);
     node_work_send(w, &w->small);
 }
@@ -291,7 +290,6 @@ node_reply_stats(struct node_work *w)
 #undef NODE_STAT_ROW_
     };
     proto_buf_reset(&w->small);
-    proto_reply_begin(&w->small, w->type, MRD_OK);
     proto_stats_rep_encode(&w->small, stats, MRD_ARRAY_SIZE(stats));
     node_work_send(w, &w->small);
 }
@@ -424,7 +422,10 @@ node_work_cb(void *arg)
             node_work_recv(w);
             return;
         }
+        /* The aio's message slot is only ever set while a send is
+         * pending, so stop can tell an unsent answer from a taken one. */
         w->req = nng_aio_get_msg(w->aio);
+        nng_aio_set_msg(w->aio, NULL);
         node_work_dispatch(w);
         return;
     case NODE_WORK_SEND:
@@ -433,6 +434,7 @@ node_work_cb(void *arg)
             /* Not sent: the message is still ours (the peer went away). */
             nng_msg_free(nng_aio_get_msg(w->aio));
         }
+        nng_aio_set_msg(w->aio, NULL);
         if (atomic_load(&srv->closing)) {
             return;
         }
@@ -488,7 +490,6 @@ node_writer_answer(struct node_server *srv, struct node_work *w)
         NODE_STAT_ADD(&srv->stats, events_appended, a->rep.count);
     }
     proto_buf_reset(&w->small);
-    proto_reply_begin(&w->small, PROTO_T_APPEND, MRD_OK);
     proto_append_rep_encode(&w->small, &a->rep);
     node_work_send(w, &w->small);
 }
@@ -734,7 +735,6 @@ node_reader_serve(
         rv = node_store_stream_info(srv->store, w->stream, &info);
         if (rv == MRD_OK) {
             proto_buf_reset(buf);
-            proto_reply_begin(buf, PROTO_T_INFO, MRD_OK);
             proto_info_rep_encode(buf, &info);
         }
         why = "cannot read the stream's metadata";
@@ -970,8 +970,10 @@ node_queue_close(struct node_queue *q)
 void
 node_server_stop(struct node_server *srv)
 {
+    /* The listener stays open until the answers are out: closing it would
+     * close its connections too, and drop the answers to requests the node
+     * has already committed. New requests get MRD_ECLOSED meanwhile. */
     atomic_store(&srv->stopping, true);
-    nng_listener_close(srv->listener);
     /* Appends already queued are committed and answered. */
     node_queue_close(&srv->wq);
     pthread_join(srv->writer, NULL);
@@ -994,14 +996,33 @@ node_server_stop(struct node_server *srv)
     while (atomic_load(&srv->sending) > 0 && mrd_now_mono_ms() < deadline) {
         nng_msleep(5);
     }
+    /* NNG's order: stop every aio (waiting out its callback, which sees
+     * `closing` and re-arms nothing), close the contexts, then the socket.
+     * Closing the socket first can leave NNG's reaper waiting on a send to
+     * a peer that no longer reads. */
     atomic_store(&srv->closing, true);
+    for (uint32_t i = 0; i < srv->work_count; i++) {
+        nng_aio *aio = srv->works[i].aio;
+        if (aio == NULL) {
+            continue;
+        }
+        nng_aio_stop(aio);
+        /* A callback that was answering as the aio stopped had its send
+         * refused without a completion: the answer is still ours. */
+        nng_msg *unsent = nng_aio_get_msg(aio);
+        if (unsent != NULL) {
+            nng_aio_set_msg(aio, NULL);
+            nng_msg_free(unsent);
+        }
+    }
+    for (uint32_t i = 0; i < srv->work_count; i++) {
+        nng_ctx_close(srv->works[i].ctx);
+    }
+    nng_listener_close(srv->listener);
     nng_close(srv->sock);
     for (uint32_t i = 0; i < srv->work_count; i++) {
         struct node_work *w = &srv->works[i];
-        if (w->aio != NULL) {
-            nng_aio_stop(w->aio);
-            nng_aio_free(w->aio);
-        }
+        nng_aio_free(w->aio);
         if (w->req != NULL) {
             nng_msg_free(w->req);
         }

@@ -38,19 +38,33 @@ node_rtxn_end(struct node_rtxn *r)
 }
 
 /* Gets the log entry at seq and checks it: position prefix plus a record
- * whose checksum holds. */
+ * whose checksum holds. A stream's events usually sit next to each other in
+ * the log, so when seq follows the cursor's last key, one step (MDB_NEXT)
+ * replaces a descent from the root. */
 static int
-node_log_entry(
-    MDB_cursor *log, uint64_t seq, uint64_t *pos, struct proto_str *record)
+node_log_entry(MDB_cursor *log, uint64_t seq, uint64_t *last_seq, uint64_t *pos,
+    struct proto_str *record)
 {
     uint8_t key[8];
-    MDB_val k = { 8, key }, v;
+    MDB_val k  = { 8, key }, v;
+    int     rc = MDB_NOTFOUND;
 
-    mrd_be64_put(key, seq);
-    int rc = mdb_cursor_get(log, &k, &v, MDB_SET_KEY);
+    if (*last_seq != 0 && seq == *last_seq + 1) {
+        rc = mdb_cursor_get(log, &k, &v, MDB_NEXT);
+        if (rc == 0 && (k.mv_size != 8 || mrd_be64_get(k.mv_data) != seq)) {
+            rc = MDB_NOTFOUND; /* a gap: look it up the long way */
+        }
+    }
+    if (rc != 0) {
+        k.mv_size = 8;
+        k.mv_data = key;
+        mrd_be64_put(key, seq);
+        rc = mdb_cursor_get(log, &k, &v, MDB_SET_KEY);
+    }
     if (rc != 0) {
         return rc == MDB_NOTFOUND ? MRD_ECORRUPT : MRD_EIO;
     }
+    *last_seq = seq;
     if (v.mv_size < 8 + 10) {
         return MRD_ECORRUPT;
     }
@@ -83,11 +97,18 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
     uint64_t start, uint32_t n, int direction, struct proto_buf *out,
     struct proto_events_wr *w, uint64_t *last_pos, struct node_stats *stats)
 {
-    MDB_cursor *log;
+    MDB_cursor   *log, *index;
+    MDB_cursor_op step     = direction == MRD_FORWARD ? MDB_NEXT : MDB_PREV;
+    uint64_t      last_seq = 0;
     int rc = mdb_cursor_open(r->txn, r->store->dbi_log[st->shard], &log);
     int rv = MRD_OK;
 
     if (rc != 0) {
+        return MRD_EIO;
+    }
+    rc = mdb_cursor_open(r->txn, r->store->dbi_index, &index);
+    if (rc != 0) {
+        mdb_cursor_close(log);
         return MRD_EIO;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -96,14 +117,16 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
         mrd_be64_put(key, st->id);
         mrd_be64_put(key + 8, pos);
         MDB_val k = { 16, key }, v;
-        rc        = mdb_get(r->txn, r->store->dbi_index, &k, &v);
-        if (rc != 0 || v.mv_size != 8) {
+        /* The first position is looked up; the rest are one step away. */
+        rc = mdb_cursor_get(index, &k, &v, i == 0 ? MDB_SET_KEY : step);
+        if (rc != 0 || k.mv_size != 16 || memcmp(k.mv_data, key, 16) != 0
+            || v.mv_size != 8) {
             rv = rc == MDB_NOTFOUND || rc == 0 ? MRD_ECORRUPT : MRD_EIO;
             break;
         }
         uint64_t         seq = mrd_be64_get(v.mv_data), stored_pos;
         struct proto_str record;
-        rv = node_log_entry(log, seq, &stored_pos, &record);
+        rv = node_log_entry(log, seq, &last_seq, &stored_pos, &record);
         if (rv == MRD_OK && stored_pos != pos) {
             rv = MRD_ECORRUPT;
         }
@@ -119,6 +142,7 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
         proto_events_reply_add(out, w, pos, seq, record.ptr, record.len);
         *last_pos = pos;
     }
+    mdb_cursor_close(index);
     mdb_cursor_close(log);
     return rv;
 }
