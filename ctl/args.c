@@ -1,0 +1,577 @@
+/*
+ * args.c: meridianctl's command line.
+ *
+ * One pass over argv. Global options (--node, --timeout-ms, --json, --help,
+ * --version) are accepted anywhere; the first word that is not an option
+ * names the command; the command's own options are accepted after it. Both
+ * `--opt value` and `--opt=value` work, an option value is taken as is even
+ * when it starts with a dash (so `--data -` means stdin), and `--` ends the
+ * options. Options are table-driven so that the parser, the duplicate check
+ * and the "which command takes which option" rule live in one place. Every
+ * option except --node and --meta may be given once: a CLI that writes to an
+ * event store should refuse an ambiguous line rather than guess.
+ *
+ * Nothing here allocates: strings point into argv, and MERIDIAN_NODES is
+ * copied into a fixed buffer in struct ctl_args before it is split.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ help texts -- */
+
+static const char ctl_help_global[]
+    = "Usage: meridianctl [GLOBAL OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
+      "\n"
+      "The admin CLI of Meridian, a multi-region event store.\n"
+      "\n"
+      "Commands:\n"
+      "%s" /* filled in from ctl_cmds by ctl_help_print() */
+      "\n"
+      "Global options (accepted before or after the command):\n"
+      "  --node URL        a node to talk to, e.g. tcp://127.0.0.1:7400;\n"
+      "                    repeat it to give several (tried in order).\n"
+      "                    Default: $MERIDIAN_NODES (comma-separated),\n"
+      "                    else " CTL_NODE_DEFAULT "\n"
+      "  --timeout-ms N    deadline of each call, retries included\n"
+      "                    (default 10000); for tail: how long to follow\n"
+      "  --json            machine output: one JSON object per command,\n"
+      "                    one JSON object per line for events\n"
+      "  -h, --help        show this help, or a command's help\n"
+      "  --version         show meridianctl's version\n"
+      "\n"
+      "Exit status: 0 success, 1 the operation failed, 2 usage error.\n"
+      "Run 'meridianctl COMMAND --help' for a command's options.\n";
+
+static const char ctl_help_append[]
+    = "Usage: meridianctl append STREAM --type TYPE [OPTIONS]\n"
+      "\n"
+      "Appends an event to STREAM and prints where it went: its dot\n"
+      "(origin:seq, its global id), its position, the stream's new version\n"
+      "and whether the node replayed a stored answer (idempotent retry).\n"
+      "\n"
+      "Options:\n"
+      "  --type TYPE               event type, e.g. OrderPlaced (required)\n"
+      "  --data STRING             the event's data; '-' reads stdin\n"
+      "  --data-file PATH          read the data from PATH ('-': stdin)\n"
+      "  --content-type CT         content type of the data\n"
+      "                            (default application/octet-stream)\n"
+      "  --expected-version V      any (default), no-stream, exists, or N:\n"
+      "                            the stream's last position must be N\n"
+      "  --idempotency-key KEY     a retry with the same key writes nothing\n"
+      "                            and returns the first result\n"
+      "  --correlation-id ID       metadata: correlation id\n"
+      "  --causation-id ID         metadata: causation id\n"
+      "  --meta KEY=VALUE          user metadata; repeat for more entries\n"
+      "  --count N                 append N copies of the event in one\n"
+      "                            atomic append (default 1, at most 1000)\n"
+      "\n"
+      "Without --data or --data-file the event has empty data.\n"
+      "\n"
+      "Example:\n"
+      "  meridianctl append orders-1 --type OrderPlaced \\\n"
+      "      --content-type application/json --data '{\"total\":42}'\n";
+
+static const char ctl_help_read[]
+    = "Usage: meridianctl read STREAM [OPTIONS]\n"
+      "\n"
+      "Reads events of STREAM and prints them as a table: position, dot\n"
+      "(origin:seq), time (from the event's HLC, UTC), type, content type\n"
+      "and data (text up to 60 characters, else hex and size). With --json,\n"
+      "prints one JSON object per event and line.\n"
+      "\n"
+      "Options:\n"
+      "  --from N|end     first position to read (default: 0 forward,\n"
+      "                   end backward)\n"
+      "  --backward       read from the end towards the start\n"
+      "  --count N        events to read at most (default 100; large counts\n"
+      "                   are read in several calls)\n"
+      "\n"
+      "A stream that does not exist reads as empty.\n";
+
+static const char ctl_help_tail[]
+    = "Usage: meridianctl tail STREAM [OPTIONS]\n"
+      "\n"
+      "Follows STREAM and prints its events as they arrive, one per line\n"
+      "(one JSON object per line with --json). Ctrl-C ends it cleanly.\n"
+      "\n"
+      "Options:\n"
+      "  --from N|end     first position to print (default end: only events\n"
+      "                   appended from now on)\n"
+      "  --limit N        exit after N events\n"
+      "  --timeout-ms T   exit after T milliseconds in all (exit status 0)\n";
+
+static const char ctl_help_info[]
+    = "Usage: meridianctl info STREAM\n"
+      "\n"
+      "Prints whether STREAM exists, its version (last position, -1 when\n"
+      "empty), its number of events and its shard, on the serving node.\n";
+
+static const char ctl_help_node_info[]
+    = "Usage: meridianctl node-info\n"
+      "\n"
+      "Prints the serving node's id, cluster id, number of shards, protocol\n"
+      "version, largest frame and software version.\n";
+
+static const char ctl_help_help[]
+    = "Usage: meridianctl help [COMMAND]\n"
+      "\n"
+      "Shows the help of meridianctl or of one command.\n";
+
+/* help has no run(): main() never gets that far for it. */
+const struct ctl_cmd ctl_cmds[] = {
+    { "append", "append an event (or N copies, atomically) to a stream",
+        ctl_help_append, CTL_OPTS_APPEND, 1, ctl_cmd_append },
+    { "read", "read a stream's events, forward or backward", ctl_help_read,
+        CTL_OPTS_READ, 1, ctl_cmd_read },
+    { "tail", "follow a stream, printing events as they arrive", ctl_help_tail,
+        CTL_OPTS_TAIL, 1, ctl_cmd_tail },
+    { "info", "show a stream's version, size and shard", ctl_help_info, 0, 1,
+        ctl_cmd_info },
+    { "node-info", "show the serving node's identity and limits",
+        ctl_help_node_info, 0, 0, ctl_cmd_node_info },
+    { "help", "show this help or a command's help", ctl_help_help, 0, 0, NULL },
+    { NULL, NULL, NULL, 0, 0, NULL },
+};
+
+void
+ctl_help_print(FILE *f, const struct ctl_cmd *cmd)
+{
+    if (cmd != NULL) {
+        fputs(cmd->help, f);
+        return;
+    }
+    /* The command list is the only variable part: print around it rather
+     * than pass a non-literal format string to printf. */
+    const char *mark = strstr(ctl_help_global, "%s");
+    MRD_ASSERT(mark != NULL);
+    fwrite(ctl_help_global, 1, (size_t) (mark - ctl_help_global), f);
+    for (const struct ctl_cmd *c = ctl_cmds; c->name != NULL; c++) {
+        fprintf(f, "  %-11s %s\n", c->name, c->summary);
+    }
+    fputs(mark + 2, f);
+}
+
+/* --------------------------------------------------------------- options -- */
+
+enum ctl_opt_id {
+    CTL_OPT_NODE,
+    CTL_OPT_TIMEOUT,
+    CTL_OPT_JSON,
+    CTL_OPT_HELP,
+    CTL_OPT_VERSION,
+    CTL_OPT_TYPE,
+    CTL_OPT_DATA,
+    CTL_OPT_DATA_FILE,
+    CTL_OPT_CONTENT_TYPE,
+    CTL_OPT_EXPECTED,
+    CTL_OPT_IDEMPOTENCY,
+    CTL_OPT_CORRELATION,
+    CTL_OPT_CAUSATION,
+    CTL_OPT_META,
+    CTL_OPT_COUNT,
+    CTL_OPT_FROM,
+    CTL_OPT_BACKWARD,
+    CTL_OPT_LIMIT,
+};
+
+struct ctl_opt {
+    const char     *name; /* without the leading dashes */
+    enum ctl_opt_id id;
+    bool            has_value;
+    bool            repeatable;
+    uint32_t        cmds; /* CTL_OPTS_* bits; 0: global */
+};
+
+static const struct ctl_opt ctl_opts[] = {
+    { "node", CTL_OPT_NODE, true, true, 0 },
+    { "timeout-ms", CTL_OPT_TIMEOUT, true, false, 0 },
+    { "json", CTL_OPT_JSON, false, false, 0 },
+    { "help", CTL_OPT_HELP, false, true, 0 },
+    { "version", CTL_OPT_VERSION, false, false, 0 },
+    { "type", CTL_OPT_TYPE, true, false, CTL_OPTS_APPEND },
+    { "data", CTL_OPT_DATA, true, false, CTL_OPTS_APPEND },
+    { "data-file", CTL_OPT_DATA_FILE, true, false, CTL_OPTS_APPEND },
+    { "content-type", CTL_OPT_CONTENT_TYPE, true, false, CTL_OPTS_APPEND },
+    { "expected-version", CTL_OPT_EXPECTED, true, false, CTL_OPTS_APPEND },
+    { "idempotency-key", CTL_OPT_IDEMPOTENCY, true, false, CTL_OPTS_APPEND },
+    { "correlation-id", CTL_OPT_CORRELATION, true, false, CTL_OPTS_APPEND },
+    { "causation-id", CTL_OPT_CAUSATION, true, false, CTL_OPTS_APPEND },
+    { "meta", CTL_OPT_META, true, true, CTL_OPTS_APPEND },
+    { "count", CTL_OPT_COUNT, true, false, CTL_OPTS_APPEND | CTL_OPTS_READ },
+    { "from", CTL_OPT_FROM, true, false, CTL_OPTS_READ | CTL_OPTS_TAIL },
+    { "backward", CTL_OPT_BACKWARD, false, false, CTL_OPTS_READ },
+    { "limit", CTL_OPT_LIMIT, true, false, CTL_OPTS_TAIL },
+};
+_Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 32, "seen mask is 32 bits");
+
+bool
+ctl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+
+    /* strtoull accepts leading space and a sign ("-1" wraps): refuse both. */
+    if (s == NULL || s[0] < '0' || s[0] > '9') {
+        return false;
+    }
+    errno                = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max) {
+        return false;
+    }
+    *out = (uint64_t) v;
+    return true;
+}
+
+static int
+ctl_parse_expected(struct ctl_args *args, const char *v)
+{
+    uint64_t n;
+
+    if (strcmp(v, "any") == 0) {
+        args->expected_version = MRD_EXPECT_ANY;
+    } else if (strcmp(v, "no-stream") == 0) {
+        args->expected_version = MRD_EXPECT_NO_STREAM;
+    } else if (strcmp(v, "exists") == 0) {
+        args->expected_version = MRD_EXPECT_EXISTS;
+    } else if (ctl_parse_u64(v, 0, INT64_MAX, &n)) {
+        args->expected_version = (int64_t) n;
+    } else {
+        return ctl_fail_usage("--expected-version: '%s' is not any, "
+                              "no-stream, exists or a position",
+            v);
+    }
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_parse_meta(struct ctl_args *args, const char *v)
+{
+    const char *eq = strchr(v, '=');
+
+    if (args->meta_count == MRD_META_ENTRIES_MAX) {
+        return ctl_fail_usage(
+            "--meta: at most %u entries", MRD_META_ENTRIES_MAX);
+    }
+    if (eq == NULL || eq == v) {
+        return ctl_fail_usage("--meta: '%s' is not KEY=VALUE", v);
+    }
+    size_t key_size = (size_t) (eq - v);
+    if (key_size > MRD_META_KEY_SIZE_MAX) {
+        return ctl_fail_usage(
+            "--meta: key longer than %u bytes", MRD_META_KEY_SIZE_MAX);
+    }
+    struct ctl_meta *m = &args->meta[args->meta_count++];
+    memcpy(m->key, v, key_size);
+    m->key[key_size] = '\0';
+    m->value         = eq + 1;
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_parse_position(const char *opt, const char *v, uint64_t *out)
+{
+    if (strcmp(v, "end") == 0) {
+        *out = MRD_POSITION_END;
+        return CTL_EXIT_OK;
+    }
+    /* MRD_POSITION_END itself is spelt "end". */
+    if (!ctl_parse_u64(v, 0, MRD_POSITION_END - 1, out)) {
+        return ctl_fail_usage("--%s: '%s' is not a position or 'end'", opt, v);
+    }
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_parse_count(const char *opt, const char *v, uint64_t *out)
+{
+    if (!ctl_parse_u64(v, 1, UINT64_MAX, out)) {
+        return ctl_fail_usage("--%s: '%s' is not a number >= 1", opt, v);
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------- applying options --
+ */
+
+static int
+ctl_apply_global(struct ctl_args *args, enum ctl_opt_id id, const char *v)
+{
+    uint64_t n;
+
+    if (id == CTL_OPT_NODE) {
+        if (args->node_count == CTL_NODES_MAX) {
+            return ctl_fail_usage("--node: at most %u nodes", CTL_NODES_MAX);
+        }
+        if (v[0] == '\0') {
+            return ctl_fail_usage("--node: empty address");
+        }
+        args->nodes[args->node_count++] = v;
+    } else if (id == CTL_OPT_TIMEOUT) {
+        if (!ctl_parse_u64(v, 1, UINT32_MAX, &n)) {
+            return ctl_fail_usage("--timeout-ms: '%s' is not a number of "
+                                  "milliseconds >= 1",
+                v);
+        }
+        args->timeout_ms = (uint32_t) n;
+    } else if (id == CTL_OPT_JSON) {
+        args->json = true;
+    } else if (id == CTL_OPT_HELP) {
+        args->help = true;
+    } else {
+        MRD_ASSERT(id == CTL_OPT_VERSION);
+        args->version = true;
+    }
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
+{
+    switch (opt->id) {
+    case CTL_OPT_NODE:
+    case CTL_OPT_TIMEOUT:
+    case CTL_OPT_JSON:
+    case CTL_OPT_HELP:
+    case CTL_OPT_VERSION:
+        return ctl_apply_global(args, opt->id, v);
+    case CTL_OPT_TYPE:
+        args->type = v;
+        break;
+    case CTL_OPT_DATA:
+        args->data = v;
+        break;
+    case CTL_OPT_DATA_FILE:
+        args->data_file = v;
+        break;
+    case CTL_OPT_CONTENT_TYPE:
+        args->content_type = v;
+        break;
+    case CTL_OPT_EXPECTED:
+        return ctl_parse_expected(args, v);
+    case CTL_OPT_IDEMPOTENCY:
+        args->idempotency_key = v;
+        break;
+    case CTL_OPT_CORRELATION:
+        args->correlation_id = v;
+        break;
+    case CTL_OPT_CAUSATION:
+        args->causation_id = v;
+        break;
+    case CTL_OPT_META:
+        return ctl_parse_meta(args, v);
+    case CTL_OPT_COUNT:
+        args->count_set = true;
+        return ctl_parse_count(opt->name, v, &args->count);
+    case CTL_OPT_FROM:
+        args->from_set = true;
+        return ctl_parse_position(opt->name, v, &args->from);
+    case CTL_OPT_BACKWARD:
+        args->backward = true;
+        break;
+    case CTL_OPT_LIMIT:
+        return ctl_parse_count(opt->name, v, &args->limit);
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- parser -- */
+
+/* Finds an option by name (name_size bytes of name, which may go on with
+ * "=value"); NULL when there is none. */
+static const struct ctl_opt *
+ctl_opt_find(const char *name, size_t name_size)
+{
+    for (size_t i = 0; i < MRD_ARRAY_SIZE(ctl_opts); i++) {
+        if (strlen(ctl_opts[i].name) == name_size
+            && memcmp(ctl_opts[i].name, name, name_size) == 0) {
+            return &ctl_opts[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct ctl_cmd *
+ctl_cmd_find(const char *name)
+{
+    for (const struct ctl_cmd *c = ctl_cmds; c->name != NULL; c++) {
+        if (strcmp(c->name, name) == 0) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Checks that opt may appear here and only once. */
+static int
+ctl_opt_check(
+    const struct ctl_args *args, const struct ctl_opt *opt, uint32_t *seen)
+{
+    uint32_t bit = 1u << (opt - ctl_opts);
+
+    if (opt->cmds != 0 && args->cmd == NULL) {
+        return ctl_fail_usage("--%s goes after the command", opt->name);
+    }
+    if (opt->cmds != 0 && (opt->cmds & args->cmd->opts) == 0) {
+        return ctl_fail_usage(
+            "'%s' takes no --%s option", args->cmd->name, opt->name);
+    }
+    if (!opt->repeatable && (*seen & bit) != 0) {
+        return ctl_fail_usage("--%s given twice", opt->name);
+    }
+    *seen |= bit;
+    return CTL_EXIT_OK;
+}
+
+/* Handles the option at argv[*i], and its value; moves *i past them. */
+static int
+ctl_parse_opt(
+    struct ctl_args *args, int argc, char **argv, int *i, uint32_t *seen)
+{
+    const char *arg = argv[*i];
+    if (strcmp(arg, "-h") == 0) {
+        args->help = true;
+        return CTL_EXIT_OK;
+    }
+    if (arg[1] != '-') {
+        return ctl_fail_usage("unknown option '%s'", arg);
+    }
+    const char *name = arg + 2;
+    const char *eq   = strchr(name, '=');
+    size_t      size = eq != NULL ? (size_t) (eq - name) : strlen(name);
+    const struct ctl_opt *opt   = ctl_opt_find(name, size);
+    const char           *value = eq != NULL ? eq + 1 : NULL;
+
+    if (opt == NULL) {
+        return ctl_fail_usage("unknown option '%.*s'", (int) size + 2, arg);
+    }
+    int rv = ctl_opt_check(args, opt, seen);
+    if (rv != CTL_EXIT_OK) {
+        return rv;
+    }
+    if (!opt->has_value && value != NULL) {
+        return ctl_fail_usage("--%s takes no value", opt->name);
+    }
+    if (opt->has_value && value == NULL) {
+        if (*i + 1 >= argc) {
+            return ctl_fail_usage("--%s needs a value", opt->name);
+        }
+        value = argv[++*i];
+    }
+    return ctl_apply(args, opt, value);
+}
+
+static int
+ctl_parse_word(struct ctl_args *args, const char *word)
+{
+    if (args->cmd == NULL) {
+        args->cmd = ctl_cmd_find(word);
+        if (args->cmd == NULL) {
+            return ctl_fail_usage("unknown command '%s'", word);
+        }
+        return CTL_EXIT_OK;
+    }
+    if (args->positional_count == CTL_POSITIONAL_MAX) {
+        return ctl_fail_usage("too many arguments");
+    }
+    args->positional[args->positional_count++] = word;
+    return CTL_EXIT_OK;
+}
+
+/* Splits MERIDIAN_NODES ("url1, url2") into args->nodes. */
+static int
+ctl_nodes_from_env(struct ctl_args *args)
+{
+    const char *env = getenv("MERIDIAN_NODES");
+
+    if (env == NULL) {
+        return CTL_EXIT_OK;
+    }
+    if (strlen(env) >= sizeof(args->env_nodes)) {
+        return ctl_fail_usage("MERIDIAN_NODES is longer than %u bytes",
+            CTL_ENV_NODES_SIZE_MAX - 1);
+    }
+    strcpy(args->env_nodes, env);
+    char *save = NULL;
+    for (char *tok = strtok_r(args->env_nodes, ", \t", &save); tok != NULL;
+         tok       = strtok_r(NULL, ", \t", &save)) {
+        if (args->node_count == CTL_NODES_MAX) {
+            return ctl_fail_usage(
+                "MERIDIAN_NODES: at most %u nodes", CTL_NODES_MAX);
+        }
+        args->nodes[args->node_count++] = tok;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* The checks that need the whole line: positional counts, help's topic. */
+static int
+ctl_args_finish(struct ctl_args *args)
+{
+    if (args->cmd != NULL && args->cmd->run == NULL) { /* help [COMMAND] */
+        args->help = true;
+        args->cmd  = NULL;
+        if (args->positional_count > 1) {
+            return ctl_fail_usage("help takes one command name at most");
+        }
+        if (args->positional_count == 1) {
+            args->cmd = ctl_cmd_find(args->positional[0]);
+            if (args->cmd == NULL) {
+                return ctl_fail_usage(
+                    "unknown command '%s'", args->positional[0]);
+            }
+        }
+    }
+    if (args->help || args->version) {
+        return CTL_EXIT_OK;
+    }
+    if (args->cmd == NULL) { /* a bare `meridianctl`: show what it does */
+        ctl_help_print(stderr, NULL);
+        return CTL_EXIT_USAGE;
+    }
+    if (args->positional_count != args->cmd->positional_count) {
+        return ctl_fail_usage("'%s' takes %zu argument%s, got %zu",
+            args->cmd->name, args->cmd->positional_count,
+            args->cmd->positional_count == 1 ? "" : "s",
+            args->positional_count);
+    }
+    if (args->node_count == 0) {
+        int rv = ctl_nodes_from_env(args);
+        if (rv != CTL_EXIT_OK) {
+            return rv;
+        }
+    }
+    if (args->node_count == 0) {
+        args->nodes[args->node_count++] = CTL_NODE_DEFAULT;
+    }
+    return CTL_EXIT_OK;
+}
+
+int
+ctl_args_parse(struct ctl_args *args, int argc, char **argv)
+{
+    uint32_t seen      = 0;
+    bool     opts_done = false;
+
+    memset(args, 0, sizeof(*args));
+    args->expected_version = MRD_EXPECT_ANY;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int         rv;
+        if (!opts_done && strcmp(arg, "--") == 0) {
+            opts_done = true;
+            continue;
+        }
+        if (!opts_done && arg[0] == '-' && arg[1] != '\0') {
+            rv = ctl_parse_opt(args, argc, argv, &i, &seen);
+        } else {
+            rv = ctl_parse_word(args, arg);
+        }
+        if (rv != CTL_EXIT_OK) {
+            return rv;
+        }
+    }
+    return ctl_args_finish(args);
+}

@@ -1,0 +1,222 @@
+/*
+ * cmd_append.c: `meridianctl append STREAM --type TYPE ...`.
+ *
+ * Builds one mrd_event_in from the options and appends it, or --count copies
+ * of it in one atomic append (for demos and quick load). Data comes from
+ * --data, --data-file or stdin, read into one buffer capped at
+ * MRD_EVENT_DATA_SIZE_MAX + 1 bytes so that too-big input is refused without
+ * reading it all. Field limits are the library's to check: it refuses with
+ * the precise code (MRD_ETOOBIG, MRD_EINVAL, MRD_ENAME) before anything is
+ * sent, and we report that code.
+ *
+ * The result is printed only after mrd_append() returned MRD_OK: a timeout
+ * is reported as what it is (MRD_ETIMEDOUT: the outcome is unknown), never
+ * as a success.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The copies of --count point at the same strings and data: one array of
+ * headers, sized by the protocol's limit, allocated once. */
+static mrd_event_in   ctl_append_events[MRD_APPEND_EVENTS_MAX];
+static mrd_meta_entry ctl_append_meta[MRD_META_ENTRIES_MAX];
+
+/* Reads all of f into a new buffer of at most MRD_EVENT_DATA_SIZE_MAX bytes.
+ * On success *buf_out goes to free(). */
+static int
+ctl_data_slurp(FILE *f, const char *name, char **buf_out, size_t *size_out)
+{
+    size_t cap  = (size_t) MRD_EVENT_DATA_SIZE_MAX + 1; /* +1 sees "too big" */
+    char  *buf  = malloc(cap);
+    size_t size = 0;
+
+    if (buf == NULL) {
+        return ctl_fail_mrd(MRD_ENOMEM, "read %s", name);
+    }
+    while (size < cap) {
+        size_t n = fread(buf + size, 1, cap - size, f);
+        size += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        int rv = ctl_fail_sys("read %s", name); /* before free() moves errno */
+        free(buf);
+        return rv;
+    }
+    if (size > MRD_EVENT_DATA_SIZE_MAX) {
+        free(buf);
+        return ctl_fail_mrd(MRD_ETOOBIG, "read %s: data over %u bytes", name,
+            MRD_EVENT_DATA_SIZE_MAX);
+    }
+    *buf_out  = buf;
+    *size_out = size;
+    return CTL_EXIT_OK;
+}
+
+/* Points *data and *size at the event's data; *owned is a buffer to free. */
+static int
+ctl_data_load(
+    const struct ctl_args *args, const void **data, size_t *size, char **owned)
+{
+    const char *path = args->data_file;
+
+    *owned = NULL;
+    if (args->data != NULL && args->data_file != NULL) {
+        return ctl_fail_usage("give --data or --data-file, not both");
+    }
+    if (args->data != NULL && strcmp(args->data, "-") != 0) {
+        *data = args->data;
+        *size = strlen(args->data);
+        return CTL_EXIT_OK;
+    }
+    if (args->data != NULL || (path != NULL && strcmp(path, "-") == 0)) {
+        int rv = ctl_data_slurp(stdin, "stdin", owned, size);
+        *data  = *owned;
+        return rv;
+    }
+    if (path == NULL) {
+        *data = NULL;
+        *size = 0;
+        return CTL_EXIT_OK;
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return ctl_fail_sys("open %s", path);
+    }
+    int rv = ctl_data_slurp(f, path, owned, size);
+    fclose(f);
+    *data = *owned;
+    return rv;
+}
+
+static void
+ctl_append_print_human(const char *stream, const mrd_append_result *r)
+{
+    char when[CTL_TIME_SIZE];
+
+    ctl_hlc_format(r->hlc, when, sizeof(when));
+    printf("stream     %s\n", stream);
+    printf(
+        "appended   %" PRIu32 " event%s\n", r->count, r->count == 1 ? "" : "s");
+    if (r->count > 1) {
+        printf("dots       %" PRIu64 ":%" PRIu64 " .. %" PRIu64 ":%" PRIu64
+               "\n",
+            r->first_dot.origin, r->first_dot.seq, r->first_dot.origin,
+            r->first_dot.seq + r->count - 1);
+        printf("positions  %" PRIu64 " .. %" PRIu64 "\n", r->first_position,
+            r->first_position + r->count - 1);
+    } else {
+        printf("dot        %" PRIu64 ":%" PRIu64 "\n", r->first_dot.origin,
+            r->first_dot.seq);
+        printf("position   %" PRIu64 "\n", r->first_position);
+    }
+    printf("version    %" PRIu64 "\n", r->version);
+    printf("time       %s\n", when);
+    printf("replayed   %s\n",
+        r->replayed ? "yes (stored answer to a retry)" : "no");
+}
+
+static int
+ctl_append_print_json(const char *stream, const mrd_append_result *r)
+{
+    char    when[CTL_TIME_SIZE];
+    json_t *obj = json_object();
+    json_t *dot = json_object();
+    int     rv  = 0;
+
+    ctl_hlc_format(r->hlc, when, sizeof(when));
+    rv |= json_object_set_new(dot, "origin", ctl_json_u64(r->first_dot.origin));
+    rv |= json_object_set_new(dot, "seq", ctl_json_u64(r->first_dot.seq));
+    rv |= json_object_set_new(obj, "stream", json_string(stream));
+    rv |= json_object_set_new(obj, "count", ctl_json_u64(r->count));
+    rv |= json_object_set_new(obj, "first_dot", dot);
+    rv |= json_object_set_new(
+        obj, "first_position", ctl_json_u64(r->first_position));
+    rv |= json_object_set_new(obj, "version", ctl_json_u64(r->version));
+    rv |= json_object_set_new(obj, "hlc", ctl_json_u64(r->hlc));
+    rv |= json_object_set_new(obj, "time", json_string(when));
+    rv |= json_object_set_new(obj, "replayed", json_boolean(r->replayed));
+    if (rv != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    return ctl_json_print(obj);
+}
+
+/* Fills ctl_append_events[0..count) from the options and the data. */
+static void
+ctl_append_build(const struct ctl_args *args, const void *data,
+    size_t data_size, size_t count)
+{
+    mrd_event_in ev = {
+        .type           = args->type,
+        .data           = data,
+        .data_size      = data_size,
+        .content_type   = args->content_type != NULL ? args->content_type
+                                                     : "application/octet-stream",
+        .correlation_id = args->correlation_id,
+        .causation_id   = args->causation_id,
+        .meta           = args->meta_count > 0 ? ctl_append_meta : NULL,
+        .meta_count     = args->meta_count,
+    };
+
+    MRD_ASSERT(count >= 1 && count <= MRD_APPEND_EVENTS_MAX);
+    MRD_ASSERT(args->meta_count <= MRD_META_ENTRIES_MAX);
+    for (size_t i = 0; i < args->meta_count; i++) {
+        ctl_append_meta[i].key   = args->meta[i].key;
+        ctl_append_meta[i].value = args->meta[i].value;
+    }
+    for (size_t i = 0; i < count; i++) {
+        ctl_append_events[i] = ev;
+    }
+}
+
+int
+ctl_cmd_append(const struct ctl_args *args, mrd_client *client)
+{
+    const char       *stream = args->positional[0];
+    uint64_t          count  = args->count_set ? args->count : 1;
+    const void       *data   = NULL;
+    size_t            size   = 0;
+    char             *owned  = NULL;
+    mrd_append_result result;
+
+    if (args->type == NULL) {
+        return ctl_fail_usage("append needs --type TYPE");
+    }
+    if (args->idempotency_key != NULL && args->idempotency_key[0] == '\0') {
+        return ctl_fail_usage("--idempotency-key: empty key");
+    }
+    if (count > MRD_APPEND_EVENTS_MAX) {
+        return ctl_fail_usage(
+            "--count: at most %u events per append", MRD_APPEND_EVENTS_MAX);
+    }
+    int rv = ctl_data_load(args, &data, &size, &owned);
+    if (rv != CTL_EXIT_OK) {
+        return rv;
+    }
+    ctl_append_build(args, data, size, (size_t) count);
+    mrd_append_opts opts = { .expected_version = args->expected_version };
+    if (args->idempotency_key != NULL) {
+        opts.idempotency_key      = args->idempotency_key;
+        opts.idempotency_key_size = strlen(args->idempotency_key);
+    }
+    memset(&result, 0, sizeof(result));
+    int err = mrd_append(
+        client, stream, ctl_append_events, (size_t) count, &opts, &result);
+    free(owned);
+    if (err != MRD_OK) {
+        return ctl_fail_mrd(err, "append to %s", stream);
+    }
+    if (args->json) {
+        return ctl_append_print_json(stream, &result);
+    }
+    ctl_append_print_human(stream, &result);
+    return CTL_EXIT_OK;
+}

@@ -1,0 +1,183 @@
+/*
+ * ctl.h: the one internal header of meridianctl, the admin CLI.
+ *
+ * meridianctl is a thin shell over the public client API (include/meridian.h):
+ * args.c turns argv into a struct ctl_args (global options anywhere, one
+ * command, its options after it), main.c opens one client and runs the
+ * command, and each cmd_*.c holds one command. print.c formats what they
+ * show: human tables by default, JSON (jansson) with --json.
+ *
+ * Exit codes: 0 success, 1 the operation failed (message on stderr), 2 usage
+ * error. A command never prints a success it did not get from the node.
+ *
+ * Threads: meridianctl itself is single-threaded; only the client library
+ * runs threads of its own. Nothing here is reentrant and nothing needs to be.
+ */
+#ifndef MRD_CTL_H
+#define MRD_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "common.h"
+#include "meridian.h"
+
+/* ---------------------------------------------------------------- limits -- */
+
+/* --node addresses accepted: a few nodes per region is plenty for a CLI. */
+#define CTL_NODES_MAX 16u
+/* MERIDIAN_NODES is copied into a fixed buffer before it is split. */
+#define CTL_ENV_NODES_SIZE_MAX 4096u
+/* Positional arguments after the command: every command takes at most 1. */
+#define CTL_POSITIONAL_MAX 4u
+/* The default node when neither --node nor MERIDIAN_NODES says. */
+#define CTL_NODE_DEFAULT "tcp://127.0.0.1:7400"
+/* Events shown by read unless --count says otherwise. */
+#define CTL_READ_COUNT_DEFAULT 100u
+/* Characters of data shown in a table cell before it is cut. */
+#define CTL_DATA_CHARS_MAX 60u
+/* Bytes of binary data shown as hex in a table cell. */
+#define CTL_DATA_HEX_BYTES_MAX 16u
+/* tail waits for events in slices this long, so SIGINT and --timeout-ms are
+ * noticed quickly even when the stream is idle. */
+#define CTL_TAIL_SLICE_MS 500u
+
+_Static_assert(CTL_POSITIONAL_MAX >= 2, "help takes a command name");
+_Static_assert(CTL_TAIL_SLICE_MS <= MRD_WAIT_MS_MAX, "a slice is one poll");
+
+enum ctl_exit {
+    CTL_EXIT_OK    = 0,
+    CTL_EXIT_FAIL  = 1, /* the operation failed; a message is on stderr */
+    CTL_EXIT_USAGE = 2, /* bad command line; a message is on stderr */
+};
+
+/* ------------------------------------------------------------- arguments -- */
+
+struct ctl_meta {
+    char        key[MRD_META_KEY_SIZE_MAX + 1]; /* copied: argv is KEY=VALUE */
+    const char *value; /* points into argv */
+};
+
+struct ctl_cmd;
+
+/* Everything the command line said. Strings point into argv (or into
+ * env_nodes for addresses from MERIDIAN_NODES) and live as long as main(). */
+struct ctl_args {
+    /* Global options. */
+    const char *nodes[CTL_NODES_MAX];
+    size_t      node_count;
+    char        env_nodes[CTL_ENV_NODES_SIZE_MAX];
+    uint32_t    timeout_ms; /* 0: the library's default */
+    bool        json;
+    bool        help;
+    bool        version;
+
+    const struct ctl_cmd *cmd;
+    const char           *positional[CTL_POSITIONAL_MAX];
+    size_t                positional_count;
+
+    /* append */
+    const char     *type;
+    const char     *data; /* --data STRING; "-" means stdin */
+    const char     *data_file; /* --data-file PATH; "-" means stdin */
+    const char     *content_type;
+    int64_t         expected_version; /* MRD_EXPECT_ANY unless given */
+    const char     *idempotency_key;
+    const char     *correlation_id;
+    const char     *causation_id;
+    struct ctl_meta meta[MRD_META_ENTRIES_MAX];
+    size_t          meta_count;
+    uint64_t        count; /* append: copies (1); read: events (100) */
+    bool            count_set;
+
+    /* read, tail */
+    uint64_t from; /* MRD_POSITION_END for "end" */
+    bool     from_set;
+    bool     backward;
+    uint64_t limit; /* tail: 0 means no limit */
+};
+
+/* One command: its name, its help and how it runs. run() gets an open client
+ * and returns an enum ctl_exit; it has printed every message already. */
+struct ctl_cmd {
+    const char *name;
+    const char *summary; /* one line, for `meridianctl --help` */
+    const char *help; /* the whole `meridianctl CMD --help` text */
+    uint32_t    opts; /* CTL_OPTS_* bits: which options it accepts */
+    size_t      positional_count; /* exactly this many */
+    int (*run)(const struct ctl_args *args, mrd_client *client);
+};
+
+/* Option bits for struct ctl_cmd.opts (global options are always allowed). */
+#define CTL_OPTS_APPEND (1u << 0)
+#define CTL_OPTS_READ (1u << 1)
+#define CTL_OPTS_TAIL (1u << 2)
+
+/* The command table, terminated by a NULL name (args.c). */
+extern const struct ctl_cmd ctl_cmds[];
+
+/* Fills *args from argv and the environment. Returns CTL_EXIT_OK when the
+ * command line is well formed (args->help or args->version may be set, and
+ * args->cmd may then be NULL), or CTL_EXIT_USAGE after printing why. */
+MRD_MUST_USE int ctl_args_parse(struct ctl_args *args, int argc, char **argv);
+
+/* Prints `meridianctl --help` (cmd NULL) or one command's help to f. */
+void ctl_help_print(FILE *f, const struct ctl_cmd *cmd);
+
+/* Parses a decimal number in [min, max]; false when it is not one. */
+MRD_MUST_USE bool ctl_parse_u64(
+    const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* --------------------------------------------------------------- commands --
+ */
+
+int ctl_cmd_append(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_read(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_tail(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_info(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_node_info(const struct ctl_args *args, mrd_client *client);
+
+/* ---------------------------------------------------------------- output -- */
+
+/* "meridianctl: <what>: <mrd_strerror> (<mrd_errname>)" on stderr; returns
+ * CTL_EXIT_FAIL so callers can `return ctl_fail_mrd(...)`. */
+MRD_PRINTF(2, 3) int ctl_fail_mrd(int err, const char *what_fmt, ...);
+/* "meridianctl: <what>: <strerror(errno)>" on stderr; CTL_EXIT_FAIL. */
+MRD_PRINTF(1, 2) int ctl_fail_sys(const char *what_fmt, ...);
+/* "meridianctl: <what>" plus a pointer to --help on stderr; CTL_EXIT_USAGE. */
+MRD_PRINTF(1, 2) int ctl_fail_usage(const char *what_fmt, ...);
+
+/* Formats the wall-clock part of an HLC (hlc >> 16, ms since the epoch) as
+ * ISO-8601 UTC, "2025-01-31T12:34:56.789Z", into buf (at least 32 bytes). */
+#define CTL_TIME_SIZE 32u
+void ctl_hlc_format(uint64_t hlc, char *buf, size_t buf_size);
+
+/* True when data is well-formed UTF-8 text with no control characters other
+ * than tab, CR and LF: shown as text, else as hex (table) or base64 (JSON). */
+bool ctl_data_is_text(const void *data, size_t size);
+
+/* The header line and one row of the event table, on stdout. */
+void ctl_event_table_header(void);
+void ctl_event_table_row(const mrd_event *event);
+
+/* Prints a JSON value as one compact line on stdout and frees it (value may
+ * be NULL after a failed allocation: that is reported as MRD_ENOMEM).
+ * Returns a ctl_exit code. */
+MRD_MUST_USE int ctl_json_print(json_t *value);
+/* A JSON object for one event (stream, position, dot, hlc, time, type, data,
+ * ...), or NULL when out of memory. The caller owns it. */
+json_t *ctl_event_json(const mrd_event *event);
+/* Numbers above INT64_MAX become decimal strings: JSON has no uint64. */
+json_t *ctl_json_u64(uint64_t v);
+/* A JSON string for s, or JSON null when s is NULL or empty. */
+json_t *ctl_json_str_or_null(const char *s);
+
+/* Flushes stdout; on a write error reports it and returns CTL_EXIT_FAIL, so
+ * that output cut short by a full disk is never taken for success. */
+MRD_MUST_USE int ctl_stdout_flush(void);
+
+#endif /* MRD_CTL_H */
