@@ -38,6 +38,7 @@
 struct bench_opts {
     unsigned runs;
     bool     quick;
+    char     only[16]; /* one workload: lone, inflight, batch or scan */
     char     dir[512];
     char     csv[512];
 };
@@ -504,12 +505,14 @@ parse_args(int argc, char **argv, struct bench_opts *o)
             o->quick = true;
         } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
             snprintf(o->dir, sizeof(o->dir), "%s", argv[++i]);
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            snprintf(o->only, sizeof(o->only), "%s", argv[++i]);
         } else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
             snprintf(o->csv, sizeof(o->csv), "%s", argv[++i]);
         } else {
             printf("Usage: meridian_bench [--runs N (1..%u, default 3)] "
-                   "[--quick] [--dir DIR (default $TMPDIR or /tmp)] "
-                   "[--csv FILE]\n",
+                   "[--quick] [--only lone|inflight|batch|scan] "
+                   "[--dir DIR (default $TMPDIR or /tmp)] [--csv FILE]\n",
                 BENCH_RUNS_MAX);
             exit(strcmp(argv[i], "--help") == 0 ? 0 : 2);
         }
@@ -519,6 +522,12 @@ parse_args(int argc, char **argv, struct bench_opts *o)
             BENCH_RUNS_MAX);
         exit(2);
     }
+}
+
+static bool
+bench_wants(const struct bench_opts *o, const char *name)
+{
+    return o->only[0] == '\0' || strcmp(o->only, name) == 0;
 }
 
 enum { W_FSYNC, W_LMDB, W_LONE, W_INFLIGHT, W_BATCH, W_SCAN, W_COUNT };
@@ -578,7 +587,7 @@ main(int argc, char **argv)
 {
     struct bench_opts  o = { 0 };
     struct bench_sizes z = { 20000, 300000, 3000000, 1000000, 2000, 1000000 };
-    struct result      runs[W_COUNT][BENCH_RUNS_MAX];
+    struct result      runs[W_COUNT][BENCH_RUNS_MAX] = { { { 0 } } };
     struct result      m[W_COUNT];
 
     parse_args(argc, argv, &o);
@@ -593,14 +602,21 @@ main(int argc, char **argv)
         runs[W_LMDB][run]  = baseline_lmdb(o.dir, z.lmdb_events);
         node_start(&n, o.dir, run);
         mrd_client *c = client_open(n.url);
-        fprintf(stderr, "run %u/%u: appends...\n", run + 1, o.runs);
-        runs[W_LONE][run] = run_lone(c, z.lone_appends);
-        runs[W_INFLIGHT][run]
-            = run_async(c, BENCH_INFLIGHT, 1, z.inflight_appends);
-        runs[W_BATCH][run] = run_async(
-            c, BENCH_BATCH_INFLIGHT, BENCH_BATCH, z.batch_events / BENCH_BATCH);
-        fprintf(stderr, "run %u/%u: read scan...\n", run + 1, o.runs);
-        runs[W_SCAN][run] = run_scan(c, z.scan_events);
+        fprintf(stderr, "run %u/%u: workloads...\n", run + 1, o.runs);
+        if (bench_wants(&o, "lone")) {
+            runs[W_LONE][run] = run_lone(c, z.lone_appends);
+        }
+        if (bench_wants(&o, "inflight")) {
+            runs[W_INFLIGHT][run]
+                = run_async(c, BENCH_INFLIGHT, 1, z.inflight_appends);
+        }
+        if (bench_wants(&o, "batch")) {
+            runs[W_BATCH][run] = run_async(c, BENCH_BATCH_INFLIGHT,
+                BENCH_BATCH, z.batch_events / BENCH_BATCH);
+        }
+        if (bench_wants(&o, "scan")) {
+            runs[W_SCAN][run] = run_scan(c, z.scan_events);
+        }
         mrd_client_close(c);
         node_stop(&n);
     }

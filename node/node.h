@@ -151,6 +151,7 @@ struct node_stream {
 
 struct node_store {
     MDB_env *env;
+    int      lock_fd; /* write-locked: one meridiand per data dir */
     MDB_dbi  dbi_meta;
     MDB_dbi  dbi_streams;
     MDB_dbi  dbi_index;

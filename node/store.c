@@ -19,11 +19,13 @@
 #include "node.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NODE_META_FORMAT "format"
 #define NODE_META_NODE_ID "node_id"
@@ -261,15 +263,47 @@ node_store_load(struct node_store *store, MDB_txn *txn)
     return rc;
 }
 
+/* One meridiand per data dir: LMDB would let two processes share the
+ * environment, but the writer's counters (sequences, HLC) live in memory and
+ * two writers would hand out the same log keys and dots. The lock dies with
+ * the process, kill -9 included. */
+static int
+node_store_lock(struct node_store *store, const char *dir)
+{
+    char path[4200];
+
+    snprintf(path, sizeof(path), "%s/meridiand.lock", dir);
+    store->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (store->lock_fd < 0) {
+        node_log(NODE_LOG_ERROR, "cannot open the data dir's lock file",
+            "{s:s, s:s}", "path", path, "error", strerror(errno));
+        return MRD_EIO;
+    }
+    struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    if (fcntl(store->lock_fd, F_SETLK, &lk) != 0) {
+        node_log(NODE_LOG_ERROR, "the data dir is in use by another meridiand",
+            "{s:s}", "dir", dir);
+        close(store->lock_fd);
+        store->lock_fd = -1;
+        return MRD_EBUSY;
+    }
+    return MRD_OK;
+}
+
 static int
 node_store_env_open(struct node_store *store, const struct node_config *cfg)
 {
     int rc;
+    int rv;
 
     if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
         node_log(NODE_LOG_ERROR, "cannot create the data dir", "{s:s, s:s}",
             "dir", cfg->data_dir, "error", strerror(errno));
         return MRD_EIO;
+    }
+    rv = node_store_lock(store, cfg->data_dir);
+    if (rv != MRD_OK) {
+        return rv;
     }
     rc = mdb_env_create(&store->env);
     if (rc == 0) {
@@ -315,6 +349,7 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
     int      rc;
 
     memset(store, 0, sizeof(*store));
+    store->lock_fd       = -1;
     store->node_id       = cfg->node_id;
     store->idem_window_s = cfg->idem_window_s;
     if (sodium_init() < 0) {
@@ -379,6 +414,10 @@ node_store_close(struct node_store *store)
     if (store->env != NULL) {
         mdb_env_close(store->env);
         store->env = NULL;
-        pthread_rwlock_destroy(&store->resize_lock);
     }
+    if (store->lock_fd >= 0) {
+        close(store->lock_fd); /* releases the lock */
+        store->lock_fd = -1;
+    }
+    pthread_rwlock_destroy(&store->resize_lock);
 }

@@ -420,6 +420,22 @@ test_full_map(void **state)
     harness_node_fini(&node);
 }
 
+/* A second meridiand on a data dir in use is refused: two writers would hand
+ * out the same log keys and dots. */
+static void
+test_data_dir_locked(void **state)
+{
+    (void) state;
+    char cmd[2 * HARNESS_PATH_SIZE + 256];
+    snprintf(cmd, sizeof(cmd),
+        "timeout 20 '%s' --node-id 1 --data-dir '%s' "
+        "--listen tcp://127.0.0.1:0 "
+        "2>&1 | grep -q 'in use by another meridiand'",
+        MRD_MERIDIAND_PATH, bad.node.data_dir);
+    assert_int_equal(system(cmd), 0);
+    bad_still_serving("locked", 0);
+}
+
 int
 main(void)
 {
@@ -430,6 +446,7 @@ main(void)
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_bad_reads),
         cmocka_unit_test(test_full_map),
+        cmocka_unit_test(test_data_dir_locked),
     };
     return cmocka_run_group_tests_name(
         "bad_input", tests, bad_setup, bad_teardown);
