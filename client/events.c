@@ -3,14 +3,14 @@
  *
  * A batch is one allocation: the mrd_events header, then the mrd_event
  * array, then every meta entry, then every string and data blob, each
- * NUL-terminated. The reply is walked twice: once to verify every record's
- * checksum and add up exact sizes, once to copy. Decoding a record twice
- * costs a second checksum, which is cheap next to the network round trip,
- * and buys an exact arena: the alternative upper bound (meta entries at
- * MRD_META_ENTRIES_MAX per event) would reserve ~512 bytes per event for
- * nothing. A record whose checksum fails fails the whole read with
- * MRD_ECORRUPT; one that does not decode fails the attempt (MRD_EPROTO) and
- * the read is retried, on the next node when there is one.
+ * NUL-terminated. Each record is verified and decoded once, into a scratch
+ * array of views that also adds up exact sizes; then everything is copied
+ * into the arena. An exact arena beats an upper bound (meta entries at
+ * MRD_META_ENTRIES_MAX per event would reserve ~512 bytes per event for
+ * nothing), and decoding once halves the checksum work of a scan. A record
+ * whose checksum fails fails the whole read with MRD_ECORRUPT; one that does
+ * not decode fails the attempt (MRD_EPROTO) and the read is retried, on the
+ * next node when there is one.
  */
 #include "client.h"
 
@@ -90,27 +90,33 @@ client_record_decode(struct proto_str rec, struct proto_record *r)
     return MRD_EPROTO;
 }
 
-/* Pass one: verify every record and size the arena. */
-static MRD_MUST_USE int
-client_events_measure(
-    const struct proto_events_rep *rep, struct client_arena_size *sz)
-{
-    struct proto_rd     rd;
+/* One decoded reply item, kept between the two passes so each record is
+ * verified and decoded once. */
+struct client_item {
     struct proto_record r;
-    struct proto_str    rec;
     uint64_t            position;
     uint64_t            log_seq;
-    int                 rv;
+};
+
+/* Pass one: verify and decode every record, and size the arena. */
+static MRD_MUST_USE int
+client_events_measure(const struct proto_events_rep *rep,
+    struct client_item *items, struct client_arena_size *sz)
+{
+    struct proto_rd  rd;
+    struct proto_str rec;
+    int              rv;
 
     proto_events_rep_begin(rep, &rd);
     for (uint32_t i = 0; i < rep->count; i++) {
-        rv = proto_events_rep_next(&rd, &position, &log_seq, &rec);
+        struct client_item *it = &items[i];
+        rv = proto_events_rep_next(&rd, &it->position, &it->log_seq, &rec);
         if (rv != MRD_OK) {
             return MRD_EPROTO; /* fewer items than the count said */
         }
-        rv = client_record_decode(rec, &r);
+        rv = client_record_decode(rec, &it->r);
         if (rv == MRD_OK) {
-            rv = client_record_size(&r, sz);
+            rv = client_record_size(&it->r, sz);
         }
         if (rv != MRD_OK) {
             return rv;
@@ -154,30 +160,18 @@ client_event_fill(mrd_event *ev, const struct proto_record *r,
     }
 }
 
-/* Pass two: the same records, decoded again and copied. */
-static MRD_MUST_USE int
-client_events_fill(const struct proto_events_rep *rep, mrd_events *events,
-    mrd_meta_entry *meta, struct client_arena *arena)
+/* Pass two: copy the decoded records into the batch. */
+static void
+client_events_fill(const struct client_item *items, uint32_t count,
+    mrd_events *events, mrd_meta_entry *meta, struct client_arena *arena)
 {
-    struct proto_rd     rd;
-    struct proto_record r;
-    struct proto_str    rec;
-    int                 rv;
-
-    proto_events_rep_begin(rep, &rd);
-    for (uint32_t i = 0; i < rep->count; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         mrd_event *ev = &events->items[i];
-        rv = proto_events_rep_next(&rd, &ev->position, &ev->log_seq, &rec);
-        if (rv == MRD_OK) {
-            rv = client_record_decode(rec, &r);
-        }
-        if (rv != MRD_OK) {
-            return rv; /* pass one saw the same bytes: cannot happen */
-        }
-        client_event_fill(ev, &r, &meta, arena);
+        ev->position  = items[i].position;
+        ev->log_seq   = items[i].log_seq;
+        client_event_fill(ev, &items[i].r, &meta, arena);
     }
-    events->count = rep->count;
-    return MRD_OK;
+    events->count = count;
 }
 
 /* Allocates a batch for sz and rep, with items, meta and arena laid out.
@@ -241,19 +235,24 @@ client_events_decode(struct client_call *call, struct proto_rd *body)
     if (rep.count > call->count_max) {
         return MRD_EPROTO; /* more than we asked for */
     }
-    rv = client_events_measure(&rep, &sz);
+    /* count <= MRD_READ_COUNT_MAX: the scratch array is bounded. */
+    struct client_item *items
+        = malloc((rep.count > 0 ? rep.count : 1) * sizeof(struct client_item));
+    if (items == NULL) {
+        return MRD_ENOMEM;
+    }
+    rv = client_events_measure(&rep, items, &sz);
     if (rv != MRD_OK) {
+        free(items);
         return rv;
     }
     events = client_events_alloc(&rep, &sz, &meta, &arena);
     if (events == NULL) {
+        free(items);
         return MRD_ENOMEM;
     }
-    rv = client_events_fill(&rep, events, meta, &arena);
-    if (rv != MRD_OK) {
-        free(events);
-        return rv;
-    }
+    client_events_fill(items, rep.count, events, meta, &arena);
+    free(items);
     MRD_ASSERT(arena.p == arena.end);
     if (call->type == PROTO_T_READ) {
         events->next    = rep.next; /* the node knows where its reads end */

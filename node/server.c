@@ -547,7 +547,11 @@ node_writer_commit(struct node_server *srv, struct node_work **batch,
     int rv = MRD_EIO;
 
     if (!atomic_load(&srv->failed)) {
+        uint64_t start_us = mrd_now_mono_us();
         rv = node_store_commit(srv->store, appends, n, scratch, &srv->stats);
+        node_log(NODE_LOG_DEBUG, "commit", "{s:i, s:I, s:i}", "appends",
+            (int) n, "us", (json_int_t) (mrd_now_mono_us() - start_us), "rv",
+            rv);
     }
     if (rv == MRD_ENOSPACE && n > 1) {
         for (size_t i = 0; i < n; i++) {
