@@ -161,7 +161,7 @@ client_node_open(
             node->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, node);
     }
     if (rv == 0) {
-        rv = nng_dial(node->sock, node->url, NULL, NNG_FLAG_NONBLOCK);
+        rv = nng_dial(node->sock, node->url, &node->dialer, NNG_FLAG_NONBLOCK);
     }
     if (rv != 0) {
         goto fail;
@@ -170,6 +170,77 @@ client_node_open(
 
 fail:
     return client_nng_err(rv); /* client_free() closes what was opened */
+}
+
+/* How long mrd_client_close() waits for NNG to close one socket. */
+#define CLIENT_CLOSE_WAIT_MS 3000u
+
+struct client_closer {
+    nng_socket      sock;
+    pthread_mutex_t mtx;
+    pthread_cond_t  cv;
+    bool            done;
+    bool            abandoned; /* the waiter gave up: the thread frees */
+};
+
+static void *
+client_closer_main(void *arg)
+{
+    struct client_closer *c = arg;
+
+    nng_close(c->sock);
+    pthread_mutex_lock(&c->mtx);
+    c->done        = true;
+    bool abandoned = c->abandoned;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mtx);
+    if (abandoned) {
+        pthread_mutex_destroy(&c->mtx);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+    }
+    return NULL;
+}
+
+/* Closes sock, waiting at most CLIENT_CLOSE_WAIT_MS. False when NNG did
+ * not finish in time (the closing thread is left to finish on its own). */
+static bool
+client_sock_close_bounded(nng_socket sock)
+{
+    struct client_closer *c = calloc(1, sizeof *c);
+    pthread_t             thread;
+    struct timespec       ts;
+
+    if (c == NULL) {
+        nng_close(sock); /* no memory for the guard: close inline */
+        return true;
+    }
+    c->sock = sock;
+    pthread_mutex_init(&c->mtx, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&thread, NULL, client_closer_main, c) != 0) {
+        nng_close(sock);
+        c->done = true;
+    } else {
+        pthread_detach(thread);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += CLIENT_CLOSE_WAIT_MS / 1000u;
+    pthread_mutex_lock(&c->mtx);
+    while (!c->done) {
+        if (pthread_cond_timedwait(&c->cv, &c->mtx, &ts) != 0) {
+            break;
+        }
+    }
+    bool done    = c->done;
+    c->abandoned = !done;
+    pthread_mutex_unlock(&c->mtx);
+    if (done) {
+        pthread_mutex_destroy(&c->mtx);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+    }
+    return done;
 }
 
 /* Frees a client whose calls have all ended: stops every aio first (so no
@@ -181,10 +252,24 @@ client_free(struct mrd_client *client)
         nng_aio_stop(client->calls[i]->aio);
         nng_aio_stop(client->calls[i]->timer);
     }
+    /* NNG 1.5.2, the version Debian ships, can hang for ever in nng_close()
+     * (nanomsg/nng#1543: its reaper waits for a task that was prepared but
+     * never started). A client must not hang its application on close, so
+     * sockets are closed on a helper thread with a bounded wait; a socket
+     * NNG cannot close in time is abandoned, and with it the whole client's
+     * memory, which NNG's threads may still reach: a leak, never a hang or a
+     * use after free. */
+    bool abandoned = false;
     for (size_t i = 0; i < client->node_count; i++) {
-        if (client->nodes[i].sock_open) {
-            nng_close(client->nodes[i].sock);
+        if (client->nodes[i].sock_open
+            && !client_sock_close_bounded(client->nodes[i].sock)) {
+            abandoned = true;
         }
+    }
+    if (abandoned) {
+        return;
+    }
+    for (size_t i = 0; i < client->node_count; i++) {
         free(client->nodes[i].url);
     }
     for (uint32_t i = 0; i < client->call_count; i++) {

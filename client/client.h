@@ -81,6 +81,7 @@ struct client_node {
     char              *url;
     nng_socket         sock;
     bool               sock_open;
+    nng_dialer         dialer;
     /* Pipes between NNG's ADD_PRE and REM_POST events, which NNG pairs:
      * zero means the background dial has no connection to this node. */
     atomic_int pipe_count;
