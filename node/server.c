@@ -1023,7 +1023,10 @@ node_server_stop(struct node_server *srv)
         nng_ctx_close(srv->works[i].ctx);
     }
     nng_listener_close(srv->listener);
-    nng_close(srv->sock);
+    /* No nng_close(): NNG 1.5.2, Debian's, can hang in it for ever
+     * (nanomsg/nng#1543), and the process exits right after this anyway.
+     * Every aio is stopped and every context closed, so no callback of ours
+     * can run again; the kernel closes the connections. */
     for (uint32_t i = 0; i < srv->work_count; i++) {
         struct node_work *w = &srv->works[i];
         nng_aio_free(w->aio);

@@ -64,7 +64,8 @@ bad_setup(void **state)
 static int
 bad_teardown(void **state)
 {
-    nng_close(bad.sock);
+    /* The raw socket is left to process exit: NNG 1.5.2's nng_close() can
+     * hang for ever after a dropped connection (nanomsg/nng#1543). */
     harness_node_fini(&bad.node);
     return harness_teardown(state);
 }
