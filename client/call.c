@@ -145,6 +145,7 @@ client_attempt_start(struct client_call *call)
     if (atomic_load(&node->pipe_count) <= 0
         && send_ms > CLIENT_CONNECT_WAIT_MS) {
         send_ms = CLIENT_CONNECT_WAIT_MS;
+        client_node_redial(node, now_ms);
     }
     rv = nng_msg_alloc(&msg, call->req.len);
     if (rv != 0) {

@@ -98,7 +98,29 @@ client_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_ADD_PRE) {
         atomic_fetch_add(&node->pipe_count, 1);
     } else if (ev == NNG_PIPE_EV_REM_POST) {
-        atomic_fetch_sub(&node->pipe_count, 1);
+        if (atomic_fetch_sub(&node->pipe_count, 1) == 1) {
+            atomic_store(&node->down_since_ms, mrd_now_mono_ms());
+        }
+    }
+}
+
+void
+client_node_redial(struct client_node *node, uint64_t now_ms)
+{
+    uint64_t dialed = atomic_load(&node->dialed_ms);
+
+    if (atomic_load(&node->pipe_count) > 0
+        || now_ms < atomic_load(&node->down_since_ms) + CLIENT_REDIAL_AFTER_MS
+        || now_ms < dialed + CLIENT_REDIAL_AFTER_MS
+        || atomic_load(&node->dialers_extra) >= CLIENT_DIALERS_EXTRA_MAX) {
+        return;
+    }
+    /* One thread wins the right to dial; the others see the new time. */
+    if (!atomic_compare_exchange_strong(&node->dialed_ms, &dialed, now_ms)) {
+        return;
+    }
+    if (nng_dial(node->sock, node->url, NULL, NNG_FLAG_NONBLOCK) == 0) {
+        atomic_fetch_add(&node->dialers_extra, 1);
     }
 }
 
@@ -128,6 +150,9 @@ client_node_open(
 
     node->client = client;
     atomic_init(&node->pipe_count, 0);
+    atomic_init(&node->down_since_ms, 0);
+    atomic_init(&node->dialed_ms, 0);
+    atomic_init(&node->dialers_extra, 0);
     node->url = strdup(address);
     if (node->url == NULL) {
         return MRD_ENOMEM;
@@ -161,6 +186,8 @@ client_node_open(
             node->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, node);
     }
     if (rv == 0) {
+        atomic_store(&node->down_since_ms, mrd_now_mono_ms());
+        atomic_store(&node->dialed_ms, mrd_now_mono_ms());
         rv = nng_dial(node->sock, node->url, &node->dialer, NNG_FLAG_NONBLOCK);
     }
     if (rv != 0) {

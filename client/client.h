@@ -85,7 +85,23 @@ struct client_node {
     /* Pipes between NNG's ADD_PRE and REM_POST events, which NNG pairs:
      * zero means the background dial has no connection to this node. */
     atomic_int pipe_count;
+    /* When the node last lost (or never had) a connection, and when we last
+     * started a dialer: see client_node_redial(). */
+    _Atomic uint64_t down_since_ms;
+    _Atomic uint64_t dialed_ms;
+    atomic_uint      dialers_extra;
 };
+
+/* NNG 1.5.2 can leave a dialer stuck so it never reconnects
+ * (nanomsg/nng#1543). A node without a connection for this long gets one
+ * more dialer, up to CLIENT_DIALERS_EXTRA_MAX: a healthy dialer reconnects
+ * within CLIENT_RECONNECT_MAX_MS, so twice that means it is stuck. */
+#define CLIENT_REDIAL_AFTER_MS (2u * CLIENT_RECONNECT_MAX_MS)
+#define CLIENT_DIALERS_EXTRA_MAX 8u
+
+/* Starts another background dialer to a node that has had no connection
+ * for CLIENT_REDIAL_AFTER_MS. Any thread. */
+void client_node_redial(struct client_node *node, uint64_t now_ms);
 
 enum client_call_state {
     CLIENT_CALL_IDLE,
