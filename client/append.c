@@ -170,3 +170,13 @@ mrd_append_async(mrd_client *client, const char *stream,
     }
     return rv;
 }
+
+void
+mrd_append_opts_init(mrd_append_opts *opts)
+{
+    if (opts == NULL) {
+        return;
+    }
+    memset(opts, 0, sizeof *opts);
+    opts->expected_version = MRD_EXPECT_ANY;
+}

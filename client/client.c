@@ -79,7 +79,9 @@ client_opts_check(const mrd_client_opts *opts, mrd_client_opts *out)
         || out->backoff_min_ms > out->backoff_max_ms) {
         return MRD_EINVAL;
     }
-    if (out->frame_size_max < PROTO_FRAME_SIZE_MIN
+    /* At least a whole read reply, which a node may make as big as
+     * PROTO_READ_REPLY_MAX: a smaller limit would drop read replies. */
+    if (out->frame_size_max < PROTO_CLIENT_FRAME_SIZE_MIN
         || out->frame_size_max > MRD_FRAME_SIZE_MAX) {
         return MRD_EINVAL;
     }

@@ -212,8 +212,8 @@ typedef struct mrd_client_opts {
      * backoff_max_ms, with full jitter (defaults 20 and 1000). */
     uint32_t backoff_min_ms;
     uint32_t backoff_max_ms;
-    /* Largest frame the client sends or accepts (default 16 MiB, at most
-     * MRD_FRAME_SIZE_MAX). */
+    /* Largest frame the client sends or accepts (default 16 MiB, at least
+     * 4 MiB + 4 KiB so every read reply fits, at most MRD_FRAME_SIZE_MAX). */
     uint32_t frame_size_max;
 } mrd_client_opts;
 
@@ -229,8 +229,14 @@ MRD_API int mrd_client_open(
     const mrd_client_opts *opts, mrd_client **client_out);
 
 /* Waits for calls in flight on other threads to end, then frees the client.
- * Tails opened on it must be closed first. NULL is a no-op. */
+ * Tails opened on it must be closed first. Never call it from an
+ * mrd_append_cb (it would wait for that very callback). NULL is a no-op. */
 MRD_API void mrd_client_close(mrd_client *client);
+
+/* Fills *opts with the defaults: MRD_EXPECT_ANY and a generated
+ * idempotency key. Note that a zeroed mrd_append_opts means "expected
+ * version 0", not "any". */
+MRD_API void mrd_append_opts_init(mrd_append_opts *opts);
 
 /* Appends 1..MRD_APPEND_EVENTS_MAX events to one stream, atomically: all are
  * stored, consecutively, or none. opts may be NULL (any version, generated

@@ -644,12 +644,8 @@ node_writer_main(void *arg)
 
 /* -------------------------------------------------------------- readers -- */
 
-/* Largest read reply: bigger pages do not read faster, and every client
- * accepts this much (its default frame limit is 16 MiB). */
-#define NODE_READ_REPLY_MAX (4u * 1024u * 1024u)
-_Static_assert(PROTO_RECORD_SIZE_MAX + 4096u <= NODE_READ_REPLY_MAX,
-    "one record always fits a read reply");
-
+/* Read replies are built up to PROTO_READ_REPLY_MAX; every client accepts
+ * that much. */
 enum node_park_result {
     NODE_PARKED,
     NODE_PARK_RETRY, /* a commit happened since the read: read again */
@@ -760,7 +756,7 @@ node_reader_main(void *arg)
     struct node_server *srv = arg;
     struct proto_buf    buf;
 
-    proto_buf_init(&buf, NODE_READ_REPLY_MAX);
+    proto_buf_init(&buf, PROTO_READ_REPLY_MAX);
     for (;;) {
         pthread_mutex_lock(&srv->rq.mu);
         while (srv->rq.head == NULL && !srv->rq.closed) {

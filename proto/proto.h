@@ -48,17 +48,27 @@
 /* Bytes a record adds around its fields, at most: headers and fixed ints. */
 #define PROTO_RECORD_OVERHEAD_MAX 128u
 /* Largest record: one event at every limit. */
-#define PROTO_RECORD_SIZE_MAX                                                 \
-    (PROTO_RECORD_OVERHEAD_MAX + MRD_STREAM_NAME_SIZE_MAX                     \
-        + MRD_EVENT_TYPE_SIZE_MAX + MRD_CONTENT_TYPE_SIZE_MAX                 \
-        + 2 * MRD_ID_SIZE_MAX + MRD_EVENT_DATA_SIZE_MAX                       \
-        + MRD_META_ENTRIES_MAX                                                \
+#define PROTO_RECORD_SIZE_MAX                                                  \
+    (PROTO_RECORD_OVERHEAD_MAX + MRD_STREAM_NAME_SIZE_MAX                      \
+        + MRD_EVENT_TYPE_SIZE_MAX + MRD_CONTENT_TYPE_SIZE_MAX                  \
+        + 2 * MRD_ID_SIZE_MAX + MRD_EVENT_DATA_SIZE_MAX                        \
+        + MRD_META_ENTRIES_MAX                                                 \
             * (MRD_META_KEY_SIZE_MAX + MRD_META_VALUE_SIZE_MAX + 10))
 /* Smallest frame limit a node or client may configure: one full record and
  * its envelope must fit. */
 #define PROTO_FRAME_SIZE_MIN (PROTO_RECORD_SIZE_MAX + 4096u)
 _Static_assert(PROTO_FRAME_SIZE_MIN <= MRD_FRAME_SIZE_MAX,
     "a full record fits the largest frame");
+/* Largest read reply a node sends (it returns fewer events rather than
+ * more bytes): bigger pages read no faster. Clients accept at least this
+ * much, so no read reply is ever too big for its client. */
+#define PROTO_READ_REPLY_MAX (4u * 1024u * 1024u)
+/* Smallest frame limit a client may set: every read reply fits. */
+#define PROTO_CLIENT_FRAME_SIZE_MIN (PROTO_READ_REPLY_MAX + 4096u)
+_Static_assert(PROTO_FRAME_SIZE_MIN + 4096u <= PROTO_READ_REPLY_MAX,
+    "one full record always fits a read reply");
+_Static_assert(PROTO_CLIENT_FRAME_SIZE_MIN <= MRD_FRAME_SIZE_MAX,
+    "a client can accept every read reply");
 _Static_assert(MRD_READ_COUNT_MAX <= PROTO_COUNT_MAX, "read fits a walk");
 _Static_assert(MRD_APPEND_EVENTS_MAX <= PROTO_COUNT_MAX, "append fits a walk");
 
@@ -194,7 +204,7 @@ struct proto_buf {
 
 void proto_buf_init(struct proto_buf *buf, size_t cap_max);
 void proto_buf_reset(struct proto_buf *buf); /* len = 0, flags cleared */
-void proto_buf_fini(struct proto_buf *buf);  /* frees data */
+void proto_buf_fini(struct proto_buf *buf); /* frees data */
 /* MRD_OK, MRD_ETOOBIG (cap) or MRD_ENOMEM. */
 MRD_MUST_USE int proto_buf_append(
     struct proto_buf *buf, const void *data, size_t len);
@@ -221,16 +231,16 @@ struct proto_frame {
     uint32_t        version;
     uint32_t        type;
     uint32_t        status; /* replies only */
-    struct proto_rd body;   /* positioned on the body map */
+    struct proto_rd body; /* positioned on the body map */
 };
 
 /* Walks the frame (proto_walk) and reads its header. On a version other than
  * PROTO_VERSION it fills `version` and returns MRD_EPROTOVERSION; an unknown
  * type is MRD_EPROTO. */
-MRD_MUST_USE int proto_request_open(const void *buf, size_t len,
-    struct proto_frame *out, const char **why);
-MRD_MUST_USE int proto_reply_open(const void *buf, size_t len,
-    struct proto_frame *out, const char **why);
+MRD_MUST_USE int proto_request_open(
+    const void *buf, size_t len, struct proto_frame *out, const char **why);
+MRD_MUST_USE int proto_reply_open(
+    const void *buf, size_t len, struct proto_frame *out, const char **why);
 
 /* Starts a request or reply frame; the caller then writes the body map.
  * Every *_encode() below writes a whole frame, header included: these two
@@ -282,14 +292,15 @@ MRD_MUST_USE int proto_append_req_encode(struct proto_buf *buf,
     size_t event_count);
 /* Decodes and validates an APPEND body: stream name, expected version, every
  * event against every limit. On success the views point into the frame. */
-MRD_MUST_USE int proto_append_req_decode(struct proto_rd *body,
-    struct proto_append_req *out, const char **why);
+MRD_MUST_USE int proto_append_req_decode(
+    struct proto_rd *body, struct proto_append_req *out, const char **why);
 /* Iterates events_raw; returns MRD_OK and fills *ev for each event, or
  * MRD_ENOTFOUND at the end. rd starts as proto_rd_init over events_raw after
  * its array header was read: use proto_events_begin(). Events are not
  * validated again (the decoder did it); bytes that did not come from
  * proto_append_req_decode may give MRD_EPROTO, never a bad read. */
-void proto_events_begin(const struct proto_append_req *req, struct proto_rd *rd);
+void proto_events_begin(
+    const struct proto_append_req *req, struct proto_rd *rd);
 MRD_MUST_USE int proto_events_next(
     struct proto_rd *rd, struct proto_event_in *ev);
 
@@ -304,8 +315,8 @@ struct proto_append_rep {
 };
 void proto_append_rep_encode(
     struct proto_buf *buf, const struct proto_append_rep *rep);
-MRD_MUST_USE int proto_append_rep_decode(struct proto_rd *body,
-    struct proto_append_rep *out, const char **why);
+MRD_MUST_USE int proto_append_rep_decode(
+    struct proto_rd *body, struct proto_append_rep *out, const char **why);
 
 /* -------------------------------------------------------------- records -- */
 
@@ -335,8 +346,8 @@ MRD_MUST_USE int proto_record_encode(struct proto_buf *buf, uint64_t origin,
     uint64_t seq, uint64_t hlc, struct proto_str stream,
     const struct proto_event_in *ev);
 /* Verifies the checksum (MRD_ECORRUPT) and decodes; views point into buf. */
-MRD_MUST_USE int proto_record_decode(const void *buf, size_t len,
-    struct proto_record *out, const char **why);
+MRD_MUST_USE int proto_record_decode(
+    const void *buf, size_t len, struct proto_record *out, const char **why);
 /* Checksum only: MRD_OK or MRD_ECORRUPT. Cheap; used on every read. */
 MRD_MUST_USE int proto_record_verify(const void *buf, size_t len);
 
@@ -358,8 +369,8 @@ struct proto_read_req {
 };
 MRD_MUST_USE int proto_read_req_encode(
     struct proto_buf *buf, const struct proto_read_req *req);
-MRD_MUST_USE int proto_read_req_decode(struct proto_rd *body,
-    struct proto_read_req *out, const char **why);
+MRD_MUST_USE int proto_read_req_decode(
+    struct proto_rd *body, struct proto_read_req *out, const char **why);
 
 struct proto_log_req {
     uint32_t shard;
@@ -368,8 +379,8 @@ struct proto_log_req {
 };
 MRD_MUST_USE int proto_log_req_encode(
     struct proto_buf *buf, const struct proto_log_req *req);
-MRD_MUST_USE int proto_log_req_decode(struct proto_rd *body,
-    struct proto_log_req *out, const char **why);
+MRD_MUST_USE int proto_log_req_decode(
+    struct proto_rd *body, struct proto_log_req *out, const char **why);
 
 /* Read and log replies are written in pieces by the node, which does not know
  * the count in advance: it reserves the array header with a fixed 5-byte
@@ -393,32 +404,32 @@ void proto_events_reply_end(struct proto_buf *buf, struct proto_events_wr *w);
 struct proto_events_rep {
     uint32_t         count;
     struct proto_str events_raw; /* array body bytes, validated */
-    uint64_t         next;       /* READ: NEXT; READ_LOG: LAST_SEQ */
-    int64_t          version;    /* READ only */
+    uint64_t         next; /* READ: NEXT; READ_LOG: LAST_SEQ */
+    int64_t          version; /* READ only */
 };
 /* type is PROTO_T_READ or PROTO_T_READ_LOG. Validates every item's shape
  * ([uint, uint, bin]) but not the records inside (proto_record_decode). */
 MRD_MUST_USE int proto_events_rep_decode(struct proto_rd *body, uint32_t type,
     struct proto_events_rep *out, const char **why);
-void proto_events_rep_begin(
-    const struct proto_events_rep *rep, struct proto_rd *rd);
+void             proto_events_rep_begin(
+                const struct proto_events_rep *rep, struct proto_rd *rd);
 /* MRD_OK per item, MRD_ENOTFOUND at the end (MRD_EPROTO only for bytes no
  * decoder accepted). */
-MRD_MUST_USE int proto_events_rep_next(struct proto_rd *rd,
-    uint64_t *position, uint64_t *log_seq, struct proto_str *record);
+MRD_MUST_USE int proto_events_rep_next(struct proto_rd *rd, uint64_t *position,
+    uint64_t *log_seq, struct proto_str *record);
 
 /* ----------------------------------------------------------------- info -- */
 
 MRD_MUST_USE int proto_info_req_encode(
     struct proto_buf *buf, const char *stream, size_t stream_len);
-MRD_MUST_USE int proto_info_req_decode(struct proto_rd *body,
-    struct proto_str *stream, const char **why);
+MRD_MUST_USE int proto_info_req_decode(
+    struct proto_rd *body, struct proto_str *stream, const char **why);
 void proto_info_rep_encode(struct proto_buf *buf, const mrd_stream_info *info);
 MRD_MUST_USE int proto_info_rep_decode(
     struct proto_rd *body, mrd_stream_info *out, const char **why);
 
 /* NODE_INFO and STATS requests have an empty body map. */
-void proto_empty_req_encode(struct proto_buf *buf, uint32_t type);
+void             proto_empty_req_encode(struct proto_buf *buf, uint32_t type);
 MRD_MUST_USE int proto_empty_req_decode(
     struct proto_rd *body, const char **why);
 void proto_node_rep_encode(struct proto_buf *buf, const mrd_node_info *info);

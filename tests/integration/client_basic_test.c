@@ -508,6 +508,12 @@ test_open_options(void **state)
     assert_int_equal(opts.backoff_min_ms, 20);
     assert_int_equal(opts.backoff_max_ms, 1000);
     assert_int_equal(opts.frame_size_max, 16u * 1024u * 1024u);
+    mrd_append_opts aopts;
+    memset(&aopts, 0xff, sizeof aopts);
+    mrd_append_opts_init(&aopts);
+    assert_int_equal(aopts.expected_version, MRD_EXPECT_ANY);
+    assert_null(aopts.idempotency_key);
+    assert_int_equal(aopts.idempotency_key_size, 0);
     opts.addresses = urls;
     assert_int_equal(mrd_client_open(&opts, &client), MRD_EINVAL);
     assert_null(client); /* no addresses */
@@ -515,6 +521,9 @@ test_open_options(void **state)
     assert_int_equal(mrd_client_open(&opts, &client), MRD_EINVAL);
     opts.address_count  = 1;
     opts.frame_size_max = 1024;
+    assert_int_equal(mrd_client_open(&opts, &client), MRD_EINVAL);
+    /* Below a whole read reply: refused, since replies could be dropped. */
+    opts.frame_size_max = 4u * 1024u * 1024u;
     assert_int_equal(mrd_client_open(&opts, &client), MRD_EINVAL);
     opts.frame_size_max = MRD_FRAME_SIZE_MAX + 1;
     assert_int_equal(mrd_client_open(&opts, &client), MRD_EINVAL);
