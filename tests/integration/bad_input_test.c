@@ -320,7 +320,11 @@ test_oversized(void **state)
     assert_true(b.len > BAD_FRAME_MAX + (1u << 20));
     nng_socket_set_ms(bad.sock, NNG_OPT_RECVTIMEO, (int) harness_ms(1000));
     assert_int_equal(bad_call_buf(&b, PROTO_T_APPEND), -1);
-    nng_socket_set_ms(bad.sock, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
+    /* A new connection, not the old socket's redial: NNG 1.5.2 sometimes
+     * never reconnects a socket whose connection the peer dropped
+     * (nanomsg/nng#1543; see docs/ARCHITECTURE.md). What this test checks
+     * is that the node serves on. The old socket is left to process exit. */
+    assert_int_equal(bad_dial(), 0);
     bad_still_serving("big", 0);
     proto_buf_fini(&b);
 }
@@ -415,6 +419,11 @@ test_full_map(void **state)
         if (round == 0) {
             assert_int_equal(harness_node_kill(&node, SIGKILL), 0);
             assert_int_equal(harness_node_start(&node, args), 0);
+            /* A new client: this test is about what the node kept, and NNG
+             * 1.5.2 sometimes never redials (docs/ARCHITECTURE.md). */
+            mrd_client_close(client);
+            assert_int_equal(
+                harness_client_open(nodes, 1, NULL, &client), MRD_OK);
         }
     }
     mrd_client_close(client);
