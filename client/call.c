@@ -433,6 +433,21 @@ client_call_run(struct client_call *call, struct client_cancel *cancel)
     return rv;
 }
 
+int
+client_call_exec(
+    struct client_call *call, int encode_rv, struct client_cancel *cancel)
+{
+    int rv = encode_rv;
+
+    if (rv == MRD_OK) {
+        rv = client_call_run(call, cancel);
+    }
+    if (rv != MRD_OK) {
+        client_call_put(call);
+    }
+    return rv;
+}
+
 void
 client_call_cancel(struct client_call *call)
 {

@@ -612,21 +612,14 @@ mrd_stream_info_get(
     }
     call->type   = PROTO_T_INFO;
     call->decode = client_info_decode;
-    rv           = proto_info_req_encode(&call->req, stream, stream_len);
+    rv           = client_call_exec(
+                  call, proto_info_req_encode(&call->req, stream, stream_len), NULL);
     if (rv != MRD_OK) {
-        goto fail;
-    }
-    rv = client_call_run(call, NULL);
-    if (rv != MRD_OK) {
-        goto fail;
+        return rv;
     }
     *info_out = call->out.info;
     client_call_put(call);
     return MRD_OK;
-
-fail:
-    client_call_put(call);
-    return rv;
 }
 
 static MRD_MUST_USE int
@@ -660,19 +653,11 @@ mrd_node_info_get(mrd_client *client, mrd_node_info *info_out)
     call->type   = PROTO_T_NODE_INFO;
     call->decode = client_node_info_decode;
     proto_empty_req_encode(&call->req, PROTO_T_NODE_INFO);
-    rv = proto_buf_status(&call->req);
+    rv = client_call_exec(call, proto_buf_status(&call->req), NULL);
     if (rv != MRD_OK) {
-        goto fail;
-    }
-    rv = client_call_run(call, NULL);
-    if (rv != MRD_OK) {
-        goto fail;
+        return rv;
     }
     *info_out = call->out.node;
     client_call_put(call);
     return MRD_OK;
-
-fail:
-    client_call_put(call);
-    return rv;
 }

@@ -237,6 +237,12 @@ MRD_MUST_USE int client_call_start(struct client_call *call);
  * outputs and puts the call. */
 MRD_MUST_USE int client_call_run(
     struct client_call *call, struct client_cancel *cancel);
+/* The blocking calls' common tail: when the request's encoding succeeded
+ * (encode_rv == MRD_OK) runs the call. On error the call is put back and
+ * the error returned; on MRD_OK the caller reads the outputs, then puts the
+ * call. */
+MRD_MUST_USE int client_call_exec(
+    struct client_call *call, int encode_rv, struct client_cancel *cancel);
 /* Makes a call end soon with MRD_ECLOSED. Any thread; the call must not
  * have been put. */
 void client_call_cancel(struct client_call *call);

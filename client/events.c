@@ -301,22 +301,15 @@ client_read_run(struct mrd_client *client, const struct client_read_args *args,
     call->count_max = args->count_max;
     call->from      = args->from;
     call->direction = args->direction;
-    rv              = proto_read_req_encode(&call->req, &req);
+    rv              = client_call_exec(
+                     call, proto_read_req_encode(&call->req, &req), cancel);
     if (rv != MRD_OK) {
-        goto fail;
-    }
-    rv = client_call_run(call, cancel);
-    if (rv != MRD_OK) {
-        goto fail;
+        return rv;
     }
     *events_out  = call->events;
     call->events = NULL;
     client_call_put(call);
     return MRD_OK;
-
-fail:
-    client_call_put(call);
-    return rv;
 }
 
 /* Checks what mrd_read() and mrd_read_wait() share. */
@@ -402,22 +395,14 @@ mrd_read_log(mrd_client *client, uint32_t shard, uint64_t after_seq,
     call->decode    = client_events_decode;
     call->count_max = req.count;
     call->from      = after_seq;
-    rv              = proto_log_req_encode(&call->req, &req);
+    rv = client_call_exec(call, proto_log_req_encode(&call->req, &req), NULL);
     if (rv != MRD_OK) {
-        goto fail;
-    }
-    rv = client_call_run(call, NULL);
-    if (rv != MRD_OK) {
-        goto fail;
+        return rv;
     }
     *events_out  = call->events;
     call->events = NULL;
     client_call_put(call);
     return MRD_OK;
-
-fail:
-    client_call_put(call);
-    return rv;
 }
 
 /* --------------------------------------------------------- accessors -- */
