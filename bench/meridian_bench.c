@@ -38,7 +38,7 @@
 struct bench_opts {
     unsigned runs;
     bool     quick;
-    char     only[16]; /* one workload: lone, inflight, batch or scan */
+    char     only[16]; /* one workload: lone, inflight, batch, state or scan */
     char     dir[512];
     char     csv[512];
 };
@@ -421,9 +421,19 @@ async_issue(struct async_slot *slot)
     }
 }
 
+/* One counter op per event, for the state workloads. */
+static const char *const bench_counter_path[] = { "count" };
+static const mrd_op      bench_counter_op     = {
+             .path     = bench_counter_path,
+             .path_len = 1,
+             .type     = MRD_STATE_COUNTER,
+             .kind     = MRD_OP_INC,
+             .delta    = 1,
+};
+
 static struct result
-run_async(mrd_client *c, uint32_t slots, uint32_t streams, uint32_t batch,
-    uint32_t calls)
+run_async_ops(mrd_client *c, uint32_t slots, uint32_t streams, uint32_t batch,
+    uint32_t calls, bool with_ops)
 {
     struct async_run  *run = calloc(1, sizeof(*run));
     struct async_slot *s   = calloc(slots, sizeof(*s));
@@ -438,6 +448,10 @@ run_async(mrd_client *c, uint32_t slots, uint32_t streams, uint32_t batch,
     lat_init(&run->lat, calls);
     for (uint32_t i = 0; i < batch; i++) {
         run->events[i] = bench_event();
+        if (with_ops) {
+            run->events[i].ops      = &bench_counter_op;
+            run->events[i].op_count = 1;
+        }
     }
     uint64_t t0 = mrd_now_mono_us();
     for (uint32_t i = 0; i < slots; i++) {
@@ -458,6 +472,13 @@ run_async(mrd_client *c, uint32_t slots, uint32_t streams, uint32_t batch,
     free(s);
     free(run);
     return r;
+}
+
+static struct result
+run_async(mrd_client *c, uint32_t slots, uint32_t streams, uint32_t batch,
+    uint32_t calls)
+{
+    return run_async_ops(c, slots, streams, batch, calls, false);
 }
 
 /* Fills the scan stream with n events (once per node). */
@@ -557,7 +578,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
             snprintf(o->csv, sizeof(o->csv), "%s", argv[++i]);
         } else {
             printf("Usage: meridian_bench [--runs N (1..%u, default 3)] "
-                   "[--quick] [--only lone|inflight|batch|scan] "
+                   "[--quick] [--only lone|inflight|batch|state|scan] "
                    "[--dir DIR (default $TMPDIR or /tmp)] [--csv FILE]\n",
                 BENCH_RUNS_MAX);
             exit(strcmp(argv[i], "--help") == 0 ? 0 : 2);
@@ -587,6 +608,10 @@ enum {
     W_BATCH_64,
     W_SCAN_1,
     W_SCAN_4,
+    W_STATE_PLAIN,
+    W_STATE_OPS,
+    W_STATE_BATCH_PLAIN,
+    W_STATE_BATCH_OPS,
     W_COUNT
 };
 static const char *w_names[W_COUNT] = {
@@ -600,6 +625,10 @@ static const char *w_names[W_COUNT] = {
     "100-ev batches, 64 in flight",
     "read scan 1M events, 1 reader",
     "read scan 1M events, 4 readers",
+    "state: 1 ev, 64 in flight, no ops",
+    "state: 1 ev, 64 in flight, 1 counter op",
+    "state: 100-ev batches, no ops",
+    "state: 100-ev batches, 1 counter op/ev",
 };
 
 static double
@@ -635,6 +664,14 @@ report(
         m[W_LONE].p50 / m[W_FSYNC].p50);
     printf("  read scan >= 2000000:          %.0f: %s\n", scan,
         scan >= 2000000 ? "met" : "MISSED");
+    if (m[W_STATE_PLAIN].rate > 0) {
+        double one = 1 - m[W_STATE_OPS].rate / m[W_STATE_PLAIN].rate;
+        double bat
+            = 1 - m[W_STATE_BATCH_OPS].rate / m[W_STATE_BATCH_PLAIN].rate;
+        printf("  state costs <= 20%% of appends: %.1f%% (1 ev, 64 in "
+               "flight), %.1f%% (100-ev batches): %s\n",
+            100 * one, 100 * bat, one <= 0.2 && bat <= 0.2 ? "met" : "MISSED");
+    }
     printf("sizes: lone %u, in flight %u, batches %u events, scan %u "
            "events\n",
         z->lone_appends, z->inflight_appends, z->batch_events, z->scan_events);
@@ -703,6 +740,17 @@ main(int argc, char **argv)
                 c, 16, 64, BENCH_BATCH, z.batch_events / BENCH_BATCH);
             runs[W_BATCH_64][run] = run_async(
                 c, 64, 64, BENCH_BATCH, z.batch_events / BENCH_BATCH);
+        }
+        if (bench_wants(&o, "state")) {
+            /* Interleaved so both see the same machine. */
+            runs[W_STATE_PLAIN][run]
+                = run_async_ops(c, 64, 64, 1, z.inflight_appends, false);
+            runs[W_STATE_OPS][run]
+                = run_async_ops(c, 64, 64, 1, z.inflight_appends, true);
+            runs[W_STATE_BATCH_PLAIN][run] = run_async_ops(
+                c, 16, 64, BENCH_BATCH, z.batch_events / BENCH_BATCH, false);
+            runs[W_STATE_BATCH_OPS][run] = run_async_ops(
+                c, 16, 64, BENCH_BATCH, z.batch_events / BENCH_BATCH, true);
         }
         if (bench_wants(&o, "scan")) {
             scan_fill(c, z.scan_events);

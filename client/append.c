@@ -8,11 +8,225 @@
  * made once per call. That is what makes retrying an append safe: if an
  * attempt's answer is lost, the next attempt either writes (the first never
  * arrived) or gets the stored answer back with replayed set.
+ *
+ * Ops on the stream's state travel as crdt's encoding of each event's op
+ * list (crdt_ops_encode, no deps: the node adds what they observed). The
+ * public mrd_op is checked here field by field, so a bad op is MRD_EINVAL
+ * or MRD_ETOOBIG before anything is sent, then converted to crdt_op views
+ * of the caller's memory and encoded into one scratch buffer, which the
+ * request copies. Whether an op fits the field's current type only the
+ * node can tell (MRD_ETYPE).
  */
 #include "client.h"
 
+#include <msgpack.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "crdt.h"
+
+_Static_assert(CRDT_OPS_SIZE_MAX <= PROTO_OPS_SIZE_MAX,
+    "every op list crdt may encode fits the protocol's ops bin");
+_Static_assert(
+    CRDT_OPS_MAX == MRD_STATE_OPS_MAX && CRDT_PATH_MAX == MRD_STATE_PATH_MAX,
+    "crdt and the public API agree on op limits");
+
+/* Every event's encoded ops, back to back in buf; views[i] is event i's
+ * (len 0: none). views is NULL when no event has ops. */
+struct client_ops {
+    struct proto_buf  buf;
+    struct proto_str *views;
+    struct crdt_op   *scratch; /* MRD_STATE_OPS_MAX converted ops */
+};
+
+/* ------------------------------------------------------------------ ops -- */
+
+/* A path name: UTF-8 (so no NUL), 1..MRD_STATE_NAME_SIZE_MAX bytes. */
+static MRD_MUST_USE int
+client_op_name(const char *name, struct crdt_bytes *out)
+{
+    if (name == NULL) {
+        return MRD_EINVAL;
+    }
+    size_t len = strnlen(name, (size_t) MRD_STATE_NAME_SIZE_MAX + 1);
+    if (len > MRD_STATE_NAME_SIZE_MAX) {
+        return MRD_ETOOBIG;
+    }
+    if (len == 0 || !mrd_utf8_valid(name, len)) {
+        return MRD_EINVAL;
+    }
+    out->ptr = (const uint8_t *) name;
+    out->len = (uint32_t) len;
+    return MRD_OK;
+}
+
+/* The kinds each type has (meridian.h): a map has no op of its own, and
+ * DELETE goes with type 0. */
+static bool
+client_op_kind_fits(int type, int kind)
+{
+    switch (kind) {
+    case MRD_OP_INC:
+        return type == MRD_STATE_COUNTER;
+    case MRD_OP_SET:
+        return type == MRD_STATE_LWW || type == MRD_STATE_MVREG;
+    case MRD_OP_ENABLE:
+    case MRD_OP_DISABLE:
+        return type == MRD_STATE_FLAG;
+    case MRD_OP_ADD:
+    case MRD_OP_REMOVE:
+        return type == MRD_STATE_SET;
+    case MRD_OP_DELETE:
+        return type == 0;
+    default:
+        return false;
+    }
+}
+
+/* Checks one public op and converts it to views of the caller's memory.
+ * Fields the kind does not use (delta, value) are ignored. */
+static MRD_MUST_USE int
+client_op_convert(const mrd_op *op, struct crdt_op *out)
+{
+    const char *why       = NULL;
+    bool        has_value = op->kind == MRD_OP_SET || op->kind == MRD_OP_ADD
+        || op->kind == MRD_OP_REMOVE;
+    int rv;
+
+    memset(out, 0, sizeof *out);
+    if (op->path == NULL || op->path_len == 0) {
+        return MRD_EINVAL;
+    }
+    if (op->path_len > MRD_STATE_PATH_MAX) {
+        return MRD_ETOOBIG;
+    }
+    if (!client_op_kind_fits(op->type, op->kind)) {
+        return MRD_EINVAL;
+    }
+    for (size_t i = 0; i < op->path_len; i++) {
+        rv = client_op_name(op->path[i], &out->path[i]);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+    }
+    if (has_value) {
+        if (op->value_size > MRD_STATE_VALUE_SIZE_MAX) {
+            return MRD_ETOOBIG;
+        }
+        if (op->value == NULL && op->value_size > 0) {
+            return MRD_EINVAL;
+        }
+        out->value.ptr = op->value;
+        out->value.len = (uint32_t) op->value_size;
+    }
+    out->type  = (uint8_t) op->type;
+    out->kind  = (uint8_t) op->kind;
+    out->depth = (uint8_t) op->path_len;
+    out->delta = op->kind == MRD_OP_INC ? op->delta : 0;
+    /* The same shape checks the node makes: never send what it refuses. */
+    rv = crdt_op_check(out, &why);
+    if (rv != MRD_OK) {
+        client_detail_set(why, strlen(why));
+        return rv == MRD_ETOOBIG ? MRD_ETOOBIG : MRD_EINVAL;
+    }
+    return MRD_OK;
+}
+
+/* Appends one event's encoded ops to o->buf. */
+static MRD_MUST_USE int
+client_event_ops_encode(struct client_ops *o, const mrd_event_in *ev)
+{
+    msgpack_packer pk;
+    const char    *why   = NULL;
+    size_t         start = o->buf.len;
+    int            rv;
+
+    if (ev->ops == NULL) {
+        return MRD_EINVAL;
+    }
+    if (ev->op_count > MRD_STATE_OPS_MAX) {
+        return MRD_ETOOBIG;
+    }
+    for (size_t i = 0; i < ev->op_count; i++) {
+        rv = client_op_convert(&ev->ops[i], &o->scratch[i]);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+    }
+    proto_wr_packer_init(&o->buf, &pk);
+    rv = crdt_ops_encode(&pk, NULL, o->scratch, (uint32_t) ev->op_count, &why);
+    if (proto_buf_status(&o->buf) != MRD_OK) {
+        return proto_buf_status(&o->buf); /* MRD_ETOOBIG past the cap */
+    }
+    if (rv != MRD_OK) {
+        return rv == MRD_ENOMEM ? MRD_ENOMEM : MRD_EINVAL;
+    }
+    /* crdt's own bound; a longer list would be refused by the node. */
+    if (o->buf.len - start > CRDT_OPS_SIZE_MAX) {
+        return MRD_ETOOBIG;
+    }
+    return MRD_OK;
+}
+
+static void
+client_ops_fini(struct client_ops *o)
+{
+    proto_buf_fini(&o->buf);
+    free(o->views);
+    free(o->scratch);
+    o->views   = NULL;
+    o->scratch = NULL;
+}
+
+/* Encodes the ops of every event that has some. The buffer is capped at
+ * the frame limit: the request must carry all of it anyway. On error
+ * o holds nothing to free. */
+static MRD_MUST_USE int
+client_ops_encode(struct mrd_client *client, const mrd_event_in *events,
+    size_t event_count, struct client_ops *o)
+{
+    size_t off = 0;
+    int    rv  = MRD_OK;
+
+    client_detail_set(NULL, 0);
+    memset(o, 0, sizeof *o);
+    proto_buf_init(&o->buf, client->opts.frame_size_max);
+    for (size_t i = 0; i < event_count && o->scratch == NULL; i++) {
+        if (events[i].op_count > 0) {
+            o->scratch = calloc(MRD_STATE_OPS_MAX, sizeof *o->scratch);
+            o->views   = calloc(event_count, sizeof *o->views);
+            if (o->scratch == NULL || o->views == NULL) {
+                rv = MRD_ENOMEM;
+                goto fail;
+            }
+        }
+    }
+    for (size_t i = 0; o->views != NULL && i < event_count; i++) {
+        size_t start = o->buf.len;
+        if (events[i].op_count > 0) {
+            rv = client_event_ops_encode(o, &events[i]);
+            if (rv != MRD_OK) {
+                goto fail;
+            }
+        }
+        o->views[i].len = (uint32_t) (o->buf.len - start);
+    }
+    /* Pointers only now: the buffer may have moved while it grew. */
+    for (size_t i = 0; o->views != NULL && i < event_count; i++) {
+        o->views[i].ptr
+            = o->views[i].len > 0 ? (const char *) o->buf.data + off : NULL;
+        off += o->views[i].len;
+    }
+    MRD_ASSERT(off == o->buf.len);
+    return MRD_OK;
+
+fail:
+    client_ops_fini(o);
+    return rv;
+}
+
+/* --------------------------------------------------------------- append -- */
 
 static MRD_MUST_USE int
 client_append_decode(struct client_call *call, struct proto_rd *body)
@@ -50,6 +264,7 @@ client_append_prepare(struct mrd_client *client, const char *stream,
     int64_t             expected = MRD_EXPECT_ANY;
     const void         *key      = NULL;
     size_t              key_size = 0;
+    struct client_ops   ops;
     size_t              stream_len;
     int                 rv;
 
@@ -76,8 +291,13 @@ client_append_prepare(struct mrd_client *client, const char *stream,
             return MRD_EINVAL;
         }
     }
+    rv = client_ops_encode(client, events, event_count, &ops);
+    if (rv != MRD_OK) {
+        return rv;
+    }
     rv = client_call_get(client, &call);
     if (rv != MRD_OK) {
+        client_ops_fini(&ops);
         return rv;
     }
     if (key == NULL) {
@@ -95,7 +315,8 @@ client_append_prepare(struct mrd_client *client, const char *stream,
     call->event_count = (uint32_t) event_count;
     /* Checks every field against its limit: MRD_ETOOBIG, MRD_EINVAL. */
     rv = proto_append_req_encode(&call->req, stream, stream_len, expected, key,
-        key_size, events, event_count);
+        key_size, events, ops.views, event_count);
+    client_ops_fini(&ops); /* the request has its copy */
     if (rv != MRD_OK) {
         goto fail;
     }

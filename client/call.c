@@ -220,12 +220,19 @@ client_reply_handle(
         if (!client_err_known(frame.status)) {
             goto garbled;
         }
-        /* The message is for humans and the API has nowhere to put it. */
+        /* The message is for humans: mrd_errdetail() hands it over. */
         rv = proto_error_decode(
             &frame.body, &message, &has_version, &version, &why);
         if (rv != MRD_OK) {
             goto garbled;
         }
+        size_t n = message.len < sizeof call->detail - 1
+            ? message.len
+            : sizeof call->detail - 1;
+        if (n > 0) {
+            memcpy(call->detail, message.ptr, n);
+        }
+        call->detail[n] = '\0';
         if (frame.status == MRD_EBUSY || frame.status == MRD_ECLOSED) {
             /* The node refused without acting: another node may serve. */
             call->node_err = (int) frame.status;
@@ -424,6 +431,9 @@ client_call_run(struct client_call *call, struct client_cancel *cancel)
         }
         pthread_mutex_unlock(&call->mtx);
         rv = call->err;
+        if (rv != MRD_OK) {
+            client_detail_set(call->detail, strlen(call->detail));
+        }
     }
     if (cancel != NULL) {
         pthread_mutex_lock(&cancel->mtx);

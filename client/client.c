@@ -478,13 +478,40 @@ client_call_reset(struct client_call *call)
     call->node_err        = MRD_OK;
     call->err             = MRD_OK;
     call->events          = NULL;
+    call->doc_state       = NULL;
+    call->detail[0]       = '\0';
     memset(&call->out, 0, sizeof call->out);
     proto_buf_reset(&call->req);
+}
+
+/* Per thread, like errno: a blocking call's reason is read on the thread
+ * that made the call. */
+static _Thread_local char client_detail[CLIENT_DETAIL_SIZE];
+
+void
+client_detail_set(const char *s, size_t len)
+{
+    if (s == NULL || len == 0) {
+        client_detail[0] = '\0';
+        return;
+    }
+    if (len >= sizeof client_detail) {
+        len = sizeof client_detail - 1;
+    }
+    memcpy(client_detail, s, len);
+    client_detail[len] = '\0';
+}
+
+const char *
+mrd_errdetail(void)
+{
+    return client_detail;
 }
 
 int
 client_call_get(struct mrd_client *client, struct client_call **call_out)
 {
+    client_detail_set(NULL, 0);
     struct client_call *call = NULL;
     int                 rv   = MRD_OK;
 
@@ -527,6 +554,8 @@ client_call_put(struct client_call *call)
     MRD_ASSERT(!call->armed && !call->ctx_open);
     mrd_events_free(call->events);
     call->events = NULL;
+    mrd_state_free(call->doc_state);
+    call->doc_state = NULL;
     if (call->req.cap > CLIENT_BUF_KEEP_SIZE) {
         proto_buf_fini(&call->req);
         proto_buf_init(&call->req, client->opts.frame_size_max);

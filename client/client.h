@@ -9,8 +9,9 @@
  * plus a wait on the call's condition variable, so there is one path.
  *
  * Files: client.c (open, close, nodes, the call pool, info calls), call.c
- * (the attempt state machine, failover, backoff, replies), append.c,
- * events.c (reads and the mrd_events arena), tail.c (subscriptions).
+ * (the attempt state machine, failover, backoff, replies), append.c (and
+ * the encoding of ops), events.c (reads and the mrd_events arena), tail.c
+ * (subscriptions), state.c (state reads and the mrd_value tree).
  *
  * Threads: every mrd_ function may run on any thread at once. Call
  * callbacks run on NNG's threads and never block; the only locks they take
@@ -33,6 +34,9 @@
 /* ---------------------------------------------------------------- limits -- */
 
 /* Node addresses per client: a handful per region, a few regions. */
+/* mrd_errdetail()'s buffer: a node's error message, or the library's
+ * reason for refusing an argument. */
+#define CLIENT_DETAIL_SIZE 256u
 #define CLIENT_ADDRESS_COUNT_MAX 64u
 /* One address, "tcp://host:port": a DNS name is at most 253 bytes. */
 #define CLIENT_ADDRESS_SIZE_MAX 512u
@@ -148,6 +152,8 @@ struct client_call {
     uint64_t from; /* READ: from; READ_LOG: after_seq */
     int      direction; /* READ: MRD_FORWARD or MRD_BACKWARD */
     uint8_t  idem_key[CLIENT_IDEM_KEY_SIZE];
+    /* The node's words for the last error reply, for mrd_errdetail(). */
+    char detail[CLIENT_DETAIL_SIZE];
     /* The async append's user callback. */
     mrd_append_cb append_cb;
     void         *append_arg;
@@ -170,6 +176,7 @@ struct client_call {
     /* Outcome: err, plus what the decoder filled in on MRD_OK. */
     int         err;
     mrd_events *events; /* READ, READ_LOG; freed by put unless taken */
+    mrd_state  *doc_state; /* STATE; freed by put unless taken */
     union {
         mrd_append_result append;
         mrd_stream_info   info;
@@ -268,5 +275,8 @@ struct client_read_args {
 MRD_MUST_USE int client_read_run(struct mrd_client *client,
     const struct client_read_args *args, struct client_cancel *cancel,
     mrd_events **events_out);
+
+/* Sets (s != NULL) or clears this thread's mrd_errdetail(). */
+void client_detail_set(const char *s, size_t len);
 
 #endif /* MRD_CLIENT_H */

@@ -37,6 +37,24 @@ mrd_errname(int err)
     return mrd_err_table[err].name;
 }
 
+const char *
+mrd_state_type_name(int type)
+{
+    static const char *const names[] = {
+        [MRD_STATE_COUNTER] = "counter",
+        [MRD_STATE_LWW]     = "lww",
+        [MRD_STATE_MVREG]   = "mvreg",
+        [MRD_STATE_FLAG]    = "flag",
+        [MRD_STATE_SET]     = "set",
+        [MRD_STATE_MAP]     = "map",
+    };
+    if (type < 0 || (size_t) type >= MRD_ARRAY_SIZE(names)
+        || names[type] == NULL) {
+        return "?";
+    }
+    return names[type];
+}
+
 void
 mrd_panic(const char *file, int line, const char *expr)
 {

@@ -67,12 +67,31 @@ static const char ctl_help_append[]
       "  --meta KEY=VALUE          user metadata; repeat for more entries\n"
       "  --count N                 append N copies of the event in one\n"
       "                            atomic append (default 1, at most 1000)\n"
+      "  --op SPEC                 an op on the stream's state, applied\n"
+      "                            atomically with the event; repeat for\n"
+      "                            more (at most 64). See below.\n"
       "\n"
       "Without --data or --data-file the event has empty data.\n"
       "\n"
-      "Example:\n"
+      "Ops: SPEC is PATH:TYPE:OP[:ARG] or PATH:delete. PATH is the field,\n"
+      "or a path of up to 8 names through nested maps, joined by dots\n"
+      "(cart.apple); names cannot hold '.' or ':' here. VALUE is the rest\n"
+      "of SPEC and may hold ':'.\n"
+      "  PATH:counter:+N, PATH:counter:-N, PATH:counter:inc:N\n"
+      "                            add N (may be negative) to a counter\n"
+      "  PATH:lww:set:VALUE        last-writer-wins register := VALUE\n"
+      "  PATH:mvreg:set:VALUE      multi-value register := VALUE\n"
+      "  PATH:flag:enable, PATH:flag:disable\n"
+      "  PATH:set:add:VALUE, PATH:set:remove:VALUE\n"
+      "  PATH:delete               remove the key, whatever its type\n"
+      "An op on a field that holds another type fails the whole append\n"
+      "(MRD_ETYPE) and nothing is written.\n"
+      "\n"
+      "Examples:\n"
       "  meridianctl append orders-1 --type OrderPlaced \\\n"
-      "      --content-type application/json --data '{\"total\":42}'\n";
+      "      --content-type application/json --data '{\"total\":42}'\n"
+      "  meridianctl append cart-7 --type ItemAdded \\\n"
+      "      --op cart.apple:counter:+2 --op tags:set:add:fruit\n";
 
 static const char ctl_help_read[]
     = "Usage: meridianctl read STREAM [OPTIONS]\n"
@@ -109,6 +128,22 @@ static const char ctl_help_info[]
       "Prints whether STREAM exists, its version (last position, -1 when\n"
       "empty), its number of events and its shard, on the serving node.\n";
 
+static const char ctl_help_state[]
+    = "Usage: meridianctl state STREAM [FIELD]\n"
+      "\n"
+      "Prints STREAM's state (every field, or only FIELD): the stream\n"
+      "version it reflects, its causal context (origin:seq per node) and\n"
+      "one line per field with its type and value, nested maps indented.\n"
+      "Values are shown as strings when they are printable UTF-8, else as\n"
+      "0x and hex. Sets are {...}, multi-value registers [...] (every\n"
+      "concurrent value). A stream without state shows no fields.\n"
+      "\n"
+      "With --json: {\"stream\", \"version\", \"context\": [{\"origin\",\n"
+      "\"seq\"}], \"fields\": {NAME: {\"type\", \"value\"}}}, maps nested\n"
+      "the same way. Two entries of one name (created concurrently with\n"
+      "different types) are NAME and NAME#TYPE. Values that are not all\n"
+      "text are hex strings, with \"encoding\": \"hex\".\n";
+
 static const char ctl_help_node_info[]
     = "Usage: meridianctl node-info\n"
       "\n"
@@ -123,17 +158,20 @@ static const char ctl_help_help[]
 /* help has no run(): main() never gets that far for it. */
 const struct ctl_cmd ctl_cmds[] = {
     { "append", "append an event (or N copies, atomically) to a stream",
-        ctl_help_append, CTL_OPTS_APPEND, 1, ctl_cmd_append },
+        ctl_help_append, CTL_OPTS_APPEND, 1, 0, ctl_cmd_append },
     { "read", "read a stream's events, forward or backward", ctl_help_read,
-        CTL_OPTS_READ, 1, ctl_cmd_read },
+        CTL_OPTS_READ, 1, 0, ctl_cmd_read },
     { "tail", "follow a stream, printing events as they arrive", ctl_help_tail,
-        CTL_OPTS_TAIL, 1, ctl_cmd_tail },
-    { "info", "show a stream's version, size and shard", ctl_help_info, 0, 1,
+        CTL_OPTS_TAIL, 1, 0, ctl_cmd_tail },
+    { "info", "show a stream's version, size and shard", ctl_help_info, 0, 1, 0,
         ctl_cmd_info },
+    { "state", "show a stream's state (CRDT fields), or one field",
+        ctl_help_state, 0, 1, 1, ctl_cmd_state },
     { "node-info", "show the serving node's identity and limits",
-        ctl_help_node_info, 0, 0, ctl_cmd_node_info },
-    { "help", "show this help or a command's help", ctl_help_help, 0, 0, NULL },
-    { NULL, NULL, NULL, 0, 0, NULL },
+        ctl_help_node_info, 0, 0, 0, ctl_cmd_node_info },
+    { "help", "show this help or a command's help", ctl_help_help, 0, 0, 0,
+        NULL },
+    { NULL, NULL, NULL, 0, 0, 0, NULL },
 };
 
 void
@@ -175,6 +213,7 @@ enum ctl_opt_id {
     CTL_OPT_FROM,
     CTL_OPT_BACKWARD,
     CTL_OPT_LIMIT,
+    CTL_OPT_OP,
 };
 
 struct ctl_opt {
@@ -204,6 +243,7 @@ static const struct ctl_opt ctl_opts[] = {
     { "from", CTL_OPT_FROM, true, false, CTL_OPTS_READ | CTL_OPTS_TAIL },
     { "backward", CTL_OPT_BACKWARD, false, false, CTL_OPTS_READ },
     { "limit", CTL_OPT_LIMIT, true, false, CTL_OPTS_TAIL },
+    { "op", CTL_OPT_OP, true, true, CTL_OPTS_APPEND },
 };
 _Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 32, "seen mask is 32 bits");
 
@@ -267,6 +307,21 @@ ctl_parse_meta(struct ctl_args *args, const char *v)
     memcpy(m->key, v, key_size);
     m->key[key_size] = '\0';
     m->value         = eq + 1;
+    return CTL_EXIT_OK;
+}
+
+static int
+ctl_parse_op(struct ctl_args *args, const char *v)
+{
+    if (args->op_count == MRD_STATE_OPS_MAX) {
+        return ctl_fail_usage(
+            "--op: at most %u ops per event", MRD_STATE_OPS_MAX);
+    }
+    int rv = ctl_op_parse(v, &args->ops[args->op_count]);
+    if (rv != CTL_EXIT_OK) {
+        return rv;
+    }
+    args->op_count++;
     return CTL_EXIT_OK;
 }
 
@@ -373,6 +428,8 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
         break;
     case CTL_OPT_LIMIT:
         return ctl_parse_count(opt->name, v, &args->limit);
+    case CTL_OPT_OP:
+        return ctl_parse_op(args, v);
     }
     return CTL_EXIT_OK;
 }
@@ -531,11 +588,16 @@ ctl_args_finish(struct ctl_args *args)
         ctl_help_print(stderr, NULL);
         return CTL_EXIT_USAGE;
     }
-    if (args->positional_count != args->cmd->positional_count) {
-        return ctl_fail_usage("'%s' takes %zu argument%s, got %zu",
-            args->cmd->name, args->cmd->positional_count,
-            args->cmd->positional_count == 1 ? "" : "s",
-            args->positional_count);
+    size_t min = args->cmd->positional_count;
+    size_t max = min + args->cmd->positional_optional;
+    if (args->positional_count < min || args->positional_count > max) {
+        if (min == max) {
+            return ctl_fail_usage("'%s' takes %zu argument%s, got %zu",
+                args->cmd->name, min, min == 1 ? "" : "s",
+                args->positional_count);
+        }
+        return ctl_fail_usage("'%s' takes %zu to %zu arguments, got %zu",
+            args->cmd->name, min, max, args->positional_count);
     }
     if (args->node_count == 0) {
         int rv = ctl_nodes_from_env(args);

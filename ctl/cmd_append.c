@@ -12,6 +12,11 @@
  * The result is printed only after mrd_append() returned MRD_OK: a timeout
  * is reported as what it is (MRD_ETIMEDOUT: the outcome is unknown), never
  * as a success.
+ *
+ * --op SPEC adds an op on the stream's state to the event (every copy of it
+ * with --count). ctl_op_parse() turns SPEC into an mrd_op at parse time, so
+ * a malformed SPEC is a usage error (exit 2) that quotes it; what only the
+ * node knows (a field of another type: MRD_ETYPE) is the append's error.
  */
 #include "ctl.h"
 
@@ -24,6 +29,180 @@
  * headers, sized by the protocol's limit, allocated once. */
 static mrd_event_in   ctl_append_events[MRD_APPEND_EVENTS_MAX];
 static mrd_meta_entry ctl_append_meta[MRD_META_ENTRIES_MAX];
+static mrd_op         ctl_append_ops[MRD_STATE_OPS_MAX];
+
+/* ------------------------------------------------------------------- ops -- */
+
+/* Longest part of a SPEC quoted in an error: a VALUE may be 4 KiB. */
+#define CTL_OP_QUOTE_MAX 80
+
+static int
+ctl_op_fail(const char *spec, const char *why)
+{
+    size_t len = strlen(spec);
+    if (len > CTL_OP_QUOTE_MAX) {
+        return ctl_fail_usage(
+            "--op '%.*s...': %s", CTL_OP_QUOTE_MAX, spec, why);
+    }
+    return ctl_fail_usage("--op '%s': %s", spec, why);
+}
+
+/* Splits PATH, the first len bytes of spec, at its dots: each name is
+ * copied, NUL-terminated, into op->names. */
+static int
+ctl_op_path(const char *spec, size_t len, struct ctl_op *op)
+{
+    char  *out   = op->names;
+    size_t count = 0;
+    size_t start = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && spec[i] != '.') {
+            continue;
+        }
+        size_t name_len = i - start;
+        if (name_len == 0) {
+            return ctl_op_fail(spec, "empty name in PATH");
+        }
+        if (count == MRD_STATE_PATH_MAX) {
+            return ctl_op_fail(spec, "PATH has more than 8 names");
+        }
+        if (name_len > MRD_STATE_NAME_SIZE_MAX) {
+            return ctl_op_fail(spec, "a name in PATH is over 255 bytes");
+        }
+        if (!mrd_utf8_valid(spec + start, name_len)) {
+            return ctl_op_fail(spec, "a name in PATH is not valid UTF-8");
+        }
+        memcpy(out, spec + start, name_len);
+        out[name_len]     = '\0';
+        op->path[count++] = out;
+        out += name_len + 1;
+        start = i + 1;
+    }
+    op->op.path     = op->path;
+    op->op.path_len = count;
+    return CTL_EXIT_OK;
+}
+
+/* A whole signed decimal number, sign optional. */
+static bool
+ctl_op_int(const char *s, int64_t *out)
+{
+    const char *digits = s + (s[0] == '+' || s[0] == '-');
+    char       *end    = NULL;
+
+    if (digits[0] < '0' || digits[0] > '9') {
+        return false;
+    }
+    errno       = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        return false;
+    }
+    *out = (int64_t) v;
+    return true;
+}
+
+static int
+ctl_op_type(const char *s, size_t len)
+{
+    static const int types[] = { MRD_STATE_COUNTER, MRD_STATE_LWW,
+        MRD_STATE_MVREG, MRD_STATE_FLAG, MRD_STATE_SET };
+
+    for (size_t i = 0; i < MRD_ARRAY_SIZE(types); i++) {
+        const char *name = mrd_state_type_name(types[i]);
+        if (strlen(name) == len && memcmp(name, s, len) == 0) {
+            return types[i];
+        }
+    }
+    return 0;
+}
+
+/* OP[:ARG] of a type: name is OP (len bytes), arg what follows its ':'
+ * (NULL when none). */
+static const char *
+ctl_op_kind(struct ctl_op *op, const char *name, size_t len, const char *arg)
+{
+    mrd_op *o = &op->op;
+#define CTL_OP_IS(s) (len == sizeof(s) - 1 && memcmp(name, s, len) == 0)
+    switch (o->type) {
+    case MRD_STATE_COUNTER:
+        o->kind = MRD_OP_INC;
+        if (arg == NULL && (name[0] == '+' || name[0] == '-')
+            && ctl_op_int(name, &o->delta)) {
+            return NULL;
+        }
+        if (arg != NULL && CTL_OP_IS("inc") && ctl_op_int(arg, &o->delta)) {
+            return NULL;
+        }
+        return "a counter takes +N, -N or inc:N (N a 64-bit integer)";
+    case MRD_STATE_LWW:
+    case MRD_STATE_MVREG:
+        o->kind = MRD_OP_SET;
+        return arg != NULL && CTL_OP_IS("set") ? NULL
+                                               : "a register takes set:VALUE";
+    case MRD_STATE_FLAG:
+        o->kind = CTL_OP_IS("enable") ? MRD_OP_ENABLE : MRD_OP_DISABLE;
+        return arg == NULL && (CTL_OP_IS("enable") || CTL_OP_IS("disable"))
+            ? NULL
+            : "a flag takes enable or disable";
+    default:
+        MRD_ASSERT(o->type == MRD_STATE_SET);
+        o->kind = CTL_OP_IS("add") ? MRD_OP_ADD : MRD_OP_REMOVE;
+        return arg != NULL && (CTL_OP_IS("add") || CTL_OP_IS("remove"))
+            ? NULL
+            : "a set takes add:VALUE or remove:VALUE";
+    }
+#undef CTL_OP_IS
+}
+
+int
+ctl_op_parse(const char *spec, struct ctl_op *op)
+{
+    const char *colon = strchr(spec, ':');
+
+    memset(op, 0, sizeof *op);
+    if (colon == NULL) {
+        return ctl_op_fail(spec, "not PATH:TYPE:OP[:ARG] or PATH:delete");
+    }
+    int rv = ctl_op_path(spec, (size_t) (colon - spec), op);
+    if (rv != CTL_EXIT_OK) {
+        return rv;
+    }
+    const char *type = colon + 1;
+    if (strcmp(type, "delete") == 0) {
+        op->op.type = 0;
+        op->op.kind = MRD_OP_DELETE;
+        return CTL_EXIT_OK;
+    }
+    const char *name = strchr(type, ':');
+    if (name == NULL) {
+        return ctl_op_fail(spec, "no OP after TYPE (or is it PATH:delete?)");
+    }
+    op->op.type = ctl_op_type(type, (size_t) (name - type));
+    if (op->op.type == 0) {
+        return ctl_op_fail(
+            spec, "TYPE is not counter, lww, mvreg, flag or set");
+    }
+    name++;
+    const char *arg = strchr(name, ':'); /* VALUE may hold more ':' */
+    size_t      len = arg != NULL ? (size_t) (arg - name) : strlen(name);
+    const char *why = ctl_op_kind(op, name, len, arg != NULL ? arg + 1 : NULL);
+    if (why != NULL) {
+        return ctl_op_fail(spec, why);
+    }
+    if (op->op.kind == MRD_OP_SET || op->op.kind == MRD_OP_ADD
+        || op->op.kind == MRD_OP_REMOVE) {
+        op->op.value      = arg + 1;
+        op->op.value_size = strlen(arg + 1);
+        if (op->op.value_size > MRD_STATE_VALUE_SIZE_MAX) {
+            return ctl_op_fail(spec, "VALUE is over 4096 bytes");
+        }
+    }
+    return CTL_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- append -- */
 
 /* Reads all of f into a new buffer of at most MRD_EVENT_DATA_SIZE_MAX bytes.
  * On success *buf_out goes to free(). */
@@ -164,10 +343,16 @@ ctl_append_build(const struct ctl_args *args, const void *data,
         .causation_id   = args->causation_id,
         .meta           = args->meta_count > 0 ? ctl_append_meta : NULL,
         .meta_count     = args->meta_count,
+        .ops            = args->op_count > 0 ? ctl_append_ops : NULL,
+        .op_count       = args->op_count,
     };
 
     MRD_ASSERT(count >= 1 && count <= MRD_APPEND_EVENTS_MAX);
     MRD_ASSERT(args->meta_count <= MRD_META_ENTRIES_MAX);
+    MRD_ASSERT(args->op_count <= MRD_STATE_OPS_MAX);
+    for (size_t i = 0; i < args->op_count; i++) {
+        ctl_append_ops[i] = args->ops[i].op;
+    }
     for (size_t i = 0; i < args->meta_count; i++) {
         ctl_append_meta[i].key   = args->meta[i].key;
         ctl_append_meta[i].value = args->meta[i].value;

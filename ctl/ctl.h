@@ -32,7 +32,7 @@
 #define CTL_NODES_MAX 16u
 /* MERIDIAN_NODES is copied into a fixed buffer before it is split. */
 #define CTL_ENV_NODES_SIZE_MAX 4096u
-/* Positional arguments after the command: every command takes at most 1. */
+/* Positional arguments after the command: every command takes at most 2. */
 #define CTL_POSITIONAL_MAX 4u
 /* The default node when neither --node nor MERIDIAN_NODES says. */
 #define CTL_NODE_DEFAULT "tcp://127.0.0.1:7400"
@@ -60,6 +60,15 @@ enum ctl_exit {
 struct ctl_meta {
     char        key[MRD_META_KEY_SIZE_MAX + 1]; /* copied: argv is KEY=VALUE */
     const char *value; /* points into argv */
+};
+
+/* One --op PATH:TYPE:OP[:ARG]. The path is copied (its names are split at
+ * the dots, each NUL-terminated in names); op.path points at path and
+ * op.value into argv. */
+struct ctl_op {
+    char        names[MRD_STATE_PATH_MAX * (MRD_STATE_NAME_SIZE_MAX + 1)];
+    const char *path[MRD_STATE_PATH_MAX];
+    mrd_op      op;
 };
 
 struct ctl_cmd;
@@ -91,6 +100,8 @@ struct ctl_args {
     const char     *causation_id;
     struct ctl_meta meta[MRD_META_ENTRIES_MAX];
     size_t          meta_count;
+    struct ctl_op   ops[MRD_STATE_OPS_MAX]; /* --op, in order */
+    size_t          op_count;
     uint64_t        count; /* append: copies (1); read: events (100) */
     bool            count_set;
 
@@ -108,7 +119,8 @@ struct ctl_cmd {
     const char *summary; /* one line, for `meridianctl --help` */
     const char *help; /* the whole `meridianctl CMD --help` text */
     uint32_t    opts; /* CTL_OPTS_* bits: which options it accepts */
-    size_t      positional_count; /* exactly this many */
+    size_t      positional_count; /* at least this many */
+    size_t      positional_optional; /* and at most this many more */
     int (*run)(const struct ctl_args *args, mrd_client *client);
 };
 
@@ -140,6 +152,7 @@ int ctl_cmd_read(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_tail(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_info(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_node_info(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_state(const struct ctl_args *args, mrd_client *client);
 
 /* ---------------------------------------------------------------- output -- */
 
@@ -175,6 +188,10 @@ json_t *ctl_event_json(const mrd_event *event);
 json_t *ctl_json_u64(uint64_t v);
 /* A JSON string for s, or JSON null when s is NULL or empty. */
 json_t *ctl_json_str_or_null(const char *s);
+
+/* Parses one --op SPEC into *op (see `meridianctl append --help`). On a bad
+ * SPEC, prints why with the SPEC quoted and returns CTL_EXIT_USAGE. */
+MRD_MUST_USE int ctl_op_parse(const char *spec, struct ctl_op *op);
 
 /* Flushes stdout; on a write error reports it and returns CTL_EXIT_FAIL, so
  * that output cut short by a full disk is never taken for success. */

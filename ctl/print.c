@@ -32,7 +32,12 @@ ctl_fail_mrd(int err, const char *what_fmt, ...)
     va_start(ap, what_fmt);
     vfprintf(stderr, what_fmt, ap);
     va_end(ap);
-    fprintf(stderr, ": %s (%s)\n", mrd_strerror(err), mrd_errname(err));
+    const char *detail = mrd_errdetail();
+    if (detail[0] != '\0') {
+        fprintf(stderr, ": %s (%s)\n", detail, mrd_errname(err));
+    } else {
+        fprintf(stderr, ": %s (%s)\n", mrd_strerror(err), mrd_errname(err));
+    }
     return CTL_EXIT_FAIL;
 }
 

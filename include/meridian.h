@@ -71,6 +71,21 @@ extern "C" {
 #define MRD_EXPECT_EXISTS (-4) /* the stream must have at least one event */
 #define MRD_VERSION_NONE (-1) /* version of a stream with no event */
 
+/* Stream state (docs/CRDT.md). A field or nested map key: same bound as a
+ * stream name. */
+#define MRD_STATE_NAME_SIZE_MAX 255u
+/* A register value or set member: state holds small facts; events hold
+ * the payloads. */
+#define MRD_STATE_VALUE_SIZE_MAX 4096u
+/* Path of an op: the field, then up to 7 keys of nested maps. Bounds the
+ * recursion of every state routine. */
+#define MRD_STATE_PATH_MAX 8u
+/* Ops on one event. */
+#define MRD_STATE_OPS_MAX 64u
+/* Largest encoded state document an append may produce: a document is
+ * rewritten whole on every append that carries ops. */
+#define MRD_STATE_SIZE_MAX (1024u * 1024u)
+
 /* Read from the end of the stream (backward reads). */
 #define MRD_POSITION_END UINT64_MAX
 
@@ -97,7 +112,8 @@ extern "C" {
     X(EPROTOVERSION, 15, "unsupported protocol version")                       \
     X(EINTERNAL, 16, "internal error")                                         \
     X(EBUSY, 17, "the node is overloaded; retry later")                        \
-    X(ENAME, 18, "invalid stream name")
+    X(ENAME, 18, "invalid stream name")                                        \
+    X(ETYPE, 19, "the state field holds another type")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -109,12 +125,19 @@ enum mrd_err {
 MRD_API const char *mrd_strerror(int err);
 /* The short name of an error code ("MRD_EVERSION"); never NULL. */
 MRD_API const char *mrd_errname(int err);
+/* What the node (or the library) said about the last error a blocking call
+ * returned on this thread, e.g. "state field 'visits' is a counter, not a
+ * set"; "" when there was nothing more to say. Valid until the next call
+ * on this thread. Async callbacks do not set it. */
+MRD_API const char *mrd_errdetail(void);
 
 /* ---------------------------------------------------------------- types -- */
 
 typedef struct mrd_client mrd_client; /* opaque */
 typedef struct mrd_events mrd_events; /* opaque: a batch of read events */
 typedef struct mrd_tail   mrd_tail; /* opaque: a stream subscription */
+typedef struct mrd_state  mrd_state; /* opaque: one read of a stream's state */
+typedef struct mrd_value  mrd_value; /* a value inside an mrd_state */
 
 /* The global identity of an event: the node that first stored it and that
  * node's sequence number for it. Never reused. */
@@ -128,6 +151,42 @@ typedef struct mrd_meta_entry {
     const char *value; /* UTF-8, 0..MRD_META_VALUE_SIZE_MAX bytes */
 } mrd_meta_entry;
 
+/* State field types. Numbers are on the wire and on disk. */
+typedef enum mrd_state_type {
+    MRD_STATE_COUNTER = 1, /* PN-counter: an int64 */
+    MRD_STATE_LWW     = 2, /* last-writer-wins register: bytes */
+    MRD_STATE_MVREG   = 3, /* multi-value register: every concurrent value */
+    MRD_STATE_FLAG    = 4, /* enable-wins flag: a bool */
+    MRD_STATE_SET     = 5, /* add-wins set of byte strings */
+    MRD_STATE_MAP     = 6, /* map of named fields of any of these types */
+} mrd_state_type;
+
+/* What an op does. MRD_OP_DELETE removes the key at the end of the path,
+ * whatever its type, as far as this op has seen it: concurrent updates
+ * survive (docs/CRDT.md). */
+typedef enum mrd_op_kind {
+    MRD_OP_INC     = 1, /* counter += delta (negative to decrement) */
+    MRD_OP_SET     = 2, /* LWW or MV register := value */
+    MRD_OP_ENABLE  = 3, /* flag */
+    MRD_OP_DISABLE = 4, /* flag */
+    MRD_OP_ADD     = 5, /* set: add value */
+    MRD_OP_REMOVE  = 6, /* set: remove value */
+    MRD_OP_DELETE  = 7, /* any: remove the key (type 0) */
+} mrd_op_kind;
+
+/* An operation on the appending stream's state. path[0] is the field;
+ * path[1..] are keys of nested maps (each level before the last is a map).
+ * Names are UTF-8, 1..MRD_STATE_NAME_SIZE_MAX bytes. Borrowed for the call. */
+typedef struct mrd_op {
+    const char *const *path;
+    size_t             path_len; /* 1..MRD_STATE_PATH_MAX */
+    int                type; /* mrd_state_type; 0 with MRD_OP_DELETE */
+    int                kind; /* mrd_op_kind */
+    int64_t            delta; /* MRD_OP_INC */
+    const void        *value; /* MRD_OP_SET, _ADD, _REMOVE */
+    size_t             value_size; /* <= MRD_STATE_VALUE_SIZE_MAX */
+} mrd_op;
+
 /* An event to append. Every pointer is borrowed for the duration of the call
  * only: the library copies what it needs before it returns. NULL strings are
  * empty strings. */
@@ -140,6 +199,11 @@ typedef struct mrd_event_in {
     const char           *causation_id; /* optional */
     const mrd_meta_entry *meta; /* optional user metadata */
     size_t                meta_count;
+    /* Optional ops on the stream's state, applied atomically with the
+     * event: an op on a field of another type fails the whole append
+     * (MRD_ETYPE) and nothing is written. */
+    const mrd_op *ops;
+    size_t        op_count; /* <= MRD_STATE_OPS_MAX */
 } mrd_event_in;
 
 /* An event as read. Every pointer points into the mrd_events it came from
@@ -337,6 +401,48 @@ MRD_API int mrd_tail_start(mrd_client *client, const char *stream,
 /* Stops a tail (joining its thread when it has one) and frees it. NULL is a
  * no-op. Must not be called from the tail's own callback. */
 MRD_API void mrd_tail_close(mrd_tail *tail);
+
+/* ---------------------------------------------------------------- state -- */
+
+/* Reads a stream's state document: every field, or only `field` when not
+ * NULL. A stream with no state reads as an empty document (not an error).
+ * Free *state_out with mrd_state_free(). */
+MRD_API int mrd_state_read(mrd_client *client, const char *stream,
+    const char *field, mrd_state **state_out);
+/* The stream version the state reflects (MRD_VERSION_NONE for a stream with
+ * no event). */
+MRD_API int64_t mrd_state_version(const mrd_state *state);
+/* The causal context the state reflects: per origin node, the highest seq
+ * of this stream's state events applied. i < mrd_state_context_count(). */
+MRD_API size_t  mrd_state_context_count(const mrd_state *state);
+MRD_API mrd_dot mrd_state_context_at(const mrd_state *state, size_t i);
+/* The document: a MRD_STATE_MAP value of the fields. Valid until
+ * mrd_state_free(), like every mrd_value reached from it. */
+MRD_API const mrd_value *mrd_state_root(const mrd_state *state);
+MRD_API void             mrd_state_free(mrd_state *state);
+
+/* A value's type (mrd_state_type). */
+MRD_API int mrd_value_type(const mrd_value *value);
+/* A counter's value; 0 for other types. */
+MRD_API int64_t mrd_value_int(const mrd_value *value);
+/* A flag's value; 0 for other types. */
+MRD_API int mrd_value_bool(const mrd_value *value);
+/* Items: LWW 1 (the winning write), MVREG the concurrent values, SET the
+ * members, MAP the entries, sorted by bytes; 0 for counters and flags. */
+MRD_API size_t mrd_value_count(const mrd_value *value);
+/* Item i of an LWW, MVREG or SET value: bytes, *size_out set. NULL when i
+ * is out of range or the type has no byte items. */
+MRD_API const void *mrd_value_bytes(
+    const mrd_value *value, size_t i, size_t *size_out);
+/* Entry i of a MAP: its value, and its name in *name_out (NUL-terminated).
+ * Entries are sorted by name, then type. */
+MRD_API const mrd_value *mrd_value_entry(
+    const mrd_value *map, size_t i, const char **name_out);
+/* The entry of a MAP called name, of the given type (0: any), or NULL. */
+MRD_API const mrd_value *mrd_value_find(
+    const mrd_value *map, const char *name, int type);
+/* "counter", "lww", "mvreg", "flag", "set", "map"; "?" otherwise. */
+MRD_API const char *mrd_state_type_name(int type);
 
 /* ------------------------------------------------------------- helpers -- */
 

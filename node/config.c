@@ -25,6 +25,7 @@ enum node_opt {
     NODE_OPT_MAP_SIZE_MAX,
     NODE_OPT_FRAME_SIZE_MAX,
     NODE_OPT_IDEM_WINDOW,
+    NODE_OPT_CLOCK_AHEAD_MAX,
     NODE_OPT_WORKERS,
     NODE_OPT_READERS,
     NODE_OPT_LOG_LEVEL,
@@ -43,6 +44,7 @@ static const struct option node_options[] = {
     { "map-size-max", required_argument, NULL, NODE_OPT_MAP_SIZE_MAX },
     { "frame-size-max", required_argument, NULL, NODE_OPT_FRAME_SIZE_MAX },
     { "idempotency-window", required_argument, NULL, NODE_OPT_IDEM_WINDOW },
+    { "clock-ahead-max", required_argument, NULL, NODE_OPT_CLOCK_AHEAD_MAX },
     { "workers", required_argument, NULL, NODE_OPT_WORKERS },
     { "readers", required_argument, NULL, NODE_OPT_READERS },
     { "log-level", required_argument, NULL, NODE_OPT_LOG_LEVEL },
@@ -82,6 +84,10 @@ node_config_usage(FILE *out)
         "                           min %u, max %u)\n"
         "  --idempotency-window S   seconds an idempotency key is remembered\n"
         "                           (default %u)\n"
+        "  --clock-ahead-max MS     a replicated timestamp further ahead of\n"
+        "                           this node's clock than this is clamped\n"
+        "                           when it advances the clock, counted and\n"
+        "                           logged (default %u, max %u)\n"
         "  --workers N              requests held at once (default %u, max "
         "%u)\n"
         "  --readers N              reader threads (default %u, max %u)\n"
@@ -93,6 +99,7 @@ node_config_usage(FILE *out)
         "SIZE takes a K, M or G suffix (powers of 1024).\n",
         NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
         (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
+        NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX,
         NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_READERS_DEFAULT,
         NODE_READERS_MAX);
 }
@@ -225,6 +232,10 @@ node_config_set(
         rv = node_config_range(name, v, false, 1, 365u * 86400u, &n);
         cfg->idem_window_s = (uint32_t) n;
         break;
+    case NODE_OPT_CLOCK_AHEAD_MAX:
+        rv = node_config_range(name, v, false, 1, NODE_CLOCK_AHEAD_MS_MAX, &n);
+        cfg->clock_ahead_max_ms = (uint32_t) n;
+        break;
     case NODE_OPT_WORKERS:
         rv = node_config_range(name, v, false, 4, NODE_WORKERS_MAX, &n);
         cfg->workers = (uint32_t) n;
@@ -315,14 +326,15 @@ node_config_defaults(struct node_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->listen, sizeof(cfg->listen), "tcp://127.0.0.1:7400");
-    cfg->shard_count    = NODE_SHARDS_DEFAULT;
-    cfg->map_size       = NODE_MAP_SIZE_DEFAULT;
-    cfg->map_size_max   = NODE_MAP_SIZE_MAX_DEFAULT;
-    cfg->frame_size_max = NODE_FRAME_SIZE_DEFAULT;
-    cfg->idem_window_s  = NODE_IDEM_WINDOW_S_DEFAULT;
-    cfg->workers        = NODE_WORKERS_DEFAULT;
-    cfg->readers        = NODE_READERS_DEFAULT;
-    cfg->log_level      = NODE_LOG_INFO;
+    cfg->shard_count        = NODE_SHARDS_DEFAULT;
+    cfg->map_size           = NODE_MAP_SIZE_DEFAULT;
+    cfg->map_size_max       = NODE_MAP_SIZE_MAX_DEFAULT;
+    cfg->frame_size_max     = NODE_FRAME_SIZE_DEFAULT;
+    cfg->idem_window_s      = NODE_IDEM_WINDOW_S_DEFAULT;
+    cfg->clock_ahead_max_ms = NODE_CLOCK_AHEAD_MS_DEFAULT;
+    cfg->workers            = NODE_WORKERS_DEFAULT;
+    cfg->readers            = NODE_READERS_DEFAULT;
+    cfg->log_level          = NODE_LOG_INFO;
 }
 
 /* Cross-setting checks, after everything is read. */

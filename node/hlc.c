@@ -22,3 +22,19 @@ node_hlc_tick(struct node_hlc *hlc, uint64_t wall_ms)
     hlc->last = next;
     return next;
 }
+
+bool
+node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
+    uint32_t ahead_max_ms)
+{
+    uint64_t limit   = (wall_ms + ahead_max_ms) << NODE_HLC_LOGICAL_BITS;
+    bool     clamped = remote > limit;
+
+    if (clamped) {
+        remote = limit;
+    }
+    if (remote > hlc->last) {
+        hlc->last = remote;
+    }
+    return clamped;
+}

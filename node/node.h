@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "common.h"
+#include "crdt.h"
 #include "proto.h"
 
 /* ---------------------------------------------------------------- limits -- */
@@ -49,6 +50,11 @@ _Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
 /* Idempotency records swept per commit: bounds the writer's extra work. */
 #define NODE_IDEM_SWEEP_MAX 1024u
 #define NODE_IDEM_WINDOW_S_DEFAULT 86400u
+/* How far ahead of our clock a replicated timestamp may pull it. LWW ties
+ * only need the HLC to be roughly right; a peer with a clock an hour fast
+ * must not drag every node's timestamps an hour ahead (DESIGN: 500 ms). */
+#define NODE_CLOCK_AHEAD_MS_DEFAULT 500u
+#define NODE_CLOCK_AHEAD_MS_MAX 3600000u
 /* LMDB map: start size and the most it may grow to (doubling). */
 #define NODE_MAP_SIZE_DEFAULT (1ull << 30)
 #define NODE_MAP_SIZE_MAX_DEFAULT (64ull << 30)
@@ -80,6 +86,7 @@ struct node_config {
     uint64_t map_size_max;
     uint32_t frame_size_max;
     uint32_t idem_window_s;
+    uint32_t clock_ahead_max_ms;
     uint32_t workers;
     uint32_t readers;
     int      log_level;
@@ -107,6 +114,14 @@ struct node_hlc {
     uint64_t last;
 };
 uint64_t node_hlc_tick(struct node_hlc *hlc, uint64_t wall_ms);
+/* Takes in a timestamp from another node (a replicated event), so that our
+ * next tick is after it: the HLC receive rule. A remote timestamp more than
+ * ahead_max_ms ahead of wall_ms only advances the clock to wall_ms +
+ * ahead_max_ms; returns true when it clamped, for the caller to count and
+ * log. The event keeps its own timestamp either way: every replica must
+ * order LWW writes by the same bytes. */
+bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
+    uint32_t ahead_max_ms);
 
 /* ----------------------------------------------------------------- stats -- */
 
@@ -130,7 +145,10 @@ uint64_t node_hlc_tick(struct node_hlc *hlc, uint64_t wall_ms);
     X(rejected_closed)                                                         \
     X(corrupt_records)                                                         \
     X(map_resizes)                                                             \
-    X(idem_expired)
+    X(idem_expired)                                                            \
+    X(state_ops_applied)                                                       \
+    X(rejected_state)                                                          \
+    X(clock_clamped)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -141,6 +159,13 @@ struct node_stats {
     atomic_fetch_add_explicit(&(stats)->name, (n), memory_order_relaxed)
 
 /* ----------------------------------------------------------------- store -- */
+
+/* The writer's working set for one stream's state document. */
+struct node_state_txn {
+    struct crdt_doc  doc;
+    struct crdt_ops *ops; /* decode scratch: ~28 KiB, so on the heap */
+    msgpack_sbuffer  sbuf; /* an event's ops or the document, encoded */
+};
 
 /* Per-stream metadata, kept in the "streams" database. */
 struct node_stream {
@@ -157,6 +182,7 @@ struct node_store {
     MDB_dbi  dbi_index;
     MDB_dbi  dbi_idem;
     MDB_dbi  dbi_idem_exp;
+    MDB_dbi  dbi_state; /* stream id -> state document */
     MDB_dbi  dbi_log[NODE_SHARDS_MAX];
     uint32_t shard_count;
     uint64_t node_id;
@@ -173,6 +199,8 @@ struct node_store {
     uint64_t        stream_id_last;
     struct node_hlc hlc;
     uint64_t        log_seq_last[NODE_SHARDS_MAX];
+    /* Writer-owned scratch for state documents (state.c). */
+    struct node_state_txn *state;
 };
 
 /* Opens (creating on first start) the store in cfg->data_dir. Checks node id,
@@ -195,6 +223,9 @@ struct node_append {
     struct proto_append_rep rep;
     int64_t                 current_version; /* for MRD_EVERSION */
     const char             *why;
+    char                    why_buf[192]; /* why, when it is not static */
+    bool                    has_ops; /* some event carries state ops */
+    uint32_t                op_count; /* ops over all its events */
 };
 
 /* Commits appends in one write transaction (one sync). Each append gets its
@@ -216,6 +247,27 @@ int node_stream_put(MDB_txn *txn, const struct node_store *store,
     struct proto_str name, const struct node_stream *st);
 /* Maps an LMDB or errno code from a write path to an MRD_ code. */
 int node_store_err(int rc);
+
+/* State documents (state.c), writer side. Each returns an LMDB or errno
+ * code; node_state_check() refuses an append by setting a->rv (0 returned).
+ * Order inside node_append_apply(): check, begin, event per event, finish. */
+MRD_MUST_USE int node_state_txn_init(struct node_state_txn *s);
+void             node_state_txn_fini(struct node_state_txn *s);
+int              node_state_check(MDB_txn *txn, struct node_store *store,
+                 struct node_append *a, uint64_t stream_id, bool exists,
+                 struct node_state_txn *s);
+int node_state_begin(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
+    bool exists, struct node_state_txn *s);
+/* Applies ev's ops with its dot and timestamp and points ev->ops at the
+ * ops as the record stores them (with deps); valid until the next call. */
+int node_state_event(struct node_state_txn *s, struct crdt_dot dot,
+    uint64_t hlc, struct proto_event_in *ev);
+int node_state_finish(MDB_txn *txn, struct node_store *store,
+    uint64_t stream_id, struct node_state_txn *s);
+/* Reads a stream's state into a whole reply frame (any thread). */
+MRD_MUST_USE int node_store_state_read(struct node_store *store,
+    const struct proto_state_req *req, struct proto_buf *out,
+    struct node_stats *stats, const char **why);
 
 /* Reads, on any thread. Each takes its own read-only transaction. The stream
  * and log reads write a whole reply frame, header included, into out (which

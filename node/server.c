@@ -49,16 +49,17 @@ enum node_work_state {
 };
 
 struct node_work {
-    struct node_server   *srv;
-    nng_aio              *aio;
-    nng_ctx               ctx;
-    enum node_work_state  state;
-    nng_msg              *req; /* the request, alive while views point in it */
-    uint32_t              type;
-    struct node_append    append;
-    struct proto_read_req read;
-    struct proto_log_req  log;
-    struct proto_str      stream;
+    struct node_server    *srv;
+    nng_aio               *aio;
+    nng_ctx                ctx;
+    enum node_work_state   state;
+    nng_msg               *req; /* the request, alive while views point in it */
+    uint32_t               type;
+    struct node_append     append;
+    struct proto_read_req  read;
+    struct proto_log_req   log;
+    struct proto_str       stream;
+    struct proto_state_req state_req;
     /* Long-poll state. */
     uint64_t          deadline_ms;
     uint64_t          stream_hash;
@@ -232,6 +233,9 @@ node_count_reject(struct node_stats *stats, int status)
     case MRD_ECLOSED:
         NODE_STAT_ADD(stats, rejected_closed, 1);
         break;
+    case MRD_ETYPE:
+        NODE_STAT_ADD(stats, rejected_state, 1);
+        break;
     default:
         break;
     }
@@ -294,6 +298,40 @@ node_reply_stats(struct node_work *w)
     node_work_send(w, &w->small);
 }
 
+/* Decodes every event's state ops once here, on an NNG thread, so the
+ * writer only ever sees well-formed ops. A client's ops carry no deps: what
+ * they observe is decided by the node that takes the write. */
+static int
+node_check_ops(struct node_append *a, const char **why)
+{
+    struct proto_rd       rd;
+    struct proto_event_in ev;
+    struct crdt_ops      *ops = NULL;
+    int                   rv  = MRD_OK;
+
+    proto_events_begin(&a->req, &rd);
+    while (rv == MRD_OK && proto_events_next(&rd, &ev) == MRD_OK) {
+        if (ev.ops.len == 0) {
+            continue;
+        }
+        if (ops == NULL && (ops = malloc(sizeof(*ops))) == NULL) {
+            *why = "out of memory";
+            return MRD_ENOMEM;
+        }
+        rv = crdt_ops_decode(ops, ev.ops.ptr, ev.ops.len, why);
+        if (rv == MRD_OK && ops->deps.n > 0) {
+            rv   = MRD_EPROTO;
+            *why = "ops in an append carry no deps";
+        }
+        if (rv == MRD_OK) {
+            a->has_ops = true;
+            a->op_count += ops->count;
+        }
+    }
+    free(ops);
+    return rv;
+}
+
 /* Decodes an append and hands it to the writer. */
 static void
 node_dispatch_append(struct node_work *w, struct proto_rd *body)
@@ -304,6 +342,11 @@ node_dispatch_append(struct node_work *w, struct proto_rd *body)
 
     memset(a, 0, sizeof(*a));
     rv = proto_append_req_decode(body, &a->req, &why);
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    rv = node_check_ops(a, &why);
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
         return;
@@ -340,6 +383,9 @@ node_dispatch_read(struct node_work *w, struct proto_rd *body)
         break;
     case PROTO_T_INFO:
         rv = proto_info_req_decode(body, &w->stream, &why);
+        break;
+    case PROTO_T_STATE:
+        rv = proto_state_req_decode(body, &w->state_req, &why);
         break;
     default:
         MRD_ASSERT(!"not a read-side type");
@@ -488,6 +534,7 @@ node_writer_answer(struct node_server *srv, struct node_work *w)
         NODE_STAT_ADD(&srv->stats, idempotent_replays, 1);
     } else {
         NODE_STAT_ADD(&srv->stats, events_appended, a->rep.count);
+        NODE_STAT_ADD(&srv->stats, state_ops_applied, a->op_count);
     }
     proto_buf_reset(&w->small);
     proto_append_rep_encode(&w->small, &a->rep);
@@ -738,6 +785,12 @@ node_reader_serve(
             proto_info_rep_encode(buf, &info);
         }
         why = "cannot read the stream's metadata";
+        break;
+    case PROTO_T_STATE:
+        proto_buf_reset(buf);
+        rv = node_store_state_read(
+            srv->store, &w->state_req, buf, &srv->stats, &why);
+        NODE_STAT_ADD(&srv->stats, reads, 1);
         break;
     default:
         MRD_ASSERT(!"not a read-side type");

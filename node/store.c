@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -356,15 +357,23 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
         return MRD_EINTERNAL;
     }
     pthread_rwlock_init(&store->resize_lock, NULL);
+    store->state = malloc(sizeof(*store->state));
+    if (store->state == NULL || node_state_txn_init(store->state) != MRD_OK) {
+        rv = MRD_ENOMEM;
+        goto fail;
+    }
     rv = node_store_env_open(store, cfg);
     if (rv != MRD_OK) {
         goto fail;
     }
-    rc                  = mdb_txn_begin(store->env, NULL, 0, &txn);
-    const char *names[] = { "meta", "streams", "index", "idem", "idem_exp" };
-    MDB_dbi    *dbis[]  = { &store->dbi_meta, &store->dbi_streams,
-            &store->dbi_index, &store->dbi_idem, &store->dbi_idem_exp };
-    for (size_t i = 0; i < 5 && rc == 0; i++) {
+    rc = mdb_txn_begin(store->env, NULL, 0, &txn);
+    const char *names[]
+        = { "meta", "streams", "index", "idem", "idem_exp", "state" };
+    MDB_dbi *dbis[]
+        = { &store->dbi_meta, &store->dbi_streams, &store->dbi_index,
+              &store->dbi_idem, &store->dbi_idem_exp, &store->dbi_state };
+    _Static_assert(MRD_ARRAY_SIZE(names) <= NODE_DBS_FIXED, "room for dbs");
+    for (size_t i = 0; i < MRD_ARRAY_SIZE(names) && rc == 0; i++) {
         rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
     }
     if (rc != 0) {
@@ -420,4 +429,9 @@ node_store_close(struct node_store *store)
         store->lock_fd = -1;
     }
     pthread_rwlock_destroy(&store->resize_lock);
+    if (store->state != NULL) {
+        node_state_txn_fini(store->state);
+        free(store->state);
+        store->state = NULL;
+    }
 }

@@ -140,7 +140,7 @@ node_idem_lookup(MDB_txn *txn, struct node_store *store, struct node_append *a,
 /* Writes one event: its log entry (MDB_APPEND) and its index entry. */
 static int
 node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
-    const struct node_stream *st, uint64_t pos, const struct proto_event_in *ev,
+    const struct node_stream *st, uint64_t pos, struct proto_event_in *ev,
     struct proto_buf *scratch)
 {
     uint64_t log_seq = ++store->log_seq_last[st->shard];
@@ -148,6 +148,15 @@ node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
     uint64_t hlc     = node_hlc_tick(&store->hlc, mrd_now_real_ms());
     uint8_t  pos_be[8], seq_be[8], index_key[16];
     int      rv;
+
+    if (a->has_ops) {
+        /* Replaces ev->ops with the ops and their deps, for the record. */
+        int rc = node_state_event(
+            store->state, (struct crdt_dot) { store->node_id, seq }, hlc, ev);
+        if (rc != 0) {
+            return rc;
+        }
+    }
 
     if (pos == st->count) {
         a->rep.seq = seq;
@@ -243,6 +252,20 @@ node_append_apply(MDB_txn *txn, struct node_store *store, struct node_append *a,
         st.count = 0;
         st.shard = a->shard;
     }
+    if (a->has_ops) {
+        /* Refusals (wrong type, overflow, too big) happen here, before this
+         * append writes anything. */
+        rc = node_state_check(txn, store, a, st.id, exists, store->state);
+        if (rc == 0 && a->rv == MRD_OK) {
+            rc = node_state_begin(txn, store, st.id, exists, store->state);
+        }
+        if (rc != 0 || a->rv != MRD_OK) {
+            if (!exists) {
+                store->stream_id_last--; /* nothing was written under it */
+            }
+            return rc;
+        }
+    }
     struct proto_rd       rd;
     struct proto_event_in ev;
     uint64_t              pos = st.count;
@@ -262,6 +285,9 @@ node_append_apply(MDB_txn *txn, struct node_store *store, struct node_append *a,
     a->rep.replayed = false;
     st.count        = pos;
     rc              = node_stream_put(txn, store, a->req.stream, &st);
+    if (rc == 0 && a->has_ops) {
+        rc = node_state_finish(txn, store, st.id, store->state);
+    }
     if (rc == 0 && a->req.idem_key.len > 0) {
         rc = node_idem_put(txn, store, a, &st, now_ms);
     }

@@ -42,16 +42,18 @@
 #define PROTO_UINT64 0xcfu
 #define PROTO_ARRAY32_SIZE 5u
 #define PROTO_CHECKSUM_SIZE 9u
-/* The fields of a format-1 record, checksum included. */
-#define PROTO_RECORD_FIELDS 12u
+/* The fields of a record, checksum included: format 1 has no ops. */
+#define PROTO_RECORD_FIELDS_V1 12u
+#define PROTO_RECORD_FIELDS_V2 13u
+_Static_assert(PROTO_RECORD_FORMAT == 2, "the encoder writes format 2");
 
 /* The widest a record's fixed parts can be: array header, format, origin,
  * seq and hlc as uint64, str8 headers for stream, type, content type and
- * ids, bin32 for data, map32 for meta, and the checksum. Meta entries are
- * copied verbatim and may use str32 headers: 10 bytes per entry, which
- * PROTO_RECORD_SIZE_MAX allows. */
-_Static_assert(
-    1 + 1 + 3 * 9 + 2 + 2 + 2 + 5 + 2 + 2 + 5 + 9 <= PROTO_RECORD_OVERHEAD_MAX,
+ * ids, bin32 for data, map32 for meta, bin32 for ops, and the checksum.
+ * Meta entries are copied verbatim and may use str32 headers: 10 bytes per
+ * entry, which PROTO_RECORD_SIZE_MAX allows. */
+_Static_assert(1 + 1 + 3 * 9 + 2 + 2 + 2 + 5 + 2 + 2 + 5 + 5 + 9
+        <= PROTO_RECORD_OVERHEAD_MAX,
     "record headers fit PROTO_RECORD_OVERHEAD_MAX");
 /* One read reply item: array header, two uint64 and a bin32 header. */
 _Static_assert(1 + 9 + 9 + 5 <= PROTO_EVENT_REPLY_OVERHEAD,
@@ -481,6 +483,10 @@ proto_event_check(const struct proto_event_in *ev, const char **why)
         return proto_fail(why, MRD_ETOOBIG,
             "event data is larger than MRD_EVENT_DATA_SIZE_MAX");
     }
+    if (ev->ops.len > PROTO_OPS_SIZE_MAX) {
+        return proto_fail(
+            why, MRD_ETOOBIG, "event ops are larger than PROTO_OPS_SIZE_MAX");
+    }
     return MRD_OK;
 }
 
@@ -572,6 +578,15 @@ proto_event_field(struct proto_rd *rd, uint32_t key, bool check,
         return MRD_OK;
     case PROTO_K_EV_META:
         return proto_meta_read(rd, check, &ev->meta_raw, &ev->meta_count, why);
+    case PROTO_K_EV_OPS:
+        if (proto_rd_bin(rd, &ev->ops) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "event ops are not bin");
+        }
+        /* Absent means none; present and empty is a client bug. */
+        if (check && ev->ops.len == 0) {
+            return proto_fail(why, MRD_EPROTO, "event ops are empty");
+        }
+        return MRD_OK;
     default:
         MRD_ASSERT(!"proto_key_next let an unknown event key through");
         return MRD_EINTERNAL;
@@ -599,7 +614,7 @@ proto_event_read(struct proto_rd *rd, bool check, struct proto_event_in *ev,
         return proto_fail(why, MRD_EPROTO, "event is not a map");
     }
     for (uint32_t i = 0; i < count; i++) {
-        rv = proto_key_next(&cur, PROTO_K_EV_META, &seen, &key, why);
+        rv = proto_key_next(&cur, PROTO_K_EV_OPS, &seen, &key, why);
         if (rv != MRD_OK) {
             return rv;
         }
@@ -760,11 +775,13 @@ proto_event_arg_check(const mrd_event_in *e)
 
     memset(&ev, 0, sizeof ev);
     if ((e->data == NULL && e->data_size > 0)
-        || (e->meta == NULL && e->meta_count > 0)) {
+        || (e->meta == NULL && e->meta_count > 0)
+        || (e->ops == NULL && e->op_count > 0)) {
         return MRD_EINVAL;
     }
     if (e->data_size > MRD_EVENT_DATA_SIZE_MAX
-        || e->meta_count > MRD_META_ENTRIES_MAX) {
+        || e->meta_count > MRD_META_ENTRIES_MAX
+        || e->op_count > MRD_STATE_OPS_MAX) {
         return MRD_ETOOBIG;
     }
     rv = proto_cstr_check(&proto_rule_type, e->type, &ev.type);
@@ -793,10 +810,26 @@ proto_event_arg_check(const mrd_event_in *e)
     return rv;
 }
 
+/* One event's encoded ops, as given to the encoder: the bytes crdt wrote
+ * for events[i].ops, which proto cannot write itself. */
+static int
+proto_ops_arg_check(const mrd_event_in *e, const struct proto_str *ops)
+{
+    uint32_t len = ops != NULL ? ops->len : 0;
+
+    if (len > 0 && ops->ptr == NULL) {
+        return MRD_EINVAL;
+    }
+    if (e->op_count > 0 && len == 0) {
+        return MRD_EINVAL; /* the ops would be dropped */
+    }
+    return len > PROTO_OPS_SIZE_MAX ? MRD_ETOOBIG : MRD_OK;
+}
+
 static int
 proto_append_arg_check(const char *stream, size_t stream_len, int64_t expected,
     const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
-    size_t event_count)
+    const struct proto_str *ops, size_t event_count)
 {
     if (mrd_stream_name_check(stream, stream_len) != MRD_OK) {
         return MRD_ENAME;
@@ -818,6 +851,9 @@ proto_append_arg_check(const char *stream, size_t stream_len, int64_t expected,
     }
     for (size_t i = 0; i < event_count; i++) {
         int rv = proto_event_arg_check(&events[i]);
+        if (rv == MRD_OK) {
+            rv = proto_ops_arg_check(&events[i], ops != NULL ? &ops[i] : NULL);
+        }
         if (rv != MRD_OK) {
             return rv;
         }
@@ -825,15 +861,18 @@ proto_append_arg_check(const char *stream, size_t stream_len, int64_t expected,
     return MRD_OK;
 }
 
-/* Writes one checked event; optional keys only when they say something. */
+/* Writes one checked event; optional keys only when they say something. ops
+ * may be NULL (none). */
 static void
-proto_event_arg_write(struct proto_buf *buf, const mrd_event_in *e)
+proto_event_arg_write(
+    struct proto_buf *buf, const mrd_event_in *e, const struct proto_str *ops)
 {
     size_t   ct_len   = proto_cstr_len(e->content_type);
     size_t   corr_len = proto_cstr_len(e->correlation_id);
     size_t   caus_len = proto_cstr_len(e->causation_id);
+    uint32_t ops_len  = ops != NULL ? ops->len : 0;
     uint32_t keys     = 1 + (e->data_size > 0) + (ct_len > 0) + (corr_len > 0)
-        + (caus_len > 0) + (e->meta_count > 0);
+        + (caus_len > 0) + (e->meta_count > 0) + (ops_len > 0);
 
     proto_wr_map(buf, keys);
     proto_wr_uint(buf, PROTO_K_EV_TYPE);
@@ -863,15 +902,20 @@ proto_event_arg_write(struct proto_buf *buf, const mrd_event_in *e)
             proto_wr_str(buf, value, proto_cstr_len(value));
         }
     }
+    if (ops_len > 0) {
+        proto_wr_uint(buf, PROTO_K_EV_OPS);
+        proto_wr_bin(buf, ops->ptr, ops_len);
+    }
 }
 
 int
 proto_append_req_encode(struct proto_buf *buf, const char *stream,
     size_t stream_len, int64_t expected, const void *idem_key,
-    size_t idem_key_len, const mrd_event_in *events, size_t event_count)
+    size_t idem_key_len, const mrd_event_in *events,
+    const struct proto_str *ops, size_t event_count)
 {
     int rv = proto_append_arg_check(stream, stream_len, expected, idem_key,
-        idem_key_len, events, event_count);
+        idem_key_len, events, ops, event_count);
     if (rv != MRD_OK) {
         return rv; /* nothing written */
     }
@@ -892,7 +936,7 @@ proto_append_req_encode(struct proto_buf *buf, const char *stream,
     proto_wr_uint(buf, PROTO_K_APPEND_EVENTS);
     proto_wr_array(buf, (uint32_t) event_count);
     for (size_t i = 0; i < event_count; i++) {
-        proto_event_arg_write(buf, &events[i]);
+        proto_event_arg_write(buf, &events[i], ops != NULL ? &ops[i] : NULL);
     }
     return proto_buf_status(buf);
 }
@@ -1038,6 +1082,9 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     if (rv == MRD_OK && ev->meta_raw.len > 0) {
         rv = proto_meta_raw_check(ev->meta_raw, NULL);
     }
+    if (rv == MRD_OK && ev->ops.len > 0 && ev->ops.ptr == NULL) {
+        rv = MRD_EPROTO;
+    }
     if (rv == MRD_OK) {
         rv = proto_buf_status(buf);
     }
@@ -1045,7 +1092,7 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
         return rv;
     }
     size_t start = buf->len;
-    proto_wr_array(buf, PROTO_RECORD_FIELDS);
+    proto_wr_array(buf, PROTO_RECORD_FIELDS_V2);
     proto_wr_uint(buf, PROTO_RECORD_FORMAT);
     proto_wr_uint(buf, origin);
     proto_wr_uint(buf, seq);
@@ -1061,6 +1108,11 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     } else {
         proto_wr_raw(buf, &meta_empty, 1);
     }
+    if (ev->ops.len > 0) {
+        proto_wr_bin(buf, ev->ops.ptr, ev->ops.len);
+    } else {
+        proto_wr_nil(buf);
+    }
     rv = proto_buf_status(buf);
     if (rv != MRD_OK) {
         return rv;
@@ -1072,11 +1124,31 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     return proto_buf_status(buf);
 }
 
+/* A format-2 record's ops: nil (none) or a bin of 1..PROTO_OPS_SIZE_MAX
+ * bytes (the size is proto_event_check's). Not decoded: that is crdt's. */
+static int
+proto_record_ops_read(
+    struct proto_rd *rd, struct proto_str *ops, const char **why)
+{
+    if (proto_rd_nil(rd) == MRD_OK) {
+        ops->ptr = NULL;
+        ops->len = 0;
+        return MRD_OK;
+    }
+    if (proto_rd_bin(rd, ops) != MRD_OK) {
+        return proto_fail(why, MRD_EPROTO, "record ops are not nil or bin");
+    }
+    if (ops->len == 0) {
+        return proto_fail(why, MRD_EPROTO, "record ops are empty");
+    }
+    return MRD_OK;
+}
+
 /* Reads the fields after the format, in record order, each with the same
  * checks as event input. */
 static int
-proto_record_fields(
-    struct proto_rd *rd, struct proto_record *out, const char **why)
+proto_record_fields(struct proto_rd *rd, uint64_t format,
+    struct proto_record *out, const char **why)
 {
     struct proto_event_in ev;
     uint64_t              checksum;
@@ -1099,6 +1171,9 @@ proto_record_fields(
         return proto_fail(why, MRD_EPROTO, "record field has the wrong type");
     }
     rv = proto_meta_read(rd, true, &ev.meta_raw, &ev.meta_count, why);
+    if (rv == MRD_OK && format >= 2) {
+        rv = proto_record_ops_read(rd, &ev.ops, why);
+    }
     if (rv == MRD_OK) {
         rv = proto_event_check(&ev, why);
     }
@@ -1118,6 +1193,7 @@ proto_record_fields(
     out->causation    = ev.causation;
     out->meta_raw     = ev.meta_raw;
     out->meta_count   = ev.meta_count;
+    out->ops          = ev.ops;
     return MRD_OK;
 }
 
@@ -1145,11 +1221,12 @@ proto_record_decode(
     if (format == 0 || format > PROTO_RECORD_FORMAT) {
         return proto_fail(why, MRD_EPROTO, "unknown record format");
     }
-    if (count != PROTO_RECORD_FIELDS) {
+    if (count
+        != (format == 1 ? PROTO_RECORD_FIELDS_V1 : PROTO_RECORD_FIELDS_V2)) {
         return proto_fail(why, MRD_EPROTO, "record has the wrong length");
     }
     out->format = (uint32_t) format;
-    int rv      = proto_record_fields(&rd, out, why);
+    int rv      = proto_record_fields(&rd, format, out, why);
     if (rv != MRD_OK) {
         return rv;
     }
@@ -1592,6 +1669,119 @@ proto_info_rep_decode(
     out->version = v[1].i;
     out->count   = v[2].u;
     out->shard   = (uint32_t) v[3].u;
+    *body        = rd;
+    return MRD_OK;
+}
+
+/* --------------------------------------------------------------- state -- */
+
+static const struct proto_text_rule proto_rule_field = {
+    MRD_STATE_NAME_SIZE_MAX,
+    true,
+    "state field is not a string",
+    "state field is longer than MRD_STATE_NAME_SIZE_MAX",
+    "state field is empty or not valid UTF-8",
+};
+
+int
+proto_state_req_encode(struct proto_buf *buf, const struct proto_state_req *req)
+{
+    if (mrd_stream_name_check(req->stream.ptr, req->stream.len) != MRD_OK) {
+        return MRD_ENAME;
+    }
+    if (req->field.len > 0) {
+        int rv = proto_text_check(&proto_rule_field, req->field, NULL);
+        if (rv != MRD_OK) {
+            return proto_arg_code(rv);
+        }
+    }
+    proto_request_begin(buf, PROTO_T_STATE);
+    proto_wr_map(buf, 1 + (req->field.len > 0));
+    proto_wr_uint(buf, PROTO_K_STATE_STREAM);
+    proto_wr_str(buf, req->stream.ptr, req->stream.len);
+    if (req->field.len > 0) {
+        proto_wr_uint(buf, PROTO_K_STATE_FIELD);
+        proto_wr_str(buf, req->field.ptr, req->field.len);
+    }
+    return proto_buf_status(buf);
+}
+
+int
+proto_state_req_decode(
+    struct proto_rd *body, struct proto_state_req *out, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_STR, PROTO_VT_STR };
+    struct proto_val           v[2];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(
+        &rd, vts, 2, PROTO_BIT(PROTO_K_STATE_STREAM), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (mrd_stream_name_check(v[0].s.ptr, v[0].s.len) != MRD_OK) {
+        return proto_fail(why, MRD_ENAME, "invalid stream name");
+    }
+    /* Unlike most optional keys, a field given must name one: an empty
+     * one is a client bug, not "every field". */
+    if ((seen & PROTO_BIT(PROTO_K_STATE_FIELD)) != 0) {
+        rv = proto_text_check(&proto_rule_field, v[1].s, why);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+    }
+    out->stream = v[0].s;
+    out->field  = v[1].s;
+    *body       = rd;
+    return MRD_OK;
+}
+
+void
+proto_state_rep_encode(struct proto_buf *buf, const struct proto_state_rep *rep)
+{
+    MRD_ASSERT(rep->version >= MRD_VERSION_NONE);
+    MRD_ASSERT(rep->state.len > 0 && rep->state.ptr != NULL);
+    if (rep->state.len > PROTO_STATE_SIZE_MAX
+        && proto_buf_status(buf) == MRD_OK) {
+        buf->overflow = true; /* no client would accept it */
+        return;
+    }
+    proto_reply_begin(buf, PROTO_T_STATE, MRD_OK);
+    proto_wr_map(buf, 2);
+    proto_wr_uint(buf, PROTO_K_STATE_VERSION);
+    proto_wr_int(buf, rep->version);
+    proto_wr_uint(buf, PROTO_K_STATE_DOC);
+    proto_wr_bin(buf, rep->state.ptr, rep->state.len);
+}
+
+int
+proto_state_rep_decode(
+    struct proto_rd *body, struct proto_state_rep *out, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_INT, PROTO_VT_BIN };
+    struct proto_val           v[2];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(&rd, vts, 2, PROTO_KEYS_ALL(2), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].i < MRD_VERSION_NONE) {
+        return proto_fail(why, MRD_EPROTO, "invalid stream version");
+    }
+    if (v[1].s.len == 0) {
+        return proto_fail(why, MRD_EPROTO, "state is empty");
+    }
+    if (v[1].s.len > PROTO_STATE_SIZE_MAX) {
+        return proto_fail(
+            why, MRD_ETOOBIG, "state is larger than PROTO_STATE_SIZE_MAX");
+    }
+    out->version = v[0].i;
+    out->state   = v[1].s;
     *body        = rd;
     return MRD_OK;
 }

@@ -35,12 +35,25 @@
 
 #include "common.h"
 
+struct msgpack_packer;
+
 /* The protocol version in every frame. A node answers a frame of another
  * version with MRD_EPROTOVERSION and the version it speaks. */
 #define PROTO_VERSION 1u
 /* On-disk and on-wire event record format. Readers accept every format up to
- * this one, so later fields need no migration. */
-#define PROTO_RECORD_FORMAT 1u
+ * this one, so later fields need no migration. Format 2 added the event's
+ * ops (stream state, docs/CRDT.md). */
+#define PROTO_RECORD_FORMAT 2u
+/* One event's encoded ops (crdt_ops_encode output: deps + ops), in append
+ * requests and in records. Must hold CRDT_OPS_SIZE_MAX, every op at every
+ * limit plus a full deps vector (~406 KiB; checked where both headers meet,
+ * in the client and the node); a round number here keeps proto free of
+ * crdt.h. */
+#define PROTO_OPS_SIZE_MAX (512u * 1024u)
+/* The encoded state document of a STATE reply: crdt's decode limit
+ * (CRDT_DOC_DECODE_MAX, checked in the client), room for replicated
+ * growth past what an append may produce. */
+#define PROTO_STATE_SIZE_MAX (16u * 1024u * 1024u)
 /* msgpack nesting accepted anywhere: our deepest message is 4 deep. */
 #define PROTO_DEPTH_MAX 16u
 /* Elements in any one array or map we accept; bounds walk time. */
@@ -53,7 +66,8 @@
         + MRD_EVENT_TYPE_SIZE_MAX + MRD_CONTENT_TYPE_SIZE_MAX                  \
         + 2 * MRD_ID_SIZE_MAX + MRD_EVENT_DATA_SIZE_MAX                        \
         + MRD_META_ENTRIES_MAX                                                 \
-            * (MRD_META_KEY_SIZE_MAX + MRD_META_VALUE_SIZE_MAX + 10))
+            * (MRD_META_KEY_SIZE_MAX + MRD_META_VALUE_SIZE_MAX + 10)           \
+        + PROTO_OPS_SIZE_MAX)
 /* Smallest frame limit a node or client may configure: one full record and
  * its envelope must fit. */
 #define PROTO_FRAME_SIZE_MIN (PROTO_RECORD_SIZE_MAX + 4096u)
@@ -71,6 +85,8 @@ _Static_assert(PROTO_CLIENT_FRAME_SIZE_MIN <= MRD_FRAME_SIZE_MAX,
     "a client can accept every read reply");
 _Static_assert(MRD_READ_COUNT_MAX <= PROTO_COUNT_MAX, "read fits a walk");
 _Static_assert(MRD_APPEND_EVENTS_MAX <= PROTO_COUNT_MAX, "append fits a walk");
+_Static_assert(PROTO_STATE_SIZE_MAX + 4096u <= MRD_FRAME_SIZE_MAX,
+    "a STATE reply at its limit fits the largest frame");
 
 /* Message types. A reply carries the request's type. Never renumbered. */
 enum proto_type {
@@ -82,7 +98,8 @@ enum proto_type {
     PROTO_T_INFO      = 4, /* stream info */
     PROTO_T_NODE_INFO = 5,
     PROTO_T_STATS     = 6, /* node counters, for tools and tests */
-    PROTO_T_MAX_      = 6,
+    PROTO_T_STATE     = 7, /* a stream's state document */
+    PROTO_T_MAX_      = 7,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -100,6 +117,7 @@ enum proto_key_event_in {
     PROTO_K_EV_CORRELATION  = 4, /* str */
     PROTO_K_EV_CAUSATION    = 5, /* str */
     PROTO_K_EV_META         = 6, /* map str -> str */
+    PROTO_K_EV_OPS          = 7, /* bin 1..PROTO_OPS_SIZE_MAX: encoded ops */
 };
 enum proto_key_append_rep {
     PROTO_K_APPENDED_ORIGIN    = 1,
@@ -148,6 +166,14 @@ enum proto_key_node_rep {
     PROTO_K_NODE_FRAME_MAX = 5, /* uint */
     PROTO_K_NODE_VERSION   = 6, /* str */
 };
+enum proto_key_state_req {
+    PROTO_K_STATE_STREAM = 1, /* str, required */
+    PROTO_K_STATE_FIELD  = 2, /* str 1..MRD_STATE_NAME_SIZE_MAX; absent: all */
+};
+enum proto_key_state_rep {
+    PROTO_K_STATE_VERSION = 1, /* int >= -1 */
+    PROTO_K_STATE_DOC     = 2, /* bin 1..PROTO_STATE_SIZE_MAX */
+};
 /* The body of a reply whose status is not MRD_OK. */
 enum proto_key_error_rep {
     PROTO_K_ERR_MESSAGE = 1, /* str: what was wrong, for humans */
@@ -179,6 +205,7 @@ MRD_MUST_USE int proto_rd_uint(struct proto_rd *rd, uint64_t *out);
 /* Accepts any msgpack integer that fits int64_t. */
 MRD_MUST_USE int proto_rd_int(struct proto_rd *rd, int64_t *out);
 MRD_MUST_USE int proto_rd_bool(struct proto_rd *rd, bool *out);
+MRD_MUST_USE int proto_rd_nil(struct proto_rd *rd);
 /* Skips one whole value of any type, nesting at most depth_max (clamped to
  * PROTO_DEPTH_MAX). */
 MRD_MUST_USE int proto_rd_skip(struct proto_rd *rd, uint32_t depth_max);
@@ -221,8 +248,13 @@ void proto_wr_int(struct proto_buf *buf, int64_t v);
 void proto_wr_bool(struct proto_buf *buf, bool v);
 void proto_wr_str(struct proto_buf *buf, const char *s, size_t len);
 void proto_wr_bin(struct proto_buf *buf, const void *p, size_t len);
+void proto_wr_nil(struct proto_buf *buf);
 /* Raw, already-encoded msgpack bytes. */
 void proto_wr_raw(struct proto_buf *buf, const void *p, size_t len);
+/* Aims a msgpack-c packer at buf, for encoders outside proto/ (crdt's):
+ * errors are sticky in buf as with every proto_wr_*. pk is the caller's
+ * and needs no cleanup; buf must outlive its use. */
+void proto_wr_packer_init(struct proto_buf *buf, struct msgpack_packer *pk);
 
 /* ------------------------------------------------------------- frames -- */
 
@@ -260,7 +292,10 @@ MRD_MUST_USE int proto_error_decode(struct proto_rd *body,
 
 /* One event of an append, as views into the request frame. meta_raw is the
  * msgpack map exactly as sent (already validated: str keys and values within
- * the limits), copied verbatim into the record. */
+ * the limits), copied verbatim into the record. ops is the request's ops bin
+ * as sent: proto checks only that it is a bin within PROTO_OPS_SIZE_MAX; its
+ * content is crdt_ops_decode's to check. The node may point ops elsewhere
+ * (the ops rewritten with their deps) before proto_record_encode. */
 struct proto_event_in {
     struct proto_str type;
     struct proto_str data;
@@ -269,6 +304,7 @@ struct proto_event_in {
     struct proto_str causation;
     struct proto_str meta_raw; /* msgpack map bytes; len 0 when absent */
     uint32_t         meta_count;
+    struct proto_str ops; /* encoded ops; len 0 when absent */
 };
 
 struct proto_append_req {
@@ -285,11 +321,16 @@ struct proto_append_req {
 
 /* Encodes a whole APPEND request. events are the public type; the caller
  * checked nothing: limits are checked here (MRD_ETOOBIG, MRD_ENAME,
- * MRD_EINVAL). */
+ * MRD_EINVAL). ops is NULL (no event has ops) or an array of event_count
+ * encoded op lists (crdt_ops_encode output), ops[i] for events[i], len 0
+ * for none; each is copied as the event's ops bin, unread. proto cannot
+ * encode events[i].ops itself (that is crdt's format): an event whose
+ * op_count is not 0 but has no ops[i] is MRD_EINVAL, so ops are never
+ * dropped silently. An ops[i] over PROTO_OPS_SIZE_MAX is MRD_ETOOBIG. */
 MRD_MUST_USE int proto_append_req_encode(struct proto_buf *buf,
     const char *stream, size_t stream_len, int64_t expected,
     const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
-    size_t event_count);
+    const struct proto_str *ops, size_t event_count);
 /* Decodes and validates an APPEND body: stream name, expected version, every
  * event against every limit. On success the views point into the frame. */
 MRD_MUST_USE int proto_append_req_decode(
@@ -320,10 +361,12 @@ MRD_MUST_USE int proto_append_rep_decode(
 
 /* -------------------------------------------------------------- records -- */
 
-/* A stored event: [format, origin, seq, hlc, stream, type, content_type,
- * data, correlation, causation, meta, checksum]. The checksum is the last
- * 9 bytes (0xcf + big-endian u64): SipHash-2-4 (libsodium crypto_shorthash,
- * fixed key) of every byte before it. */
+/* A stored event. Format 2: [format, origin, seq, hlc, stream, type,
+ * content_type, data, correlation, causation, meta, ops, checksum], where
+ * ops is nil or a bin of 1..PROTO_OPS_SIZE_MAX bytes. Format 1 (still read,
+ * never written) has no ops: 12 elements. The checksum is the last 9 bytes
+ * (0xcf + big-endian u64): SipHash-2-4 (libsodium crypto_shorthash, fixed
+ * key) of every byte before it. */
 struct proto_record {
     uint32_t         format;
     uint64_t         origin;
@@ -337,11 +380,14 @@ struct proto_record {
     struct proto_str causation;
     struct proto_str meta_raw; /* msgpack map bytes */
     uint32_t         meta_count;
+    struct proto_str ops; /* encoded ops; len 0, ptr NULL when none */
 };
 
-/* Appends one record for ev to buf (not a frame: raw record bytes). Checks
- * ev as the decoders do (MRD_ENAME, MRD_ETOOBIG, MRD_EPROTO) before writing;
- * then MRD_OK or the buf's sticky error. */
+/* Appends one record for ev to buf (not a frame: raw record bytes), always
+ * in format PROTO_RECORD_FORMAT, with ev->ops as its ops (nil when len 0;
+ * wherever ev->ops points). Checks ev as the decoders do (MRD_ENAME,
+ * MRD_ETOOBIG, MRD_EPROTO) before writing; then MRD_OK or the buf's sticky
+ * error. */
 MRD_MUST_USE int proto_record_encode(struct proto_buf *buf, uint64_t origin,
     uint64_t seq, uint64_t hlc, struct proto_str stream,
     const struct proto_event_in *ev);
@@ -435,6 +481,36 @@ MRD_MUST_USE int proto_empty_req_decode(
 void proto_node_rep_encode(struct proto_buf *buf, const mrd_node_info *info);
 MRD_MUST_USE int proto_node_rep_decode(
     struct proto_rd *body, mrd_node_info *out, const char **why);
+
+/* ---------------------------------------------------------------- state -- */
+
+/* STATE request: a stream's state document, whole or one field. */
+struct proto_state_req {
+    struct proto_str stream;
+    struct proto_str field; /* len 0: every field */
+};
+/* MRD_ENAME (stream), MRD_ETOOBIG (field over MRD_STATE_NAME_SIZE_MAX),
+ * MRD_EINVAL (field not UTF-8 or holding a NUL), else the buf's status. */
+MRD_MUST_USE int proto_state_req_encode(
+    struct proto_buf *buf, const struct proto_state_req *req);
+MRD_MUST_USE int proto_state_req_decode(
+    struct proto_rd *body, struct proto_state_req *out, const char **why);
+
+/* STATE reply: the version of the stream the state reflects (-1: no event)
+ * and the canonical document encoding (crdt_doc_encode), decoded by the
+ * client with crdt_doc_decode; proto checks only that it is a bin of
+ * 1..PROTO_STATE_SIZE_MAX bytes. */
+struct proto_state_rep {
+    int64_t          version;
+    struct proto_str state;
+};
+/* The whole reply frame, status MRD_OK. A state over PROTO_STATE_SIZE_MAX
+ * poisons buf with MRD_ETOOBIG (a document can outgrow it by replication;
+ * that is no bug here), like any write past the cap. */
+void proto_state_rep_encode(
+    struct proto_buf *buf, const struct proto_state_rep *rep);
+MRD_MUST_USE int proto_state_rep_decode(
+    struct proto_rd *body, struct proto_state_rep *out, const char **why);
 
 /* STATS reply: a map of counter name (str) -> uint. */
 struct proto_stat {

@@ -319,6 +319,13 @@ proto_rd_bool(struct proto_rd *rd, bool *out)
     return rv;
 }
 
+int
+proto_rd_nil(struct proto_rd *rd)
+{
+    struct proto_item it;
+    return proto_rd_kind(rd, PROTO_KIND_NIL, &it);
+}
+
 /* Moves past exactly one value and everything nested in it. Iterative:
  * left[d] counts the values still to read at nesting level d, and each pass
  * reads one header, so the loop runs at most once per byte. */

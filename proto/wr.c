@@ -197,6 +197,20 @@ proto_wr_bin(struct proto_buf *buf, const void *p, size_t len)
 }
 
 void
+proto_wr_nil(struct proto_buf *buf)
+{
+    msgpack_packer pk;
+    proto_wr_packer(buf, &pk);
+    (void) msgpack_pack_nil(&pk);
+}
+
+void
+proto_wr_packer_init(struct proto_buf *buf, struct msgpack_packer *pk)
+{
+    proto_wr_packer(buf, pk);
+}
+
+void
 proto_wr_raw(struct proto_buf *buf, const void *p, size_t len)
 {
     int rv = proto_buf_append(buf, p, len);

@@ -5,6 +5,8 @@
  * files; rerun when the protocol changes. Seeds are one valid message of
  * every kind, written by the real encoders, plus the malformed shapes the
  * decoders must refuse, so the fuzzer starts on both sides of every check.
+ * Ops and state documents are crdt's real encodings, so seeds stay useful
+ * to targets that decode them too.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crdt.h"
 #include "proto.h"
 
 static const char *out_dir;
@@ -68,6 +71,65 @@ ok(int rv)
     }
 }
 
+/* A little of everything ops can do, nested maps included. */
+static const struct crdt_op *
+sample_ops(uint32_t *count)
+{
+    static struct crdt_op ops[6];
+#define B(s) ((struct crdt_bytes) { (const uint8_t *) (s), sizeof(s) - 1 })
+    memset(ops, 0, sizeof ops);
+    ops[0] = (struct crdt_op) { .type = MRD_STATE_COUNTER,
+        .kind                         = MRD_OP_INC,
+        .depth                        = 1,
+        .path                         = { B("visits") },
+        .delta                        = 5 };
+    ops[1] = (struct crdt_op) { .type = MRD_STATE_LWW,
+        .kind                         = MRD_OP_SET,
+        .depth                        = 1,
+        .path                         = { B("name") },
+        .value                        = B("alice") };
+    ops[2] = (struct crdt_op) { .type = MRD_STATE_SET,
+        .kind                         = MRD_OP_ADD,
+        .depth                        = 1,
+        .path                         = { B("tags") },
+        .value                        = B("red") };
+    ops[3] = (struct crdt_op) { .type = MRD_STATE_COUNTER,
+        .kind                         = MRD_OP_INC,
+        .depth                        = 2,
+        .path                         = { B("cart"), B("apple") },
+        .delta                        = -2 };
+    ops[4] = (struct crdt_op) { .type = MRD_STATE_FLAG,
+        .kind                         = MRD_OP_ENABLE,
+        .depth                        = 1,
+        .path                         = { B("vip") } };
+    ops[5] = (struct crdt_op) { .type = MRD_STATE_MVREG,
+        .kind                         = MRD_OP_SET,
+        .depth                        = 1,
+        .path                         = { B("note") },
+        .value                        = B("\x00\x01") };
+#undef B
+    *count = 6;
+    return ops;
+}
+
+/* Encoded ops into o (which must be fresh): a client's (no deps) or a
+ * record's (deps {1: 3}). */
+static struct proto_str
+sample_ops_encode(struct proto_buf *o, bool deps)
+{
+    static struct crdt_dot dep[1] = { { 1, 3 } };
+    struct crdt_vv         vv     = { 1, 0, dep };
+    msgpack_packer         pk;
+    const char            *why = NULL;
+    uint32_t               n;
+
+    const struct crdt_op *ops = sample_ops(&n);
+    proto_wr_packer_init(o, &pk);
+    ok(crdt_ops_encode(&pk, deps ? &vv : NULL, ops, n, &why));
+    ok(proto_buf_status(o));
+    return (struct proto_str) { (const char *) o->data, (uint32_t) o->len };
+}
+
 static void
 requests(struct proto_buf *b)
 {
@@ -87,12 +149,28 @@ requests(struct proto_buf *b)
     struct proto_log_req  lr    = { .shard = 3, .after = 100, .count = 50 };
     const char           *t     = "request_fuzz";
 
-    ok(proto_append_req_encode(b, "s", 1, -2, NULL, 0, evs + 1, 1));
+    ok(proto_append_req_encode(b, "s", 1, -2, NULL, 0, evs + 1, NULL, 1));
     emit_cuts(t, "append_min", b);
-    ok(proto_append_req_encode(b, "order-1", 7, 4, "idem-key", 8, &full, 1));
+    ok(proto_append_req_encode(
+        b, "order-1", 7, 4, "idem-key", 8, &full, NULL, 1));
     emit_cuts(t, "append_full", b);
-    ok(proto_append_req_encode(b, "order-2", 7, -1, NULL, 0, evs, 3));
+    ok(proto_append_req_encode(b, "order-2", 7, -1, NULL, 0, evs, NULL, 3));
     emit_buf(t, "append_three", b);
+
+    struct proto_buf       o;
+    struct proto_str       ops[3] = { { NULL, 0 } };
+    struct proto_state_req sr     = { .stream = { "order-1", 7 } };
+    proto_buf_init(&o, PROTO_OPS_SIZE_MAX);
+    ops[0] = sample_ops_encode(&o, false);
+    ops[2] = ops[0];
+    ok(proto_append_req_encode(b, "order-3", 7, -2, NULL, 0, evs, ops, 3));
+    emit_cuts(t, "append_ops", b);
+    proto_buf_fini(&o);
+    ok(proto_state_req_encode(b, &sr));
+    emit_cuts(t, "state", b);
+    sr.field = (struct proto_str) { "cart", 4 };
+    ok(proto_state_req_encode(b, &sr));
+    emit_buf(t, "state_field", b);
     ok(proto_read_req_encode(b, &rr));
     emit_cuts(t, "read_forward", b);
     rr.from      = MRD_POSITION_END;
@@ -132,6 +210,17 @@ static const struct raw bad_requests[] = {
     RAW("version_only", "\x91\x07"),
     RAW("type0", "\x93\x01\x00\x80"),
     RAW("type7", "\x93\x01\x07\x80"),
+    RAW("type8", "\x93\x01\x08\x80"),
+    RAW("state_no_stream", "\x93\x01\x07\x81\x02\xa1\x66"),
+    RAW("state_unknown_key", "\x93\x01\x07\x82\x01\xa1s\x03\xa1\x66"),
+    RAW("state_field_empty", "\x93\x01\x07\x82\x01\xa1s\x02\xa0"),
+    RAW("state_field_bin", "\x93\x01\x07\x82\x01\xa1s\x02\xc4\x01\x66"),
+    RAW("append_ops_empty",
+        "\x93\x01\x01\x82\x01\xa1s\x04\x91\x82\x01\xa1t"
+        "\x07\xc4\x00"),
+    RAW("append_ops_nil",
+        "\x93\x01\x01\x82\x01\xa1s\x04\x91\x82\x01\xa1t"
+        "\x07\xc0"),
     RAW("short", "\x92\x01\x05"),
     RAW("long", "\x94\x01\x05\x80\xc0"),
     RAW("body_array", "\x93\x01\x05\x90"),
@@ -172,6 +261,48 @@ static const struct raw bad_requests[] = {
     RAW("read_count_big", "\x93\x01\x02\x82\x01\xa1s\x04\xcd\x27\x11"),
 };
 
+/* A document after one event with sample_ops, and an empty one. */
+static void
+state_replies(struct proto_buf *b)
+{
+    struct crdt_doc        doc;
+    struct crdt_vv         deps;
+    struct proto_buf       d;
+    msgpack_packer         pk;
+    enum crdt_delivery     delivery;
+    struct proto_state_rep rep;
+    uint32_t               n;
+    const char            *t = "reply_fuzz";
+
+    const struct crdt_op *ops = sample_ops(&n);
+    crdt_doc_init(&doc);
+    crdt_vv_init(&deps);
+    proto_buf_init(&d, PROTO_STATE_SIZE_MAX);
+    proto_wr_packer_init(&d, &pk);
+    ok(crdt_doc_encode(&doc, &pk));
+    ok(proto_buf_status(&d));
+    rep = (struct proto_state_rep) { MRD_VERSION_NONE,
+        { (const char *) d.data, (uint32_t) d.len } };
+    proto_state_rep_encode(b, &rep);
+    emit_buf(t, "state_empty_doc", b);
+    ok(crdt_doc_apply(
+        &doc, (struct crdt_dot) { 1, 1 }, 1u << 20, &deps, ops, n, &delivery));
+    if (delivery != CRDT_APPLY) {
+        fprintf(stderr, "make_corpus: sample ops were not applied\n");
+        exit(1);
+    }
+    proto_buf_reset(&d);
+    ok(crdt_doc_encode(&doc, &pk));
+    ok(proto_buf_status(&d));
+    rep = (struct proto_state_rep) { 4,
+        { (const char *) d.data, (uint32_t) d.len } };
+    proto_state_rep_encode(b, &rep);
+    emit_cuts(t, "state", b);
+    proto_buf_fini(&d);
+    crdt_vv_free(&deps);
+    crdt_doc_free(&doc);
+}
+
 static void
 replies(struct proto_buf *b)
 {
@@ -209,6 +340,10 @@ replies(struct proto_buf *b)
     proto_reply_error(b, PROTO_T_STATS, MRD_EPROTOVERSION,
         "unsupported protocol version", true, PROTO_VERSION);
     emit_buf(t, "error_protoversion", b);
+    proto_reply_error(
+        b, PROTO_T_APPEND, MRD_ETYPE, "field visits holds a counter", false, 0);
+    emit_buf(t, "error_type", b);
+    state_replies(b);
 
     /* Read replies carry real records. */
     proto_buf_init(&rec, PROTO_RECORD_SIZE_MAX);
@@ -256,6 +391,9 @@ static const struct raw bad_replies[] = {
     RAW("log_with_version", "\x94\x01\x03\x00\x83\x01\x90\x02\x00\x03\xff"),
     RAW("error_unknown_key", "\x94\x01\x01\x03\x81\x03\xa0"),
     RAW("stats_not_uint", "\x94\x01\x06\x00\x81\xa1x\xa1y"),
+    RAW("state_bin_empty", "\x94\x01\x07\x00\x82\x01\xff\x02\xc4\x00"),
+    RAW("state_version_bad", "\x94\x01\x07\x00\x82\x01\xfe\x02\xc4\x01\x90"),
+    RAW("state_missing", "\x94\x01\x07\x00\x81\x01\x00"),
 };
 
 /* Records whose fields cross the msgpack size classes (fixstr, str8,
@@ -322,12 +460,36 @@ records(struct proto_buf *b)
     ok(proto_record_encode(b, 1, 1, 1, (struct proto_str) { "x", 1 }, &min));
     emit(t, "min_body", b->data, b->len - 9);
     emit_cuts(t, "min", b);
+    /* Format 2 with ops, as a node stores them: with their deps. */
+    struct proto_buf o;
+    proto_buf_init(&o, PROTO_OPS_SIZE_MAX);
+    full.ops = sample_ops_encode(&o, true);
+    ok(proto_record_encode(
+        b, 1, 4, 1u << 30, (struct proto_str) { "cart-1", 6 }, &full));
+    emit(t, "ops_body", b->data, b->len - 9);
+    emit_cuts(t, "ops", b);
+    proto_buf_fini(&o);
     record_variants(b);
 }
 
 static const struct raw bad_records[] = {
     RAW("format0", "\x9c\x00\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("format1_body",
+        "\x9c\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
     RAW("format2", "\x9c\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
+    RAW("format2_nil_body",
+        "\x9d\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"),
+    RAW("format3",
+        "\x9d\x03\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"),
+    RAW("ops_empty",
+        "\x9d\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"
+        "\xc4\x00"),
+    RAW("ops_str",
+        "\x9d\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"
+        "\xa1o"),
+    RAW("format1_with_ops",
+        "\x9d\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"
+        "\xc4\x01\x90"),
     RAW("eleven", "\x9b\x01\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0"),
     RAW("stream_empty",
         "\x9c\x01\x01\x01\x01\xa0\xa1t\xa0\xc4\x00\xa0\xa0\x80"),

@@ -57,6 +57,9 @@ check_record(const struct proto_record *r)
     check_text(r->correlation, MRD_ID_SIZE_MAX, false);
     check_text(r->causation, MRD_ID_SIZE_MAX, false);
     CHECK(r->data.len <= MRD_EVENT_DATA_SIZE_MAX);
+    CHECK(r->ops.len <= PROTO_OPS_SIZE_MAX);
+    CHECK(r->format >= 2 || r->ops.len == 0);
+    CHECK((r->ops.len == 0) == (r->ops.ptr == NULL));
     CHECK(r->meta_count <= MRD_META_ENTRIES_MAX);
     proto_meta_begin(&r->meta_raw, &rd);
     while (proto_meta_next(&rd, &k, &v) == MRD_OK) {
@@ -68,7 +71,8 @@ check_record(const struct proto_record *r)
     CHECK(n == r->meta_count);
 }
 
-/* Stores the decoded event again, as a node would, and reads it back. */
+/* Stores the decoded event again, as a node would, and reads it back: a
+ * format-1 record comes back as format 2 with the same fields. */
 static void
 reencode(const struct proto_record *r)
 {
@@ -78,7 +82,8 @@ reencode(const struct proto_record *r)
         .correlation                   = r->correlation,
         .causation                     = r->causation,
         .meta_raw                      = r->meta_raw,
-        .meta_count                    = r->meta_count };
+        .meta_count                    = r->meta_count,
+        .ops                           = r->ops };
     struct proto_record   again;
     struct proto_buf      b;
     const char           *why;
@@ -97,6 +102,8 @@ reencode(const struct proto_record *r)
     CHECK(str_eq(again.causation, r->causation));
     CHECK(str_eq(again.meta_raw, r->meta_raw));
     CHECK(again.meta_count == r->meta_count);
+    CHECK(str_eq(again.ops, r->ops));
+    CHECK(again.format == PROTO_RECORD_FORMAT); /* format 1 is read only */
     proto_buf_fini(&b);
 }
 

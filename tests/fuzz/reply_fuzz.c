@@ -220,6 +220,28 @@ fuzz_node(struct proto_rd *body)
 }
 
 static void
+fuzz_state(struct proto_rd *body)
+{
+    struct proto_state_rep rep;
+    struct proto_state_rep again;
+    const char            *why = NULL;
+    struct proto_buf       b;
+
+    if (proto_state_rep_decode(body, &rep, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(rep.version >= MRD_VERSION_NONE);
+    CHECK(rep.state.len >= 1 && rep.state.len <= PROTO_STATE_SIZE_MAX);
+    proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
+    proto_state_rep_encode(&b, &rep);
+    struct proto_rd rd = reopen(&b, PROTO_T_STATE, MRD_OK);
+    CHECK(proto_state_rep_decode(&rd, &again, &why) == MRD_OK);
+    CHECK(rep.version == again.version && str_eq(rep.state, again.state));
+    proto_buf_fini(&b);
+}
+
+static void
 fuzz_stats(const struct proto_rd *body)
 {
     static const char *names[] = { "", "a", "frames_in", "x" };
@@ -265,6 +287,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_NODE_INFO:
         fuzz_node(&f.body);
+        break;
+    case PROTO_T_STATE:
+        fuzz_state(&f.body);
         break;
     default:
         fuzz_stats(&f.body);

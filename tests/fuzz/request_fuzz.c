@@ -77,6 +77,7 @@ check_event(const struct proto_event_in *ev)
     check_text(ev->correlation, MRD_ID_SIZE_MAX, false);
     check_text(ev->causation, MRD_ID_SIZE_MAX, false);
     CHECK(ev->data.len <= MRD_EVENT_DATA_SIZE_MAX);
+    CHECK(ev->ops.len <= PROTO_OPS_SIZE_MAX);
     CHECK(ev->meta_count <= MRD_META_ENTRIES_MAX);
     proto_meta_begin(&ev->meta_raw, &rd);
     while (proto_meta_next(&rd, &k, &v) == MRD_OK) {
@@ -164,22 +165,24 @@ append_reencode(const struct proto_append_req *req, size_t size)
     mrd_meta_entry *meta = calloc(
         (size_t) req->event_count * MRD_META_ENTRIES_MAX, sizeof *meta);
     char                 *mem = malloc(size + 1);
+    struct proto_str     *ops = calloc(req->event_count, sizeof *ops);
     struct proto_rd       rd;
     struct proto_event_in ev;
     struct proto_buf      b;
 
-    CHECK(evs != NULL && meta != NULL && mem != NULL);
+    CHECK(evs != NULL && meta != NULL && mem != NULL && ops != NULL);
     a.p    = mem;
     a.left = size + 1;
     proto_events_begin(req, &rd);
     for (uint32_t i = 0; i < req->event_count; i++) {
         CHECK(proto_events_next(&rd, &ev) == MRD_OK);
         event_to_client(&a, &ev, &evs[i], meta + i * MRD_META_ENTRIES_MAX);
+        ops[i] = ev.ops; /* sent as they came: proto never reads them */
     }
     proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
     CHECK(proto_append_req_encode(&b, req->stream.ptr, req->stream.len,
               req->expected, req->idem_key.len > 0 ? req->idem_key.ptr : NULL,
-              req->idem_key.len, evs, req->event_count)
+              req->idem_key.len, evs, ops, req->event_count)
         == MRD_OK);
 
     struct proto_frame      f;
@@ -202,9 +205,11 @@ append_reencode(const struct proto_append_req *req, size_t size)
         CHECK(str_eq(ev.content_type, ev2.content_type));
         CHECK(str_eq(ev.correlation, ev2.correlation));
         CHECK(str_eq(ev.causation, ev2.causation));
+        CHECK(str_eq(ev.ops, ev2.ops));
         meta_same(&ev, &ev2);
     }
     proto_buf_fini(&b);
+    free(ops);
     free(mem);
     free(meta);
     free(evs);
@@ -319,6 +324,30 @@ fuzz_info(struct proto_rd *body)
     proto_buf_fini(&b);
 }
 
+static void
+fuzz_state(struct proto_rd *body)
+{
+    struct proto_state_req req;
+    struct proto_state_req again;
+    struct proto_buf       b;
+    struct proto_frame     f;
+    const char            *why = NULL;
+
+    if (proto_state_req_decode(body, &req, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(mrd_stream_name_check(req.stream.ptr, req.stream.len) == MRD_OK);
+    CHECK(req.field.len <= MRD_STATE_NAME_SIZE_MAX);
+    CHECK(mrd_utf8_valid(req.field.ptr, req.field.len));
+    proto_buf_init(&b, 4096);
+    CHECK(proto_state_req_encode(&b, &req) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_state_req_decode(&f.body, &again, &why) == MRD_OK);
+    CHECK(str_eq(req.stream, again.stream) && str_eq(req.field, again.field));
+    proto_buf_fini(&b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -346,6 +375,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_INFO:
         fuzz_info(&f.body);
+        break;
+    case PROTO_T_STATE:
+        fuzz_state(&f.body);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

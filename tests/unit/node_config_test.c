@@ -1,6 +1,7 @@
 /*
  * node_config_test.c: meridiand's settings from flags and a JSON file, the
- * HLC's monotonicity, and the refusals a user gets for a bad config.
+ * HLC's monotonicity and its clamp on remote timestamps, and the refusals a
+ * user gets for a bad config.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -127,6 +128,28 @@ test_hlc_monotonic(void **state)
     assert_int_equal(d, 2000ull << 16);
 }
 
+/* A replicated timestamp moves our clock past it, unless it is further
+ * ahead than the bound: then the clock moves only to the bound. */
+static void
+test_hlc_observe_clamps(void **state)
+{
+    (void) state;
+    struct node_hlc hlc  = { 0 };
+    uint64_t        wall = 1000000;
+
+    assert_false(node_hlc_observe(&hlc, (wall + 100) << 16, wall, 500));
+    assert_true(node_hlc_tick(&hlc, wall) > ((wall + 100) << 16));
+    /* An hour ahead: clamped to wall + 500 ms, and said so. */
+    assert_true(node_hlc_observe(&hlc, (wall + 3600000) << 16, wall, 500));
+    assert_int_equal(hlc.last, (wall + 500) << 16);
+    uint64_t next = node_hlc_tick(&hlc, wall);
+    assert_true(next > ((wall + 500) << 16));
+    assert_true(next < ((wall + 501) << 16));
+    /* Behind us: nothing moves. */
+    assert_false(node_hlc_observe(&hlc, 5, wall, 500));
+    assert_true(node_hlc_tick(&hlc, wall) > next);
+}
+
 int
 main(void)
 {
@@ -136,6 +159,7 @@ main(void)
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_hlc_monotonic),
+        cmocka_unit_test(test_hlc_observe_clamps),
     };
     return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }

@@ -99,7 +99,7 @@ build_append(struct fixture *f, struct test_append *t, const char *stream,
     proto_buf_init(&t->frame, 1u << 20);
     assert_int_equal(
         proto_append_req_encode(&t->frame, stream, strlen(stream), expected,
-            idem, idem != NULL ? strlen(idem) : 0, ev, n),
+            idem, idem != NULL ? strlen(idem) : 0, ev, NULL, n),
         MRD_OK);
     assert_int_equal(
         proto_request_open(t->frame.data, t->frame.len, &frame, &why), MRD_OK);

@@ -164,6 +164,7 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     struct proto_append_req app;
     struct proto_read_req   rr;
     struct proto_log_req    lr;
+    struct proto_state_req  sr;
     struct proto_str        stream;
     int                     rv;
 
@@ -182,6 +183,9 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
         break;
     case PROTO_T_INFO:
         rv = proto_info_req_decode(body, &stream, why);
+        break;
+    case PROTO_T_STATE:
+        rv = proto_state_req_decode(body, &sr, why);
         break;
     default:
         rv = proto_empty_req_decode(body, why);
@@ -233,6 +237,7 @@ rep_body(
     uint32_t type, uint32_t status, struct proto_rd *body, const char **why)
 {
     struct proto_append_rep ar;
+    struct proto_state_rep  sr;
     mrd_stream_info         si;
     mrd_node_info           ni;
     struct proto_str        msg;
@@ -254,6 +259,8 @@ rep_body(
         return proto_info_rep_decode(body, &si, why);
     case PROTO_T_NODE_INFO:
         return proto_node_rep_decode(body, &ni, why);
+    case PROTO_T_STATE:
+        return proto_state_rep_decode(body, &sr, why);
     default:
         rv = proto_stats_rep_find(body, "x", &v);
         if (rv == MRD_EPROTO && why != NULL) {
@@ -398,9 +405,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u7 u3 M0");
+    pk(&b, "A4 u1 u8 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u7 M0");
+    pk(&b, "A3 u1 u8 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -451,8 +458,8 @@ test_append_golden(void **state)
 
     /* Optional keys are left out: [1, 1, {1: "s", 4: [{1: "t"}]}]. */
     proto_buf_init(&b, FRAME_MAX);
-    assert_int_equal(
-        proto_append_req_encode(&b, "s", 1, MRD_EXPECT_ANY, NULL, 0, &ev, 1),
+    assert_int_equal(proto_append_req_encode(
+                         &b, "s", 1, MRD_EXPECT_ANY, NULL, 0, &ev, NULL, 1),
         MRD_OK);
     assert_int_equal(b.len, 13);
     assert_memory_equal(
@@ -504,7 +511,7 @@ test_append_round_trip(void **state)
 
     proto_buf_init(&b, FRAME_MAX);
     assert_int_equal(
-        proto_append_req_encode(&b, "order-1", 7, 41, "idem", 4, evs, 2),
+        proto_append_req_encode(&b, "order-1", 7, 41, "idem", 4, evs, NULL, 2),
         MRD_OK);
     assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
     assert_int_equal(f.type, PROTO_T_APPEND);
@@ -698,8 +705,23 @@ test_event_keys(void **state)
     pk(&b, "A1 s", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "event is not a map");
     append_one(&b);
-    pk(&b, "M2 u1 s u7 N", "t");
+    pk(&b, "M2 u1 s u8 N", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 N", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "event ops are not bin");
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 x", "t", "o", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "event ops are not bin");
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 b", "t", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_EPROTO, "event ops are empty");
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 b", "t", "\xc0", (size_t) 1);
+    EXPECT_REQ(&b, MRD_OK, NULL); /* proto does not read the ops */
+    append_one(&b);
+    pk(&b, "M3 u1 s u7 b u7 b", "t", "o", (size_t) 1, "o", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "duplicate key");
     append_one(&b);
     pk(&b, "M2 u1 s u0 N", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
@@ -963,7 +985,7 @@ test_stream_names(void **state)
         /* The encoders refuse them too, and write nothing. */
         mrd_event_in ev = { .type = "t" };
         assert_int_equal(proto_append_req_encode(&b, bad[i].s, bad[i].len,
-                             MRD_EXPECT_ANY, NULL, 0, &ev, 1),
+                             MRD_EXPECT_ANY, NULL, 0, &ev, NULL, 1),
             MRD_ENAME);
         rr.stream.ptr = bad[i].s;
         rr.stream.len = (uint32_t) bad[i].len;
@@ -987,7 +1009,7 @@ enc_one(const mrd_event_in *e)
     struct proto_buf b;
 
     proto_buf_init(&b, FRAME_MAX);
-    int rv = proto_append_req_encode(&b, "s", 1, -2, NULL, 0, e, 1);
+    int rv = proto_append_req_encode(&b, "s", 1, -2, NULL, 0, e, NULL, 1);
     if (rv == MRD_OK) {
         EXPECT_REQ(&b, MRD_OK, NULL);
     } else {
@@ -1104,22 +1126,27 @@ test_encode_append_checks(void **state)
         evs[i] = ok;
     }
     proto_buf_init(&b, FRAME_MAX);
-#define ENC(ev, n) proto_append_req_encode(&b, "s", 1, -2, NULL, 0, (ev), (n))
+#define ENC(ev, n)                                                             \
+    proto_append_req_encode(&b, "s", 1, -2, NULL, 0, (ev), NULL, (n))
     assert_int_equal(ENC(evs, MRD_APPEND_EVENTS_MAX + 1), MRD_ETOOBIG);
     assert_int_equal(ENC(evs, 0), MRD_EINVAL);
     assert_int_equal(ENC(NULL, 1), MRD_EINVAL);
 #undef ENC
     assert_int_equal(
-        proto_append_req_encode(&b, "s", 1, -3, NULL, 0, &ok, 1), MRD_EINVAL);
+        proto_append_req_encode(&b, "s", 1, -3, NULL, 0, &ok, NULL, 1),
+        MRD_EINVAL);
     assert_int_equal(
-        proto_append_req_encode(&b, "s", 1, -2, "k", 0, &ok, 1), MRD_EINVAL);
+        proto_append_req_encode(&b, "s", 1, -2, "k", 0, &ok, NULL, 1),
+        MRD_EINVAL);
     assert_int_equal(
-        proto_append_req_encode(&b, "s", 1, -2, NULL, 3, &ok, 1), MRD_EINVAL);
+        proto_append_req_encode(&b, "s", 1, -2, NULL, 3, &ok, NULL, 1),
+        MRD_EINVAL);
     assert_int_equal(
-        proto_append_req_encode(&b, "s", 1, -2, big, 65, &ok, 1), MRD_ETOOBIG);
+        proto_append_req_encode(&b, "s", 1, -2, big, 65, &ok, NULL, 1),
+        MRD_ETOOBIG);
     assert_int_equal(b.len, 0); /* nothing written by any refusal */
-    assert_int_equal(proto_append_req_encode(
-                         &b, "s", 1, -2, NULL, 0, evs, MRD_APPEND_EVENTS_MAX),
+    assert_int_equal(proto_append_req_encode(&b, "s", 1, -2, NULL, 0, evs, NULL,
+                         MRD_APPEND_EVENTS_MAX),
         MRD_OK);
     EXPECT_REQ(&b, MRD_OK, NULL);
     /* One event at every limit at once: accepted by both sides. */
@@ -1136,8 +1163,8 @@ test_encode_append_checks(void **state)
         .data_size                    = MRD_EVENT_DATA_SIZE_MAX,
         .meta                         = meta,
         .meta_count                   = MRD_META_ENTRIES_MAX };
-    assert_int_equal(
-        proto_append_req_encode(&b, big, 255, INT64_MAX, big, 64, &full, 1),
+    assert_int_equal(proto_append_req_encode(
+                         &b, big, 255, INT64_MAX, big, 64, &full, NULL, 1),
         MRD_OK);
     EXPECT_REQ(&b, MRD_OK, NULL);
     free(big);
@@ -1381,6 +1408,291 @@ test_info_and_empty(void **state)
         pk(&b, "M1 u1 u1");
         EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
     }
+    proto_buf_fini(&b);
+}
+
+/* ---------------------------------------------------------------- ops -- */
+
+/* An event's ops bin goes through unread: whatever bytes the client gave
+ * (crdt's encoding) come out of the decoder as the same view. */
+static void
+test_append_ops(void **state)
+{
+    const mrd_event_in     evs[] = { { .type = "a" }, { .type = "b" },
+            { .type = "c", .data = "d", .data_size = 1 } };
+    const struct proto_str ops[]
+        = { { "\x92\x90\x91\x01", 4 }, { NULL, 0 }, { "\xc0", 1 } };
+    struct proto_buf        b;
+    struct proto_frame      f;
+    struct proto_append_req req;
+    struct proto_event_in   ev;
+    struct proto_rd         rd;
+    const char             *why = NULL;
+    (void) state;
+
+    proto_buf_init(&b, FRAME_MAX);
+    assert_int_equal(
+        proto_append_req_encode(&b, "s", 1, -2, NULL, 0, evs, ops, 3), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_append_req_decode(&f.body, &req, &why), MRD_OK);
+    proto_events_begin(&req, &rd);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(proto_events_next(&rd, &ev), MRD_OK);
+        check_str(ev.type, evs[i].type);
+        assert_int_equal(ev.ops.len, ops[i].len);
+        if (ops[i].len > 0) {
+            assert_memory_equal(ev.ops.ptr, ops[i].ptr, ops[i].len);
+        }
+    }
+    assert_int_equal(proto_events_next(&rd, &ev), MRD_ENOTFOUND);
+
+    /* The golden form: the ops key comes last, a bin. */
+    proto_buf_reset(&b);
+    assert_int_equal(
+        proto_append_req_encode(&b, "s", 1, -2, NULL, 0, evs, ops, 1), MRD_OK);
+    assert_int_equal(b.len, 20);
+    assert_memory_equal(b.data,
+        "\x93\x01\x01\x82\x01\xa1s\x04\x91\x82\x01\xa1"
+        "a\x07\xc4\x04\x92\x90\x91\x01",
+        20);
+    proto_buf_fini(&b);
+}
+
+/* Ops at PROTO_OPS_SIZE_MAX pass both ways; one byte more is refused by
+ * the encoder (nothing written) and by the decoder. */
+static void
+test_append_ops_limits(void **state)
+{
+    char              *big = fill(PROTO_OPS_SIZE_MAX + 1, 'o');
+    const mrd_event_in ev  = { .type = "t" };
+    struct proto_str   ops = { big, PROTO_OPS_SIZE_MAX };
+    struct proto_buf   b;
+    (void) state;
+
+    proto_buf_init(&b, FRAME_MAX);
+    assert_int_equal(
+        proto_append_req_encode(&b, "s", 1, -2, NULL, 0, &ev, &ops, 1), MRD_OK);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    ops.len++;
+    assert_int_equal(
+        proto_append_req_encode(&b, "s", 1, -2, NULL, 0, &ev, &ops, 1),
+        MRD_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 b", "t", big, (size_t) PROTO_OPS_SIZE_MAX + 1);
+    EXPECT_REQ(&b, MRD_ETOOBIG, "event ops are larger than PROTO_OPS_SIZE_MAX");
+    append_one(&b);
+    pk(&b, "M2 u1 s u7 b", "t", big, (size_t) PROTO_OPS_SIZE_MAX);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    free(big);
+    proto_buf_fini(&b);
+}
+
+/* The encoder never drops ops: an event whose op_count says it has some
+ * needs its encoded ops; bytes need a pointer. */
+static void
+test_encode_ops_checks(void **state)
+{
+    static const char *const path[] = { "f" };
+    const mrd_op             op     = { .path = path,
+                        .path_len             = 1,
+                        .type                 = MRD_STATE_COUNTER,
+                        .kind                 = MRD_OP_INC,
+                        .delta                = 1 };
+    mrd_event_in             ev    = { .type = "t", .ops = &op, .op_count = 1 };
+    struct proto_str         ops   = { "\x90", 1 };
+    struct proto_str         none  = { NULL, 0 };
+    struct proto_str         noptr = { NULL, 3 };
+    struct proto_buf         b;
+    (void) state;
+
+    proto_buf_init(&b, FRAME_MAX);
+#define ENC_OPS(o) proto_append_req_encode(&b, "s", 1, -2, NULL, 0, &ev, (o), 1)
+    assert_int_equal(ENC_OPS(NULL), MRD_EINVAL);
+    assert_int_equal(ENC_OPS(&none), MRD_EINVAL);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(ENC_OPS(&ops), MRD_OK);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    ev.op_count = MRD_STATE_OPS_MAX + 1;
+    assert_int_equal(ENC_OPS(&ops), MRD_ETOOBIG);
+    ev.ops      = NULL;
+    ev.op_count = 1;
+    assert_int_equal(ENC_OPS(&ops), MRD_EINVAL);
+    ev.op_count = 0;
+    assert_int_equal(ENC_OPS(&noptr), MRD_EINVAL);
+    /* Encoded ops with no mrd_op list are sent as given (re-encoding a
+     * decoded request does this). */
+    assert_int_equal(ENC_OPS(&ops), MRD_OK);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+#undef ENC_OPS
+    proto_buf_fini(&b);
+}
+
+/* -------------------------------------------------------------- state -- */
+
+static void
+test_state_req(void **state)
+{
+    struct proto_buf       b;
+    struct proto_frame     f;
+    struct proto_state_req in = { .stream = { "order-1", 7 } };
+    struct proto_state_req out;
+    const char            *why    = NULL;
+    char                  *name   = fill(MRD_STATE_NAME_SIZE_MAX + 1, 'n');
+    char                  *stream = fill(MRD_STREAM_NAME_SIZE_MAX + 1, 's');
+    (void) state;
+
+    proto_buf_init(&b, FRAME_MAX);
+    /* Every field: the field key is left out. */
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(b.len, 13);
+    assert_memory_equal(b.data, "\x93\x01\x07\x81\x01\xa7order-1", 13);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_STATE);
+    assert_int_equal(proto_state_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_true(proto_rd_done(&f.body));
+    check_str(out.stream, "order-1");
+    assert_int_equal(out.field.len, 0);
+    /* One field, at the size limit. */
+    in.field = (struct proto_str) { name, MRD_STATE_NAME_SIZE_MAX };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_state_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_int_equal(out.field.len, MRD_STATE_NAME_SIZE_MAX);
+    assert_memory_equal(out.field.ptr, name, MRD_STATE_NAME_SIZE_MAX);
+
+    /* The encoder refuses what the decoder would, writing nothing. */
+    proto_buf_reset(&b);
+    in.field.len++;
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_ETOOBIG);
+    in.field = (struct proto_str) { "\xc3\x28", 2 };
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_EINVAL);
+    in.field = (struct proto_str) { "a\0b", 3 };
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_EINVAL);
+    in.field  = (struct proto_str) { NULL, 0 };
+    in.stream = (struct proto_str) { stream, MRD_STREAM_NAME_SIZE_MAX + 1 };
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_ENAME);
+    in.stream = (struct proto_str) { "", 0 };
+    assert_int_equal(proto_state_req_encode(&b, &in), MRD_ENAME);
+    assert_int_equal(b.len, 0);
+
+    /* Bad requests. */
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M0");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u2 s", "f");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u3 s", "s", "f");
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u1 s", "s", "s");
+    EXPECT_REQ(&b, MRD_EPROTO, "duplicate key");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u1 b", "s", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u1 s", "");
+    EXPECT_REQ(&b, MRD_ENAME, "invalid stream name");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u1 x", stream, (size_t) MRD_STREAM_NAME_SIZE_MAX + 1);
+    EXPECT_REQ(&b, MRD_ENAME, "invalid stream name");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u2 s", "s", "");
+    EXPECT_REQ(&b, MRD_EPROTO, "state field is empty or not valid UTF-8");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u2 x", "s", "\xed\xa0\x80", (size_t) 3);
+    EXPECT_REQ(&b, MRD_EPROTO, "state field is empty or not valid UTF-8");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u2 x", "s", "a\0b", (size_t) 3);
+    EXPECT_REQ(&b, MRD_EPROTO, "state field is empty or not valid UTF-8");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u2 x", "s", name, (size_t) MRD_STATE_NAME_SIZE_MAX + 1);
+    EXPECT_REQ(
+        &b, MRD_ETOOBIG, "state field is longer than MRD_STATE_NAME_SIZE_MAX");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 s u2 b", "s", "f", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    req_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u2 s u1 s", "f", "s"); /* any key order */
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    free(stream);
+    free(name);
+    proto_buf_fini(&b);
+}
+
+static void
+test_state_rep(void **state)
+{
+    struct proto_buf       b;
+    struct proto_frame     f;
+    struct proto_state_rep in = { MRD_VERSION_NONE, { "\x93\x01\x90\x90", 4 } };
+    struct proto_state_rep out;
+    const char            *why = NULL;
+    char                  *big = fill(PROTO_STATE_SIZE_MAX + 1, 'z');
+    (void) state;
+
+    proto_buf_init(&b, FRAME_MAX);
+    proto_state_rep_encode(&b, &in);
+    assert_int_equal(proto_buf_status(&b), MRD_OK);
+    assert_int_equal(b.len, 14);
+    assert_memory_equal(
+        b.data, "\x94\x01\x07\x00\x82\x01\xff\x02\xc4\x04\x93\x01\x90\x90", 14);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_STATE);
+    assert_int_equal(f.status, MRD_OK);
+    assert_int_equal(proto_state_rep_decode(&f.body, &out, &why), MRD_OK);
+    assert_true(proto_rd_done(&f.body));
+    assert_int_equal(out.version, MRD_VERSION_NONE);
+    assert_int_equal(out.state.len, 4);
+    assert_memory_equal(out.state.ptr, in.state.ptr, 4);
+    /* A document at the limit goes through; one byte more poisons the
+     * buffer instead of building a frame no client accepts. */
+    in = (struct proto_state_rep) { INT64_MAX, { big, PROTO_STATE_SIZE_MAX } };
+    proto_buf_reset(&b);
+    proto_state_rep_encode(&b, &in);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_state_rep_decode(&f.body, &out, &why), MRD_OK);
+    assert_true(out.version == INT64_MAX);
+    assert_int_equal(out.state.len, PROTO_STATE_SIZE_MAX);
+    in.state.len++;
+    proto_buf_reset(&b);
+    proto_state_rep_encode(&b, &in);
+    assert_int_equal(proto_buf_status(&b), MRD_ETOOBIG);
+    assert_int_equal(b.len, 0);
+
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 i-2 u2 b", "d", (size_t) 1);
+    EXPECT_REP(&b, MRD_EPROTO, "invalid stream version");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 i-1 u2 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "state is empty");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 i3 u2 b", big, (size_t) PROTO_STATE_SIZE_MAX + 1);
+    EXPECT_REP(&b, MRD_ETOOBIG, "state is larger than PROTO_STATE_SIZE_MAX");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u1 i3 u2 x", "d", (size_t) 1);
+    EXPECT_REP(&b, MRD_EPROTO, "a value has the wrong type");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u2 b", "d", (size_t) 1);
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M1 u1 i3");
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M3 u1 i3 u2 b u3 u0", "d", (size_t) 1);
+    EXPECT_REP(&b, MRD_EPROTO, "unknown key");
+    rep_begin(&b, PROTO_T_STATE);
+    pk(&b, "M2 u2 b u1 u9", "d", (size_t) 1);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    /* Errors carry the new code like any other. */
+    proto_buf_reset(&b);
+    proto_reply_error(&b, PROTO_T_APPEND, MRD_ETYPE,
+        "field visits holds a counter", false, 0);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    free(big);
     proto_buf_fini(&b);
 }
 
@@ -1823,7 +2135,8 @@ struct sample {
 static int sample_encode_reply(int k, struct proto_buf *b);
 
 /* Encodes valid frame number k with its own encoder; MRD_ENOTFOUND past
- * the last kind. Frames 6 and on are replies. */
+ * the last kind. Frames SAMPLE_REPLY_FIRST and on are replies. */
+#define SAMPLE_REPLY_FIRST 7
 static int
 sample_encode(int k, struct proto_buf *b)
 {
@@ -1839,11 +2152,14 @@ sample_encode(int k, struct proto_buf *b)
            { .type = "T2" } };
     const struct proto_read_req rr
         = { .stream = { "s", 1 }, .from = 5, .count = 10, .wait_ms = 100 };
-    const struct proto_log_req lr = { .shard = 2, .after = 7, .count = 9 };
+    const struct proto_log_req   lr = { .shard = 2, .after = 7, .count = 9 };
+    const struct proto_state_req sr
+        = { .stream = { "st", 2 }, .field = { "visits", 6 } };
+    const struct proto_str ops[] = { { "\x92\x90\x90", 3 }, { NULL, 0 } };
 
     switch (k) {
     case 0:
-        return proto_append_req_encode(b, "st", 2, 3, "id", 2, evs, 2);
+        return proto_append_req_encode(b, "st", 2, 3, "id", 2, evs, ops, 2);
     case 1:
         return proto_read_req_encode(b, &rr);
     case 2:
@@ -1856,19 +2172,22 @@ sample_encode(int k, struct proto_buf *b)
     case 5:
         proto_empty_req_encode(b, PROTO_T_STATS);
         break;
+    case 6:
+        return proto_state_req_encode(b, &sr);
     default:
         return sample_encode_reply(k, b);
     }
     return proto_buf_status(b);
 }
 
-/* The replies among the sample frames: 6 and on. */
+/* The replies among the sample frames: SAMPLE_REPLY_FIRST and on. */
 static int
 sample_encode_reply(int k, struct proto_buf *b)
 {
     static const struct proto_stat stats[] = { { "a", 1 }, { "bb", 300 } };
     const struct proto_append_rep  ar      = { 1, 2, 3, 4, 2, 5, false };
     const mrd_stream_info          si      = { 1, 6, 7, 3 };
+    const struct proto_state_rep   st      = { 4, { "\x93\x01\x90\x90", 4 } };
     const mrd_node_info            ni      = { .node_id = 1,
                         .shard_count                    = 2,
                         .protocol_version               = 1,
@@ -1876,10 +2195,10 @@ sample_encode_reply(int k, struct proto_buf *b)
                         .version                        = "0.1.0" };
 
     switch (k) {
-    case 6:
+    case 7:
         proto_append_rep_encode(b, &ar);
         break;
-    case 7: {
+    case 8: {
         struct proto_events_wr w;
         proto_events_reply_begin(b, PROTO_T_READ, 3, &w);
         proto_events_reply_add(b, &w, 1, 2, "rec", 3);
@@ -1891,7 +2210,7 @@ sample_encode_reply(int k, struct proto_buf *b)
         proto_wr_int(b, 1);
         break;
     }
-    case 8: {
+    case 9: {
         struct proto_events_wr w;
         proto_events_reply_begin(b, PROTO_T_READ_LOG, 2, &w);
         proto_events_reply_end(b, &w);
@@ -1899,17 +2218,20 @@ sample_encode_reply(int k, struct proto_buf *b)
         proto_wr_uint(b, 0);
         break;
     }
-    case 9:
+    case 10:
         proto_info_rep_encode(b, &si);
         break;
-    case 10:
+    case 11:
         proto_node_rep_encode(b, &ni);
         break;
-    case 11:
+    case 12:
         proto_stats_rep_encode(b, stats, 2);
         break;
-    case 12:
+    case 13:
         proto_reply_error(b, PROTO_T_APPEND, MRD_EVERSION, "no", true, 4);
+        break;
+    case 14:
+        proto_state_rep_encode(b, &st);
         break;
     default:
         return MRD_ENOTFOUND;
@@ -1938,7 +2260,7 @@ samples_make(struct sample *out)
         assert_non_null(out[n].data);
         memcpy(out[n].data, b.data, b.len);
         out[n].len   = b.len;
-        out[n].reply = k >= 6;
+        out[n].reply = k >= SAMPLE_REPLY_FIRST;
         n++;
     }
     proto_buf_fini(&b);
@@ -2194,10 +2516,33 @@ check_event(const struct proto_event_in *got, const mrd_event_in *want)
     assert_int_equal(proto_meta_next(&rd, &k, &v), MRD_ENOTFOUND);
 }
 
+/* Random encoded ops for some events: proto copies them unread, so any
+ * bytes do. Big ones only in small appends, to stay within a frame. */
+static const struct proto_str *
+property_ops(struct proto_str *ops, size_t count, const uint8_t *data)
+{
+    if (rng_below(3) == 0) {
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t r   = rng_below(40);
+        size_t len = r < 20 ? 0 : 1 + rng_below(300);
+        if (r == 0 && count <= 16) {
+            len = PROTO_OPS_SIZE_MAX;
+        }
+        ops[i].len = (uint32_t) len;
+        ops[i].ptr = len > 0
+            ? (const char *) data + rng_below(MRD_EVENT_DATA_SIZE_MAX - len + 1)
+            : NULL;
+    }
+    return ops;
+}
+
 static void
 property_one(
     struct proto_buf *b, struct tmpl *t, mrd_event_in *evs, const uint8_t *data)
 {
+    static struct proto_str ops_all[MRD_APPEND_EVENTS_MAX];
     static const int64_t    expects[] = { MRD_EXPECT_ANY, MRD_EXPECT_NO_STREAM,
            MRD_EXPECT_EXISTS, 0, 7, INT64_MAX };
     char                    stream[MRD_STREAM_NAME_SIZE_MAX + 1];
@@ -2228,9 +2573,10 @@ property_one(
             evs[i].data_size = 4096;
         }
     }
+    const struct proto_str *ops = property_ops(ops_all, count, data);
     proto_buf_reset(b);
     assert_int_equal(proto_append_req_encode(b, stream, stream_len, expected,
-                         idem_len > 0 ? idem : NULL, idem_len, evs, count),
+                         idem_len > 0 ? idem : NULL, idem_len, evs, ops, count),
         MRD_OK);
     assert_int_equal(proto_request_open(b->data, b->len, &f, &why), MRD_OK);
     assert_int_equal(proto_append_req_decode(&f.body, &req, &why), MRD_OK);
@@ -2246,6 +2592,11 @@ property_one(
     for (size_t i = 0; i < count; i++) {
         assert_int_equal(proto_events_next(&rd, &ev), MRD_OK);
         check_event(&ev, &evs[i]);
+        uint32_t ops_len = ops != NULL ? ops[i].len : 0;
+        assert_int_equal(ev.ops.len, ops_len);
+        if (ops_len > 0) {
+            assert_memory_equal(ev.ops.ptr, ops[i].ptr, ops_len);
+        }
     }
     assert_int_equal(proto_events_next(&rd, &ev), MRD_ENOTFOUND);
     /* A random cut of the frame is always refused. */
@@ -2311,6 +2662,11 @@ main(void)
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_log_req),
         cmocka_unit_test(test_info_and_empty),
+        cmocka_unit_test(test_append_ops),
+        cmocka_unit_test(test_append_ops_limits),
+        cmocka_unit_test(test_encode_ops_checks),
+        cmocka_unit_test(test_state_req),
+        cmocka_unit_test(test_state_rep),
         cmocka_unit_test(test_append_rep),
         cmocka_unit_test(test_node_rep),
         cmocka_unit_test(test_stats),

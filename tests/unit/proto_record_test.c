@@ -115,12 +115,13 @@ test_record_round_trip(void **state)
     proto_buf_fini(&b);
 }
 
-/* The smallest record, byte for byte: the format is frozen. */
+/* The smallest record, byte for byte: the format is frozen. Format 2 ends
+ * its fields with ops, nil when there are none. */
 static void
 test_record_layout(void **state)
 {
-    static const uint8_t  want[] = { 0x9c, 0x01, 0x01, 0x02, 0x03, 0xa1, 's',
-         0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80 };
+    static const uint8_t  want[] = { 0x9d, 0x02, 0x01, 0x02, 0x03, 0xa1, 's',
+         0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80, 0xc0 };
     struct proto_event_in ev     = { .type = S("t") };
     struct proto_buf      b;
     struct proto_record   r;
@@ -138,12 +139,42 @@ test_record_layout(void **state)
         mrd_be64_get(rec + sizeof want + 1) == siphash(rec, sizeof want));
     /* A golden value: changing the key or the hash breaks every stored
      * record, so it is written down here (and in docs/PROTOCOL.md). */
-    assert_true(mrd_be64_get(rec + sizeof want + 1) == 0x70db19e1755582aau);
+    assert_true(mrd_be64_get(rec + sizeof want + 1) == 0x15fe5d4ad7be9c32u);
     assert_int_equal(
         proto_record_decode(rec, sizeof want + 9, &r, &why), MRD_OK);
+    assert_int_equal(r.format, 2);
     check_str(r.meta_raw, "\x80");
     assert_int_equal(r.meta_count, 0);
     assert_int_equal(r.data.len, 0);
+    assert_int_equal(r.ops.len, 0);
+    assert_null(r.ops.ptr);
+    proto_buf_fini(&b);
+}
+
+/* Ops go into the record byte for byte and come out as a view. */
+static void
+test_record_ops_round_trip(void **state)
+{
+    static const char     ops[] = "\x92\x91\x92\x01\x07\x91\x93\x01\x01\x05";
+    struct proto_event_in ev    = { .type = S("CartChanged"),
+           .data                          = { "{}", 2 },
+           .ops                           = { ops, sizeof ops - 1 } };
+    struct proto_buf      b;
+    struct proto_record   r;
+    const char           *why = NULL;
+    (void) state;
+
+    proto_buf_init(&b, PROTO_RECORD_SIZE_MAX);
+    assert_int_equal(
+        proto_record_encode(&b, 3, 4, 5, S("cart-1"), &ev), MRD_OK);
+    assert_int_equal(proto_record_decode(b.data, b.len, &r, &why), MRD_OK);
+    assert_int_equal(r.format, PROTO_RECORD_FORMAT);
+    check_str(r.type, "CartChanged");
+    check_str(r.data, "{}");
+    assert_int_equal(r.ops.len, sizeof ops - 1);
+    assert_memory_equal(r.ops.ptr, ops, sizeof ops - 1);
+    /* The view points into the record, right before the checksum. */
+    assert_ptr_equal(r.ops.ptr, (const char *) b.data + b.len - 9 - r.ops.len);
     proto_buf_fini(&b);
 }
 
@@ -265,6 +296,59 @@ expect_record(struct proto_buf *b, int code, const char *reason, int line)
 }
 #define EXPECT(b, code, reason) expect_record((b), (code), (reason), __LINE__)
 
+/* Format 1, as every record written before ops existed: 12 elements, no
+ * ops. Stored data must keep reading, byte for byte as it was written
+ * (this golden record and checksum are format 1's, frozen). */
+static void
+test_record_format1(void **state)
+{
+    static const uint8_t rec[]  = { 0x9c, 0x01, 0x01, 0x02, 0x03, 0xa1, 's',
+         0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80, 0xcf, 0x70, 0xdb, 0x19,
+         0xe1, 0x75, 0x55, 0x82, 0xaa };
+    static const char    meta[] = "\x81\xa1k\xa1v";
+    struct proto_record  r;
+    struct proto_buf     b;
+    struct fields        f;
+    const char          *why = NULL;
+    (void) state;
+
+    assert_int_equal(proto_record_verify(rec, sizeof rec), MRD_OK);
+    assert_int_equal(proto_record_decode(rec, sizeof rec, &r, &why), MRD_OK);
+    assert_int_equal(r.format, 1);
+    assert_int_equal(r.origin, 1);
+    assert_int_equal(r.seq, 2);
+    assert_int_equal(r.hlc, 3);
+    check_str(r.stream, "s");
+    check_str(r.type, "t");
+    assert_int_equal(r.ops.len, 0);
+    assert_null(r.ops.ptr);
+    /* A fuller format-1 record, sealed here. */
+    proto_buf_init(&b, 4096);
+    f          = fields_ok();
+    f.data     = (struct proto_str) { "\x00\x01", 2 };
+    f.meta_raw = (struct proto_str) { meta, sizeof meta - 1 };
+    fields_write(&b, &f);
+    assert_int_equal(proto_record_decode(b.data, b.len, &r, &why), MRD_OK);
+    assert_int_equal(r.format, 1);
+    assert_int_equal(r.meta_count, 1);
+    assert_int_equal(r.data.len, 2);
+    assert_int_equal(r.ops.len, 0);
+    /* Re-encoding a format-1 event writes format 2 with no ops. */
+    struct proto_event_in ev = { .type = r.type,
+        .data                          = r.data,
+        .meta_raw                      = r.meta_raw,
+        .meta_count                    = r.meta_count };
+    struct proto_buf      again;
+    proto_buf_init(&again, 4096);
+    assert_int_equal(
+        proto_record_encode(&again, 1, 1, 1, r.stream, &ev), MRD_OK);
+    assert_int_equal(again.data[0], 0x9d);
+    assert_int_equal(again.data[1], 0x02);
+    assert_int_equal(again.len, b.len + 1); /* 1 more element: nil */
+    proto_buf_fini(&again);
+    proto_buf_fini(&b);
+}
+
 static void
 test_record_checksummed_junk(void **state)
 {
@@ -302,6 +386,86 @@ test_record_checksummed_junk(void **state)
     f.ints_as_str = true;
     fields_write(&b, &f);
     EXPECT(&b, MRD_EPROTO, "record dot or hlc is not a uint");
+    free(big);
+    proto_buf_fini(&b);
+}
+
+/* Format 2's ops field: nil or a bin of 1..PROTO_OPS_SIZE_MAX bytes, and
+ * the record's length must match its format. */
+static void
+test_record_bad_ops(void **state)
+{
+    struct proto_buf b;
+    struct fields    f;
+    char            *big = malloc(PROTO_OPS_SIZE_MAX + 1);
+    uint8_t          hdr[5];
+    (void) state;
+
+    assert_non_null(big);
+    memset(big, 'o', PROTO_OPS_SIZE_MAX + 1);
+    proto_buf_init(&b, 4 * PROTO_RECORD_SIZE_MAX);
+    f           = fields_ok();
+    f.format    = 2;
+    f.count     = 13;
+    f.extra     = "\xc0";
+    f.extra_len = 1;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_OK, NULL);
+    f.extra     = "\xc4\x01\x90";
+    f.extra_len = 3;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_OK, NULL);
+    f.extra     = "\xc4\x00";
+    f.extra_len = 2;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record ops are empty");
+    f.extra     = "\xa1o";
+    f.extra_len = 2;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record ops are not nil or bin");
+    f.extra     = "\x90";
+    f.extra_len = 1;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record ops are not nil or bin");
+    /* A format-2 record without its ops, and one with a field too many. */
+    f.count     = 12;
+    f.extra     = NULL;
+    f.extra_len = 0;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record has the wrong length");
+    f.count     = 14;
+    f.extra     = "\xc0\xc0";
+    f.extra_len = 2;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record has the wrong length");
+    /* Ops at the limit, then one byte over it (bin32 headers by hand). */
+    for (uint32_t len = PROTO_OPS_SIZE_MAX; len <= PROTO_OPS_SIZE_MAX + 1;
+         len++) {
+        hdr[0] = 0xc6;
+        mrd_be32_put(hdr + 1, len);
+        proto_buf_reset(&b);
+        proto_wr_array(&b, 13);
+        proto_wr_uint(&b, 2);
+        proto_wr_uint(&b, 1);
+        proto_wr_uint(&b, 1);
+        proto_wr_uint(&b, 1);
+        proto_wr_str(&b, "s", 1);
+        proto_wr_str(&b, "t", 1);
+        proto_wr_str(&b, "", 0);
+        proto_wr_bin(&b, "", 0);
+        proto_wr_str(&b, "", 0);
+        proto_wr_str(&b, "", 0);
+        proto_wr_raw(&b, "\x80", 1);
+        proto_wr_raw(&b, hdr, sizeof hdr);
+        proto_wr_raw(&b, big, len);
+        seal(&b);
+        if (len == PROTO_OPS_SIZE_MAX) {
+            EXPECT(&b, MRD_OK, NULL);
+        } else {
+            EXPECT(&b, MRD_ETOOBIG,
+                "event ops are larger than PROTO_OPS_SIZE_MAX");
+        }
+    }
     free(big);
     proto_buf_fini(&b);
 }
@@ -521,6 +685,7 @@ test_record_at_limits(void **state)
         .causation    = { big, MRD_ID_SIZE_MAX },
         .meta_raw     = { (const char *) meta, (uint32_t) mlen },
         .meta_count   = MRD_META_ENTRIES_MAX,
+        .ops          = { big, PROTO_OPS_SIZE_MAX },
     };
     struct proto_str stream = { big, MRD_STREAM_NAME_SIZE_MAX };
     proto_buf_init(&b, PROTO_RECORD_SIZE_MAX);
@@ -530,6 +695,7 @@ test_record_at_limits(void **state)
     assert_true(b.len <= PROTO_RECORD_SIZE_MAX);
     assert_int_equal(proto_record_decode(b.data, b.len, &r, &why), MRD_OK);
     assert_int_equal(r.meta_count, MRD_META_ENTRIES_MAX);
+    assert_int_equal(r.ops.len, PROTO_OPS_SIZE_MAX);
     assert_true(r.origin == UINT64_MAX);
 
     proto_buf_fini(&b);
@@ -574,6 +740,22 @@ test_record_encode_checks(void **state)
     assert_int_equal(proto_record_encode(&b, 1, 1, 1, stream, &ev), MRD_EPROTO);
     assert_int_equal(b.len, 0);
     ev.type.len = 1;
+    /* Ops: at most PROTO_OPS_SIZE_MAX, and bytes need a pointer. */
+    char *ops = malloc(PROTO_OPS_SIZE_MAX + 1);
+    assert_non_null(ops);
+    memset(ops, 'o', PROTO_OPS_SIZE_MAX + 1);
+    ev.data.len = 0;
+    ev.ops      = (struct proto_str) { ops, PROTO_OPS_SIZE_MAX + 1 };
+    assert_int_equal(
+        proto_record_encode(&b, 1, 1, 1, stream, &ev), MRD_ETOOBIG);
+    ev.ops = (struct proto_str) { NULL, 1 };
+    assert_int_equal(proto_record_encode(&b, 1, 1, 1, stream, &ev), MRD_EPROTO);
+    assert_int_equal(b.len, 0);
+    ev.ops = (struct proto_str) { ops, PROTO_OPS_SIZE_MAX };
+    assert_int_equal(proto_record_encode(&b, 1, 1, 1, stream, &ev), MRD_OK);
+    proto_buf_reset(&b);
+    ev.ops = (struct proto_str) { NULL, 0 };
+    free(ops);
     /* A buffer one byte short fails; so does a poisoned one. */
     stream.len = 1;
     ev         = (struct proto_event_in) { .type = { big, 1 } };
@@ -617,6 +799,9 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_record_layout),
+        cmocka_unit_test(test_record_format1),
+        cmocka_unit_test(test_record_ops_round_trip),
+        cmocka_unit_test(test_record_bad_ops),
         cmocka_unit_test(test_record_bit_flips),
         cmocka_unit_test(test_record_checksummed_junk),
         cmocka_unit_test(test_record_checksummed_bad_fields),

@@ -1,0 +1,309 @@
+/*
+ * state.c: stream state documents in the store (docs/CRDT.md).
+ *
+ * A stream's document lives in the "state" database under the stream's id,
+ * as its canonical encoding. An append that carries ops goes through two
+ * passes inside the writer's transaction:
+ *
+ *   1. check: every event's ops are prepared and applied, in order, to a
+ *      document loaded for the purpose, and the result must fit
+ *      MRD_STATE_SIZE_MAX. A refusal (MRD_ETYPE, MRD_EINVAL, MRD_ETOOBIG)
+ *      happens here, before the append has written anything.
+ *   2. write: the document is loaded again and each event's ops are applied
+ *      with the event's real dot and timestamp; the event's record carries
+ *      its ops together with its deps (what they observed), which is what
+ *      every other replica needs to apply them.
+ *
+ * The document is written once per append, in the same transaction as the
+ * events, so a reader never sees events without their state or the reverse.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+node_state_txn_reset(struct node_state_txn *s)
+{
+    crdt_doc_free(&s->doc);
+    crdt_doc_init(&s->doc);
+}
+
+int
+node_state_txn_init(struct node_state_txn *s)
+{
+    memset(s, 0, sizeof(*s));
+    crdt_doc_init(&s->doc);
+    msgpack_sbuffer_init(&s->sbuf);
+    s->ops = malloc(sizeof(*s->ops));
+    return s->ops != NULL ? MRD_OK : MRD_ENOMEM;
+}
+
+void
+node_state_txn_fini(struct node_state_txn *s)
+{
+    crdt_doc_free(&s->doc);
+    msgpack_sbuffer_destroy(&s->sbuf);
+    free(s->ops);
+    s->ops = NULL;
+}
+
+/* Loads the document of stream `id` (empty when it has none). LMDB code;
+ * MDB_CORRUPTED when the stored bytes do not decode. */
+static int
+node_state_load(MDB_txn *txn, const struct node_store *store, uint64_t id,
+    struct node_state_txn *s)
+{
+    uint8_t key[8];
+    MDB_val k = { 8, key }, v;
+
+    node_state_txn_reset(s);
+    mrd_be64_put(key, id);
+    int rc = mdb_get(txn, store->dbi_state, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    const char *why = NULL;
+    rc              = crdt_doc_decode(&s->doc, v.mv_data, v.mv_size, &why);
+    if (rc == MRD_ENOMEM) {
+        return ENOMEM;
+    }
+    if (rc != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "stored state does not decode", "{s:I, s:s}",
+            "stream_id", (json_int_t) id, "why", why);
+        return MDB_CORRUPTED;
+    }
+    return 0;
+}
+
+/* Decodes an event's ops, which the request decoder already checked. */
+static int
+node_state_ops(struct node_state_txn *s, const struct proto_event_in *ev)
+{
+    const char *why = NULL;
+    int         rc  = crdt_ops_decode(s->ops, ev->ops.ptr, ev->ops.len, &why);
+    MRD_ASSERT(rc != MRD_OK || s->ops->deps.n == 0);
+    return rc;
+}
+
+/* The stable point for folding counters. Until replication exists this
+ * node is the only replica, so everything it has applied is stable. */
+static const struct crdt_vv *
+node_state_stable(const struct node_state_txn *s)
+{
+    return &s->doc.ctx;
+}
+
+int
+node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
+    uint64_t stream_id, bool exists, struct node_state_txn *s)
+{
+    int rc = exists ? node_state_load(txn, store, stream_id, s) : 0;
+    if (rc != 0) {
+        return rc;
+    }
+    if (!exists) {
+        node_state_txn_reset(s);
+    }
+    struct proto_rd       rd;
+    struct proto_event_in ev;
+    uint64_t              seq = store->origin_seq_last;
+    /* Any timestamp of the real size: the size check below must see the
+     * bytes the real pass will write. */
+    uint64_t hlc = store->hlc.last | (1ull << 63);
+    proto_events_begin(&a->req, &rd);
+    while (proto_events_next(&rd, &ev) == MRD_OK) {
+        seq++;
+        if (ev.ops.len == 0) {
+            continue;
+        }
+        const char *why = NULL;
+        rc              = node_state_ops(s, &ev);
+        if (rc == MRD_OK) {
+            rc = crdt_doc_prepare(&s->doc, s->ops->op, s->ops->count, &why);
+        }
+        struct crdt_vv deps;
+        crdt_vv_init(&deps);
+        enum crdt_delivery d = CRDT_APPLY;
+        if (rc == MRD_OK) {
+            rc = crdt_vv_copy(&deps, &s->doc.ctx);
+        }
+        if (rc == MRD_OK) {
+            rc = crdt_doc_apply(&s->doc,
+                (struct crdt_dot) { store->node_id, seq }, hlc, &deps,
+                s->ops->op, s->ops->count, &d);
+            MRD_ASSERT(rc != MRD_OK || d == CRDT_APPLY);
+        }
+        crdt_vv_free(&deps);
+        if (rc != MRD_OK) {
+            a->rv = rc;
+            snprintf(a->why_buf, sizeof(a->why_buf), "%s",
+                why != NULL ? why : mrd_strerror(rc));
+            a->why = a->why_buf;
+            return 0;
+        }
+    }
+    rc = crdt_doc_compact(&s->doc, node_state_stable(s));
+    if (rc == MRD_OK) {
+        msgpack_packer pk;
+        msgpack_sbuffer_clear(&s->sbuf);
+        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
+        rc = crdt_doc_encode(&s->doc, &pk);
+    }
+    if (rc == MRD_OK && s->sbuf.size > MRD_STATE_SIZE_MAX) {
+        a->rv  = MRD_ETOOBIG;
+        a->why = "the stream's state would grow past its 1 MiB limit";
+        return 0;
+    }
+    if (rc != MRD_OK) {
+        a->rv  = rc;
+        a->why = "cannot apply the state ops";
+        return 0;
+    }
+    a->rv = MRD_OK;
+    return 0;
+}
+
+int
+node_state_begin(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
+    bool exists, struct node_state_txn *s)
+{
+    if (!exists) {
+        node_state_txn_reset(s);
+        return 0;
+    }
+    return node_state_load(txn, store, stream_id, s);
+}
+
+int
+node_state_event(struct node_state_txn *s, struct crdt_dot dot, uint64_t hlc,
+    struct proto_event_in *ev)
+{
+    if (ev->ops.len == 0) {
+        return 0;
+    }
+    struct crdt_vv deps;
+    crdt_vv_init(&deps);
+    enum crdt_delivery d;
+    int                rc = node_state_ops(s, ev);
+    MRD_ASSERT(rc == MRD_OK); /* the check pass decoded the same bytes */
+    rc = crdt_vv_copy(&deps, &s->doc.ctx);
+    if (rc == MRD_OK) {
+        rc = crdt_doc_apply(
+            &s->doc, dot, hlc, &deps, s->ops->op, s->ops->count, &d);
+    }
+    if (rc == MRD_OK) {
+        MRD_ASSERT(d == CRDT_APPLY);
+        msgpack_packer pk;
+        msgpack_sbuffer_clear(&s->sbuf);
+        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
+        rc = crdt_ops_encode(&pk, &deps, s->ops->op, s->ops->count, NULL);
+    }
+    crdt_vv_free(&deps);
+    if (rc != MRD_OK) {
+        /* The check pass applied the same ops: only memory can fail. */
+        return ENOMEM;
+    }
+    /* The record carries the ops with what they observed. */
+    ev->ops.ptr = s->sbuf.data;
+    ev->ops.len = (uint32_t) s->sbuf.size;
+    return 0;
+}
+
+int
+node_state_finish(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
+    struct node_state_txn *s)
+{
+    msgpack_packer pk;
+    uint8_t        key[8];
+
+    int rc = crdt_doc_compact(&s->doc, node_state_stable(s));
+    if (rc == MRD_OK) {
+        msgpack_sbuffer_clear(&s->sbuf);
+        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
+        rc = crdt_doc_encode(&s->doc, &pk);
+    }
+    if (rc != MRD_OK) {
+        return ENOMEM;
+    }
+    mrd_be64_put(key, stream_id);
+    MDB_val k = { 8, key };
+    MDB_val v = { s->sbuf.size, s->sbuf.data };
+    return mdb_put(txn, store->dbi_state, &k, &v, 0);
+}
+
+/* ---------------------------------------------------------------- reads -- */
+
+int
+node_store_state_read(struct node_store *store,
+    const struct proto_state_req *req, struct proto_buf *out,
+    struct node_stats *stats, const char **why)
+{
+    struct node_stream st;
+    MDB_txn           *txn;
+    uint8_t            key[8];
+    MDB_val            k = { 8, key }, v = { 0, NULL };
+
+    pthread_rwlock_rdlock(&store->resize_lock);
+    int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&store->resize_lock);
+        *why = "cannot begin a read";
+        return rc == MDB_READERS_FULL ? MRD_EBUSY : MRD_EIO;
+    }
+    struct proto_state_rep rep = { MRD_VERSION_NONE, { NULL, 0 } };
+    rc = node_stream_lookup(txn, store, req->stream, &st);
+    if (rc == 0) {
+        rep.version = (int64_t) st.count - 1;
+        mrd_be64_put(key, st.id);
+        rc = mdb_get(txn, store->dbi_state, &k, &v);
+    }
+    int             rv = MRD_OK;
+    struct crdt_doc doc;
+    crdt_doc_init(&doc);
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init(&sbuf);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rv   = MRD_ECORRUPT;
+        *why = "cannot read the stream's state";
+    } else if (rc == 0 && req->field.len == 0) {
+        rep.state.ptr = v.mv_data; /* stored canonical bytes, as they are */
+        rep.state.len = (uint32_t) v.mv_size;
+    } else {
+        if (rc == 0) {
+            rv = crdt_doc_decode(&doc, v.mv_data, v.mv_size, why);
+            if (rv != MRD_OK) {
+                NODE_STAT_ADD(stats, corrupt_records, 1);
+                rv = MRD_ECORRUPT;
+            }
+        }
+        if (rv == MRD_OK && req->field.len > 0) {
+            crdt_doc_keep_field(
+                &doc, (const uint8_t *) req->field.ptr, req->field.len);
+        }
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+        if (rv == MRD_OK) {
+            rv = crdt_doc_encode(&doc, &pk);
+        }
+        rep.state.ptr = sbuf.data;
+        rep.state.len = (uint32_t) sbuf.size;
+    }
+    if (rv == MRD_OK) {
+        proto_state_rep_encode(out, &rep);
+        rv = proto_buf_status(out);
+        if (rv != MRD_OK) {
+            *why = "the state is larger than a reply may be";
+        }
+    }
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&store->resize_lock);
+    crdt_doc_free(&doc);
+    msgpack_sbuffer_destroy(&sbuf);
+    return rv;
+}
