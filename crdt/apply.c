@@ -422,9 +422,26 @@ crdt_doc_prepare(const struct crdt_doc *doc, const struct crdt_op *ops,
             return rc;
         }
     }
-    /* Run the ops on a scratch copy of the fields they touch, checking each
-     * against the state the earlier ops left: "delete x; add to x as a set"
-     * is a valid type change, "inc x; add to x" is not. */
+    /* Ops on distinct fields cannot see each other: check each against the
+     * document as it is. That is the common case, and it copies nothing. */
+    bool distinct = true;
+    for (uint32_t i = 0; distinct && i < count; i++) {
+        for (uint32_t j = i + 1; distinct && j < count; j++) {
+            distinct = crdt_bytes_cmp(ops[i].path[0], ops[j].path[0]) != 0;
+        }
+    }
+    if (distinct) {
+        for (uint32_t i = 0; i < count; i++) {
+            int rc = check_op(&doc->root, &ops[i], why);
+            if (rc != MRD_OK) {
+                return rc;
+            }
+        }
+        return MRD_OK;
+    }
+    /* Otherwise run the ops on a scratch copy of the fields they touch,
+     * checking each against the state the earlier ops left: "delete x; add
+     * to x as a set" is a valid type change, "inc x; add to x" is not. */
     struct crdt_val scratch;
     crdt_val_init(&scratch, MRD_STATE_MAP);
     int rc = MRD_OK;

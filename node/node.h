@@ -164,7 +164,13 @@ struct node_stats {
 struct node_state_txn {
     struct crdt_doc  doc;
     struct crdt_ops *ops; /* decode scratch: ~28 KiB, so on the heap */
-    msgpack_sbuffer  sbuf; /* an event's ops or the document, encoded */
+    msgpack_sbuffer  sbuf; /* the new document, encoded */
+    msgpack_sbuffer  blobs; /* every event's ops with deps, for the records */
+    /* Per event of the append (MRD_APPEND_EVENTS_MAX): its timestamp and
+     * its ops in blobs (len 0: none). */
+    uint64_t *hlc;
+    uint32_t *blob_off;
+    uint32_t *blob_len;
 };
 
 /* Per-stream metadata, kept in the "streams" database. */
@@ -248,22 +254,21 @@ int node_stream_put(MDB_txn *txn, const struct node_store *store,
 /* Maps an LMDB or errno code from a write path to an MRD_ code. */
 int node_store_err(int rc);
 
-/* State documents (state.c), writer side. Each returns an LMDB or errno
- * code; node_state_check() refuses an append by setting a->rv (0 returned).
- * Order inside node_append_apply(): check, begin, event per event, finish. */
+/* State documents (state.c), writer side, for an append with ops: check
+ * applies every event's ops (refusing the append through a->rv, 0
+ * returned), ticking the HLC for each event; then node_event_put() takes
+ * each event's timestamp from s->hlc and its ops from node_state_event(),
+ * and node_state_finish() writes the document. LMDB or errno codes. */
 MRD_MUST_USE int node_state_txn_init(struct node_state_txn *s);
 void             node_state_txn_fini(struct node_state_txn *s);
 int              node_state_check(MDB_txn *txn, struct node_store *store,
                  struct node_append *a, uint64_t stream_id, bool exists,
                  struct node_state_txn *s);
-int node_state_begin(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
-    bool exists, struct node_state_txn *s);
-/* Applies ev's ops with its dot and timestamp and points ev->ops at the
- * ops as the record stores them (with deps); valid until the next call. */
-int node_state_event(struct node_state_txn *s, struct crdt_dot dot,
-    uint64_t hlc, struct proto_event_in *ev);
+/* Points ev->ops at event index's ops as its record stores them. */
+void node_state_event(
+    const struct node_state_txn *s, uint32_t index, struct proto_event_in *ev);
 int node_state_finish(MDB_txn *txn, struct node_store *store,
-    uint64_t stream_id, struct node_state_txn *s);
+    uint64_t stream_id, const struct node_state_txn *s);
 /* Reads a stream's state into a whole reply frame (any thread). */
 MRD_MUST_USE int node_store_state_read(struct node_store *store,
     const struct proto_state_req *req, struct proto_buf *out,

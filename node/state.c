@@ -2,17 +2,14 @@
  * state.c: stream state documents in the store (docs/CRDT.md).
  *
  * A stream's document lives in the "state" database under the stream's id,
- * as its canonical encoding. An append that carries ops goes through two
- * passes inside the writer's transaction:
- *
- *   1. check: every event's ops are prepared and applied, in order, to a
- *      document loaded for the purpose, and the result must fit
- *      MRD_STATE_SIZE_MAX. A refusal (MRD_ETYPE, MRD_EINVAL, MRD_ETOOBIG)
- *      happens here, before the append has written anything.
- *   2. write: the document is loaded again and each event's ops are applied
- *      with the event's real dot and timestamp; the event's record carries
- *      its ops together with its deps (what they observed), which is what
- *      every other replica needs to apply them.
+ * as its canonical encoding. For an append that carries ops, the writer
+ * first runs node_state_check(): every event's ops are prepared and applied
+ * in order, with the dot and timestamp the event will get, each event's ops
+ * are encoded with their deps (what they observed) for its record, and the
+ * new document is encoded and must fit MRD_STATE_SIZE_MAX. A refusal
+ * (MRD_ETYPE, MRD_EINVAL, MRD_ETOOBIG) happens there, before the append has
+ * written anything. Then the events are written with those ops
+ * (node_state_event) and the document with them (node_state_finish).
  *
  * The document is written once per append, in the same transaction as the
  * events, so a reader never sees events without their state or the reverse.
@@ -37,8 +34,15 @@ node_state_txn_init(struct node_state_txn *s)
     memset(s, 0, sizeof(*s));
     crdt_doc_init(&s->doc);
     msgpack_sbuffer_init(&s->sbuf);
-    s->ops = malloc(sizeof(*s->ops));
-    return s->ops != NULL ? MRD_OK : MRD_ENOMEM;
+    msgpack_sbuffer_init(&s->blobs);
+    s->ops      = malloc(sizeof(*s->ops));
+    s->hlc      = calloc(MRD_APPEND_EVENTS_MAX, sizeof(*s->hlc));
+    s->blob_off = calloc(MRD_APPEND_EVENTS_MAX, sizeof(*s->blob_off));
+    s->blob_len = calloc(MRD_APPEND_EVENTS_MAX, sizeof(*s->blob_len));
+    return s->ops != NULL && s->hlc != NULL && s->blob_off != NULL
+            && s->blob_len != NULL
+        ? MRD_OK
+        : MRD_ENOMEM;
 }
 
 void
@@ -46,7 +50,11 @@ node_state_txn_fini(struct node_state_txn *s)
 {
     crdt_doc_free(&s->doc);
     msgpack_sbuffer_destroy(&s->sbuf);
+    msgpack_sbuffer_destroy(&s->blobs);
     free(s->ops);
+    free(s->hlc);
+    free(s->blob_off);
+    free(s->blob_len);
     s->ops = NULL;
 }
 
@@ -99,6 +107,51 @@ node_state_stable(const struct node_state_txn *s)
     return &s->doc.ctx;
 }
 
+/* Applies one event's ops to s->doc as event `index` with dot and hlc, and
+ * appends the ops with their deps to s->blobs. MRD_OK, or a refusal with a
+ * reason in a->why. */
+static int
+node_state_apply_event(struct node_state_txn *s, struct node_append *a,
+    const struct proto_event_in *ev, uint32_t index, struct crdt_dot dot,
+    uint64_t hlc)
+{
+    const char        *why = NULL;
+    struct crdt_vv     deps;
+    enum crdt_delivery d  = CRDT_APPLY;
+    int                rc = node_state_ops(s, ev);
+
+    crdt_vv_init(&deps);
+    if (rc == MRD_OK) {
+        rc = crdt_doc_prepare(&s->doc, s->ops->op, s->ops->count, &why);
+    }
+    if (rc == MRD_OK) {
+        rc = crdt_vv_copy(&deps, &s->doc.ctx);
+    }
+    if (rc == MRD_OK) {
+        rc = crdt_doc_apply(
+            &s->doc, dot, hlc, &deps, s->ops->op, s->ops->count, &d);
+        MRD_ASSERT(rc != MRD_OK || d == CRDT_APPLY);
+    }
+    if (rc == MRD_OK) {
+        /* The record carries the ops with what they observed: exactly what
+         * every other replica needs to apply them. */
+        msgpack_packer pk;
+        size_t         at = s->blobs.size;
+        msgpack_packer_init(&pk, &s->blobs, msgpack_sbuffer_write);
+        rc = crdt_ops_encode(&pk, &deps, s->ops->op, s->ops->count, &why);
+        s->blob_off[index] = (uint32_t) at;
+        s->blob_len[index] = (uint32_t) (s->blobs.size - at);
+    }
+    crdt_vv_free(&deps);
+    if (rc != MRD_OK) {
+        a->rv = rc;
+        snprintf(a->why_buf, sizeof(a->why_buf), "%s",
+            why != NULL ? why : mrd_strerror(rc));
+        a->why = a->why_buf;
+    }
+    return rc;
+}
+
 int
 node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
     uint64_t stream_id, bool exists, struct node_state_txn *s)
@@ -110,43 +163,29 @@ node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
     if (!exists) {
         node_state_txn_reset(s);
     }
+    msgpack_sbuffer_clear(&s->blobs);
     struct proto_rd       rd;
     struct proto_event_in ev;
-    uint64_t              seq = store->origin_seq_last;
-    /* Any timestamp of the real size: the size check below must see the
-     * bytes the real pass will write. */
-    uint64_t hlc = store->hlc.last | (1ull << 63);
+    uint64_t              seq   = store->origin_seq_last;
+    uint32_t              index = 0;
+    uint64_t              now   = mrd_now_real_ms();
+
     proto_events_begin(&a->req, &rd);
     while (proto_events_next(&rd, &ev) == MRD_OK) {
+        MRD_ASSERT(index < MRD_APPEND_EVENTS_MAX);
+        /* The dots and timestamps the events will get when they are
+         * written: node_event_put() takes these instead of ticking. A
+         * refused append leaves the HLC ticked, which costs nothing. */
+        s->hlc[index]      = node_hlc_tick(&store->hlc, now);
+        s->blob_len[index] = 0;
         seq++;
-        if (ev.ops.len == 0) {
-            continue;
-        }
-        const char *why = NULL;
-        rc              = node_state_ops(s, &ev);
-        if (rc == MRD_OK) {
-            rc = crdt_doc_prepare(&s->doc, s->ops->op, s->ops->count, &why);
-        }
-        struct crdt_vv deps;
-        crdt_vv_init(&deps);
-        enum crdt_delivery d = CRDT_APPLY;
-        if (rc == MRD_OK) {
-            rc = crdt_vv_copy(&deps, &s->doc.ctx);
-        }
-        if (rc == MRD_OK) {
-            rc = crdt_doc_apply(&s->doc,
-                (struct crdt_dot) { store->node_id, seq }, hlc, &deps,
-                s->ops->op, s->ops->count, &d);
-            MRD_ASSERT(rc != MRD_OK || d == CRDT_APPLY);
-        }
-        crdt_vv_free(&deps);
-        if (rc != MRD_OK) {
-            a->rv = rc;
-            snprintf(a->why_buf, sizeof(a->why_buf), "%s",
-                why != NULL ? why : mrd_strerror(rc));
-            a->why = a->why_buf;
+        if (ev.ops.len > 0
+            && node_state_apply_event(s, a, &ev, index,
+                   (struct crdt_dot) { store->node_id, seq }, s->hlc[index])
+                != MRD_OK) {
             return 0;
         }
+        index++;
     }
     rc = crdt_doc_compact(&s->doc, node_state_stable(s));
     if (rc == MRD_OK) {
@@ -169,68 +208,22 @@ node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
     return 0;
 }
 
-int
-node_state_begin(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
-    bool exists, struct node_state_txn *s)
+void
+node_state_event(
+    const struct node_state_txn *s, uint32_t index, struct proto_event_in *ev)
 {
-    if (!exists) {
-        node_state_txn_reset(s);
-        return 0;
-    }
-    return node_state_load(txn, store, stream_id, s);
-}
-
-int
-node_state_event(struct node_state_txn *s, struct crdt_dot dot, uint64_t hlc,
-    struct proto_event_in *ev)
-{
-    if (ev->ops.len == 0) {
-        return 0;
-    }
-    struct crdt_vv deps;
-    crdt_vv_init(&deps);
-    enum crdt_delivery d;
-    int                rc = node_state_ops(s, ev);
-    MRD_ASSERT(rc == MRD_OK); /* the check pass decoded the same bytes */
-    rc = crdt_vv_copy(&deps, &s->doc.ctx);
-    if (rc == MRD_OK) {
-        rc = crdt_doc_apply(
-            &s->doc, dot, hlc, &deps, s->ops->op, s->ops->count, &d);
-    }
-    if (rc == MRD_OK) {
-        MRD_ASSERT(d == CRDT_APPLY);
-        msgpack_packer pk;
-        msgpack_sbuffer_clear(&s->sbuf);
-        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
-        rc = crdt_ops_encode(&pk, &deps, s->ops->op, s->ops->count, NULL);
-    }
-    crdt_vv_free(&deps);
-    if (rc != MRD_OK) {
-        /* The check pass applied the same ops: only memory can fail. */
-        return ENOMEM;
-    }
-    /* The record carries the ops with what they observed. */
-    ev->ops.ptr = s->sbuf.data;
-    ev->ops.len = (uint32_t) s->sbuf.size;
-    return 0;
+    MRD_ASSERT(index < MRD_APPEND_EVENTS_MAX);
+    ev->ops.ptr
+        = s->blob_len[index] > 0 ? s->blobs.data + s->blob_off[index] : NULL;
+    ev->ops.len = s->blob_len[index];
 }
 
 int
 node_state_finish(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
-    struct node_state_txn *s)
+    const struct node_state_txn *s)
 {
-    msgpack_packer pk;
-    uint8_t        key[8];
+    uint8_t key[8];
 
-    int rc = crdt_doc_compact(&s->doc, node_state_stable(s));
-    if (rc == MRD_OK) {
-        msgpack_sbuffer_clear(&s->sbuf);
-        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
-        rc = crdt_doc_encode(&s->doc, &pk);
-    }
-    if (rc != MRD_OK) {
-        return ENOMEM;
-    }
     mrd_be64_put(key, stream_id);
     MDB_val k = { 8, key };
     MDB_val v = { s->sbuf.size, s->sbuf.data };

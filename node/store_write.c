@@ -145,17 +145,19 @@ node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
 {
     uint64_t log_seq = ++store->log_seq_last[st->shard];
     uint64_t seq     = ++store->origin_seq_last;
-    uint64_t hlc     = node_hlc_tick(&store->hlc, mrd_now_real_ms());
+    uint64_t hlc;
     uint8_t  pos_be[8], seq_be[8], index_key[16];
     int      rv;
 
     if (a->has_ops) {
-        /* Replaces ev->ops with the ops and their deps, for the record. */
-        int rc = node_state_event(
-            store->state, (struct crdt_dot) { store->node_id, seq }, hlc, ev);
-        if (rc != 0) {
-            return rc;
-        }
+        /* node_state_check() ticked the clock for every event, applied the
+         * ops with these dots and timestamps, and kept the ops with their
+         * deps for the records. */
+        uint32_t index = (uint32_t) (pos - a->rep.first_pos);
+        hlc            = store->state->hlc[index];
+        node_state_event(store->state, index, ev);
+    } else {
+        hlc = node_hlc_tick(&store->hlc, mrd_now_real_ms());
     }
 
     if (pos == st->count) {
@@ -256,9 +258,6 @@ node_append_apply(MDB_txn *txn, struct node_store *store, struct node_append *a,
         /* Refusals (wrong type, overflow, too big) happen here, before this
          * append writes anything. */
         rc = node_state_check(txn, store, a, st.id, exists, store->state);
-        if (rc == 0 && a->rv == MRD_OK) {
-            rc = node_state_begin(txn, store, st.id, exists, store->state);
-        }
         if (rc != 0 || a->rv != MRD_OK) {
             if (!exists) {
                 store->stream_id_last--; /* nothing was written under it */
