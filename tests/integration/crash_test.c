@@ -10,7 +10,10 @@
  *
  * Afterwards every stream is read back and must hold every acknowledged
  * append exactly once, whole, in order, with nothing else; dots must be
- * unique and, per node, increasing in log order. The seed is printed and
+ * unique and, per node, increasing in log order. Every event also carries
+ * state ops (a counter +1, and on an append's last event an LWW register
+ * set to the append's number): the state must match the events exactly,
+ * since both commit in one transaction. The seed is printed and
  * taken from MRD_TEST_SEED when set.
  */
 #include <inttypes.h>
@@ -77,6 +80,21 @@ crash_writer_main(void *arg)
     char                 data[CRASH_BATCH_MAX][48];
     mrd_event_in         events[CRASH_BATCH_MAX];
     char                 key[48];
+    char                 last[16];
+    const char          *count_path[] = { "events" };
+    const char          *last_path[]  = { "last" };
+    mrd_op               ops[2]       = {
+                            { .path       = count_path,
+                                .path_len = 1,
+                                .type     = MRD_STATE_COUNTER,
+                                .kind     = MRD_OP_INC,
+                                .delta    = 1 },
+                            { .path       = last_path,
+                                .path_len = 1,
+                                .type     = MRD_STATE_LWW,
+                                .kind     = MRD_OP_SET,
+                                .value    = last },
+    };
 
     while (!atomic_load(w->stop) && w->acked < CRASH_APPENDS_MAX) {
         uint32_t n = 1 + crash_rand(&w->rng) % CRASH_BATCH_MAX;
@@ -88,7 +106,11 @@ crash_writer_main(void *arg)
             events[i].type      = "CrashTested";
             events[i].data      = data[i];
             events[i].data_size = strlen(data[i]);
+            events[i].ops       = ops;
+            events[i].op_count  = i + 1 == n ? 2 : 1;
         }
+        snprintf(last, sizeof(last), "a%u", k);
+        ops[1].value_size = strlen(last);
         snprintf(key, sizeof(key), "crash-%u-%u", w->index, k);
         mrd_append_opts opts = { .expected_version = MRD_EXPECT_ANY,
             .idempotency_key                       = key,
@@ -157,6 +179,26 @@ crash_check_stream(struct crash_writer *w, mrd_client *client,
     }
     assert_int_equal(i, 0); /* every append whole */
     assert_int_equal(k, w->acked); /* every acknowledged append there */
+
+    /* The state saw exactly these events. */
+    mrd_state *st;
+    assert_int_equal(mrd_state_read(client, w->stream, NULL, &st), MRD_OK);
+    const mrd_value *root = mrd_state_root(st);
+    assert_int_equal(mrd_state_version(st), (int64_t) total - 1);
+    assert_int_equal(
+        mrd_value_int(mrd_value_find(root, "events", MRD_STATE_COUNTER)),
+        (int64_t) total);
+    if (w->acked > 0) {
+        char        want[16];
+        size_t      n;
+        const void *got = mrd_value_bytes(
+            mrd_value_find(root, "last", MRD_STATE_LWW), 0, &n);
+        snprintf(want, sizeof(want), "a%u", w->acked - 1);
+        assert_non_null(got);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(got, want, n);
+    }
+    mrd_state_free(st);
     return total;
 }
 
