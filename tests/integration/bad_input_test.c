@@ -362,6 +362,102 @@ test_bad_reads(void **state)
     proto_buf_fini(&b);
 }
 
+/* An append of one event to `stream` whose ops bin is `ops` (any bytes). */
+static int
+bad_ops_call(const char *stream, const struct proto_buf *ops)
+{
+    struct proto_buf b;
+
+    proto_buf_init(&b, 1u << 20);
+    proto_request_begin(&b, PROTO_T_APPEND);
+    proto_wr_map(&b, 2);
+    proto_wr_uint(&b, PROTO_K_APPEND_STREAM);
+    proto_wr_str(&b, stream, strlen(stream));
+    proto_wr_uint(&b, PROTO_K_APPEND_EVENTS);
+    proto_wr_array(&b, 1);
+    proto_wr_map(&b, 2);
+    proto_wr_uint(&b, PROTO_K_EV_TYPE);
+    proto_wr_str(&b, "T", 1);
+    proto_wr_uint(&b, PROTO_K_EV_OPS);
+    proto_wr_bin(&b, ops->data, ops->len);
+    int rv = bad_call_buf(&b, PROTO_T_APPEND);
+    proto_buf_fini(&b);
+    return rv;
+}
+
+/* Ops [1, deps, [[type, kind, [path x depth], arg]]] written by hand, with
+ * deps of `dep_count` (origin, seq) pairs. */
+static void
+bad_ops(struct proto_buf *o, uint32_t dep_count, uint32_t type, uint32_t kind,
+    uint32_t depth, const char *name)
+{
+    proto_buf_reset(o);
+    proto_wr_array(o, 3);
+    proto_wr_uint(o, 1);
+    proto_wr_array(o, dep_count * 2);
+    for (uint32_t i = 0; i < dep_count; i++) {
+        proto_wr_uint(o, i + 1);
+        proto_wr_uint(o, 5);
+    }
+    proto_wr_array(o, 1);
+    proto_wr_array(o, 4);
+    proto_wr_uint(o, type);
+    proto_wr_uint(o, kind);
+    proto_wr_array(o, depth);
+    for (uint32_t i = 0; i < depth; i++) {
+        proto_wr_str(o, name, strlen(name));
+    }
+    if (kind == MRD_OP_INC) {
+        proto_wr_int(o, 1);
+    } else {
+        proto_wr_bin(o, "x", 1);
+    }
+}
+
+/* Broken state ops are refused with a reason and counted, an op on a field
+ * of another type is refused before anything is written, and the node goes
+ * on serving. */
+static void
+test_bad_ops(void **state)
+{
+    (void) state;
+    struct proto_buf o;
+    uint64_t         proto_before = bad_stat("rejected_proto");
+    uint64_t         state_before = bad_stat("rejected_state");
+
+    proto_buf_init(&o, 1u << 20);
+    /* Not msgpack at all; an array count that lies about its length. */
+    assert_int_equal(proto_buf_append(&o, "\x01\x02", 2), MRD_OK);
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    proto_buf_reset(&o);
+    assert_int_equal(
+        proto_buf_append(&o, "\x93\x01\x90\xdd\xff\xff\xff\xff", 8), MRD_OK);
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    /* A client cannot claim what its ops observed. */
+    bad_ops(&o, 1, MRD_STATE_COUNTER, MRD_OP_INC, 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    /* A kind that does not fit its type; an unknown type; a path too deep. */
+    bad_ops(&o, 0, MRD_STATE_SET, MRD_OP_INC, 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    bad_ops(&o, 0, 42, MRD_OP_SET, 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    bad_ops(&o, 0, MRD_STATE_COUNTER, MRD_OP_INC, MRD_STATE_PATH_MAX + 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    /* A name that is not UTF-8. */
+    bad_ops(&o, 0, MRD_STATE_COUNTER, MRD_OP_INC, 1, "\xff");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_EPROTO);
+    assert_int_equal(bad_stat("rejected_proto"), proto_before + 7);
+
+    /* Well-formed, but the field holds another type: nothing written. */
+    bad_ops(&o, 0, MRD_STATE_COUNTER, MRD_OP_INC, 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_OK);
+    bad_ops(&o, 0, MRD_STATE_SET, MRD_OP_ADD, 1, "n");
+    assert_int_equal(bad_ops_call("ops-victim", &o), MRD_ETYPE);
+    assert_int_equal(bad_stat("rejected_state"), state_before + 1);
+    bad_still_serving("ops-victim", 1);
+    proto_buf_fini(&o);
+}
+
 /* A node with a 1 MiB map that may grow to 2 MiB: appends until it refuses,
  * then every acknowledged event must be readable, before and after a
  * restart, and the node must go on serving reads. */
@@ -455,6 +551,7 @@ main(void)
         cmocka_unit_test(test_bad_stream_names),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_bad_reads),
+        cmocka_unit_test(test_bad_ops),
         cmocka_unit_test(test_full_map),
         cmocka_unit_test(test_data_dir_locked),
     };
