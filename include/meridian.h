@@ -425,7 +425,8 @@ MRD_API void             mrd_state_free(mrd_state *state);
 MRD_API int mrd_value_type(const mrd_value *value);
 /* A counter's value; 0 for other types. */
 MRD_API int64_t mrd_value_int(const mrd_value *value);
-/* A flag's value; 0 for other types. */
+/* A flag's value; 0 for other types and for NULL (a disabled flag holds
+ * nothing, so it is absent from the document: mrd_value_find() gives NULL). */
 MRD_API int mrd_value_bool(const mrd_value *value);
 /* Items: LWW 1 (the winning write), MVREG the concurrent values, SET the
  * members, MAP the entries, sorted by bytes; 0 for counters and flags. */
