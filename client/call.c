@@ -34,6 +34,7 @@
 #include "client.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 static void client_attempt_failed(struct client_call *call);
@@ -246,7 +247,11 @@ client_reply_handle(
     }
 
 garbled:
-    /* Whatever the node did, we cannot tell what it was. */
+    /* Whatever the node did, we cannot tell what it was. If the deadline
+     * comes first, mrd_errdetail() says why. */
+    snprintf(call->detail, sizeof call->detail,
+        "no usable reply: a node's reply did not decode (%s)",
+        why != NULL ? why : "bad body");
     call->outcome_unknown = true;
     *retry                = true;
     return MRD_EPROTO;

@@ -141,7 +141,8 @@ static const char ctl_help_state[]
       "With --json: {\"stream\", \"version\", \"context\": [{\"origin\",\n"
       "\"seq\"}], \"fields\": {NAME: {\"type\", \"value\"}}}, maps nested\n"
       "the same way. Two entries of one name (created concurrently with\n"
-      "different types) are NAME and NAME#TYPE. Values that are not all\n"
+      "different types) are NAME and NAME#TYPE (#TYPE again while that\n"
+      "key is taken by another field). Values that are not all\n"
       "text are hex strings, with \"encoding\": \"hex\".\n";
 
 static const char ctl_help_node_info[]

@@ -284,9 +284,40 @@ ctl_state_json_value(const mrd_value *v)
     return obj;
 }
 
+/* The key of a map entry: its name, or name#type for an entry whose name
+ * the previous entry had (sibling), then #type again while obj already
+ * holds the key: a field may itself be called "x#set", and must not
+ * replace the sibling keyed so. NULL when out of memory. */
+static char *
+ctl_state_json_key(json_t *obj, const char *name, int type, bool sibling)
+{
+    const char *type_name = mrd_state_type_name(type);
+    size_t      type_len  = strlen(type_name);
+    size_t      size      = strlen(name) + 1;
+    char       *key       = malloc(size);
+
+    if (key == NULL) {
+        return NULL;
+    }
+    memcpy(key, name, size);
+    while (sibling || json_object_get(obj, key) != NULL) {
+        char *longer = realloc(key, size + 1 + type_len);
+        if (longer == NULL) {
+            free(key);
+            return NULL;
+        }
+        key           = longer;
+        key[size - 1] = '#';
+        memcpy(key + size, type_name, type_len + 1);
+        size += 1 + type_len;
+        sibling = false;
+    }
+    return key;
+}
+
 /* A map's entries as a JSON object. Entries are sorted by name then type,
  * so the entries sharing a name are next to each other: the first keeps
- * the name, the others get "#type". */
+ * the name, the others get "#type" (ctl_state_json_key). */
 static json_t *
 ctl_state_json_map(const mrd_value *map)
 {
@@ -295,23 +326,16 @@ ctl_state_json_map(const mrd_value *map)
     const char *name;
 
     for (size_t i = 0; obj != NULL && i < mrd_value_count(map); i++) {
-        const mrd_value *v = mrd_value_entry(map, i, &name);
-        json_t          *j = ctl_state_json_value(v);
-        int              rv;
-        if (prev != NULL && strcmp(prev, name) == 0) {
-            size_t len = strlen(name) + 1 + 16;
-            char  *key = malloc(len);
-            rv         = -1;
-            if (key != NULL) {
-                snprintf(key, len, "%s#%s", name,
-                    mrd_state_type_name(mrd_value_type(v)));
-                rv = json_object_set_new(obj, key, j);
-                free(key);
-            } else {
-                json_decref(j);
-            }
+        const mrd_value *v   = mrd_value_entry(map, i, &name);
+        json_t          *j   = ctl_state_json_value(v);
+        char            *key = ctl_state_json_key(obj, name, mrd_value_type(v),
+                       prev != NULL && strcmp(prev, name) == 0);
+        int              rv  = -1;
+        if (key != NULL) {
+            rv = json_object_set_new(obj, key, j);
+            free(key);
         } else {
-            rv = json_object_set_new(obj, name, j);
+            json_decref(j);
         }
         prev = name;
         if (rv != 0) {
