@@ -79,7 +79,7 @@
 #define STEPS_MAX 72u /* steps of one case */
 #define EVS_MAX (STEPS_MAX + 1u) /* events of one case */
 #define ITEMS_MAX (EVS_MAX * EV_OPS_MAX) /* ops of one case */
-#define DEFAULT_CASES 1500u
+#define DEFAULT_CASES 3000u
 
 /* ------------------------------------------------------------ context -- */
 
