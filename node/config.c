@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ enum node_opt {
     NODE_OPT_FRAME_SIZE_MAX,
     NODE_OPT_IDEM_WINDOW,
     NODE_OPT_CLOCK_AHEAD_MAX,
+    NODE_OPT_REGION,
+    NODE_OPT_CLUSTER_ID,
+    NODE_OPT_PEERS,
     NODE_OPT_WORKERS,
     NODE_OPT_READERS,
     NODE_OPT_LOG_LEVEL,
@@ -45,6 +49,9 @@ static const struct option node_options[] = {
     { "frame-size-max", required_argument, NULL, NODE_OPT_FRAME_SIZE_MAX },
     { "idempotency-window", required_argument, NULL, NODE_OPT_IDEM_WINDOW },
     { "clock-ahead-max", required_argument, NULL, NODE_OPT_CLOCK_AHEAD_MAX },
+    { "region", required_argument, NULL, NODE_OPT_REGION },
+    { "cluster-id", required_argument, NULL, NODE_OPT_CLUSTER_ID },
+    { "peers", required_argument, NULL, NODE_OPT_PEERS },
     { "workers", required_argument, NULL, NODE_OPT_WORKERS },
     { "readers", required_argument, NULL, NODE_OPT_READERS },
     { "log-level", required_argument, NULL, NODE_OPT_LOG_LEVEL },
@@ -88,6 +95,13 @@ node_config_usage(FILE *out)
         "                           this node's clock than this is clamped\n"
         "                           when it advances the clock, counted and\n"
         "                           logged (default %u, max %u)\n"
+        "  --region NAME            this node's region (default \"local\")\n"
+        "  --cluster-id HEX         32 hex digits shared by every node of a\n"
+        "                           cluster (required with --peers; random\n"
+        "                           for a lone node); fixed at creation\n"
+        "  --peers LIST             the other nodes this node replicates\n"
+        "                           with: ID@URL,ID@URL,... (every node holds\n"
+        "                           every shard; at most %u peers)\n"
         "  --workers N              requests held at once (default %u, max "
         "%u)\n"
         "  --readers N              reader threads (default %u, max %u)\n"
@@ -99,7 +113,7 @@ node_config_usage(FILE *out)
         "SIZE takes a K, M or G suffix (powers of 1024).\n",
         NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
         (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
-        NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX,
+        NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX, NODE_PEERS_MAX,
         NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_READERS_DEFAULT,
         NODE_READERS_MAX);
 }
@@ -188,6 +202,43 @@ node_config_range(const char *name, const char *v, bool suffix, uint64_t lo,
     return 0;
 }
 
+/* --peers ID@URL,ID@URL,... */
+static int
+node_config_peers(struct node_config *cfg, const char *name, const char *v)
+{
+    cfg->peer_count = 0;
+    while (*v != '\0') {
+        const char *end = strchr(v, ',');
+        size_t      len = end != NULL ? (size_t) (end - v) : strlen(v);
+        const char *at  = memchr(v, '@', len);
+        char        idtext[24];
+        uint64_t    id;
+        if (cfg->peer_count == NODE_PEERS_MAX || at == NULL || at == v
+            || (size_t) (at - v) >= sizeof(idtext)
+            || len - (size_t) (at - v) - 1 == 0
+            || len - (size_t) (at - v) - 1 >= sizeof(cfg->peers[0].url)) {
+            fprintf(stderr,
+                "meridiand: --%s: '%.*s' is not ID@URL (at most %u peers)\n",
+                name, (int) len, v, NODE_PEERS_MAX);
+            return -1;
+        }
+        memcpy(idtext, v, (size_t) (at - v));
+        idtext[at - v] = '\0';
+        if (node_config_range(name, idtext, false, 1, INT64_MAX, &id) != 0) {
+            return -1;
+        }
+        struct node_peer *p = &cfg->peers[cfg->peer_count++];
+        p->id               = id;
+        snprintf(p->url, sizeof(p->url), "%.*s",
+            (int) (len - (size_t) (at - v) - 1), at + 1);
+        v += len;
+        if (*v == ',') {
+            v++;
+        }
+    }
+    return 0;
+}
+
 /* Applies one setting by option id; used by flags and the config file. */
 static int
 node_config_set(
@@ -236,6 +287,21 @@ node_config_set(
         rv = node_config_range(name, v, false, 1, NODE_CLOCK_AHEAD_MS_MAX, &n);
         cfg->clock_ahead_max_ms = (uint32_t) n;
         break;
+    case NODE_OPT_REGION:
+        return node_config_string(cfg->region, sizeof(cfg->region), name, v);
+    case NODE_OPT_PEERS:
+        return node_config_peers(cfg, name, v);
+    case NODE_OPT_CLUSTER_ID:
+        if (strlen(v) != 32
+            || sodium_hex2bin(cfg->cluster_id, sizeof(cfg->cluster_id), v, 32,
+                   NULL, NULL, NULL)
+                != 0) {
+            fprintf(stderr, "meridiand: --%s: '%s' is not 32 hex digits\n",
+                name, v);
+            return -1;
+        }
+        cfg->has_cluster_id = true;
+        return 0;
     case NODE_OPT_WORKERS:
         rv = node_config_range(name, v, false, 4, NODE_WORKERS_MAX, &n);
         cfg->workers = (uint32_t) n;
@@ -332,9 +398,10 @@ node_config_defaults(struct node_config *cfg)
     cfg->frame_size_max     = NODE_FRAME_SIZE_DEFAULT;
     cfg->idem_window_s      = NODE_IDEM_WINDOW_S_DEFAULT;
     cfg->clock_ahead_max_ms = NODE_CLOCK_AHEAD_MS_DEFAULT;
-    cfg->workers            = NODE_WORKERS_DEFAULT;
-    cfg->readers            = NODE_READERS_DEFAULT;
-    cfg->log_level          = NODE_LOG_INFO;
+    snprintf(cfg->region, sizeof(cfg->region), "local");
+    cfg->workers   = NODE_WORKERS_DEFAULT;
+    cfg->readers   = NODE_READERS_DEFAULT;
+    cfg->log_level = NODE_LOG_INFO;
 }
 
 /* Cross-setting checks, after everything is read. */
@@ -351,6 +418,26 @@ node_config_check(struct node_config *cfg)
     }
     if (cfg->map_size > cfg->map_size_max) {
         cfg->map_size_max = cfg->map_size;
+    }
+    if (cfg->peer_count > 0 && !cfg->has_cluster_id) {
+        fprintf(stderr,
+            "meridiand: --peers needs --cluster-id: every node of "
+            "a cluster must hash streams to the same shards\n");
+        return -1;
+    }
+    for (uint32_t i = 0; i < cfg->peer_count; i++) {
+        if (cfg->peers[i].id == cfg->node_id) {
+            fprintf(stderr, "meridiand: --peers: %" PRIu64 " is this node\n",
+                cfg->node_id);
+            return -1;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (cfg->peers[j].id == cfg->peers[i].id) {
+                fprintf(stderr, "meridiand: --peers: %" PRIu64 " twice\n",
+                    cfg->peers[i].id);
+                return -1;
+            }
+        }
     }
     return 0;
 }

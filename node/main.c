@@ -41,7 +41,8 @@ main(int argc, char **argv)
 {
     struct node_config  cfg;
     struct node_store   store;
-    struct node_server *srv = NULL;
+    struct node_server *srv    = NULL;
+    struct node_puller *puller = NULL;
     sigset_t            set;
     int                 sig = 0;
 
@@ -75,6 +76,13 @@ main(int argc, char **argv)
         node_store_close(&store);
         return 1;
     }
+    if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), &puller)
+        != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
+        node_server_stop(srv);
+        node_store_close(&store);
+        return 1;
+    }
     node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:i}", "listen",
         node_server_url(srv), "version", MRD_VERSION_STRING, "pid",
         (int) getpid());
@@ -82,6 +90,7 @@ main(int argc, char **argv)
     bool failed = node_server_failed(srv);
     node_log(NODE_LOG_INFO, "stopping", "{s:s}", "signal",
         sig == SIGINT ? "SIGINT" : "SIGTERM");
+    node_puller_stop(puller);
     node_server_stop(srv);
     node_store_close(&store);
     node_log(failed ? NODE_LOG_ERROR : NODE_LOG_INFO, "stopped", "{s:b}",

@@ -55,6 +55,8 @@ _Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
  * must not drag every node's timestamps an hour ahead (DESIGN: 500 ms). */
 #define NODE_CLOCK_AHEAD_MS_DEFAULT 500u
 #define NODE_CLOCK_AHEAD_MS_MAX 3600000u
+/* Peers one node pulls from: a full mesh of a few regions. */
+#define NODE_PEERS_MAX 32u
 /* LMDB map: start size and the most it may grow to (doubling). */
 #define NODE_MAP_SIZE_DEFAULT (1ull << 30)
 #define NODE_MAP_SIZE_MAX_DEFAULT (64ull << 30)
@@ -76,20 +78,33 @@ enum node_log_level {
     NODE_LOG_ERROR = 3,
 };
 
+/* A node this one replicates with (static, from --peers, until the
+ * topology milestone). */
+struct node_peer {
+    uint64_t id;
+    char     url[256];
+};
+
 struct node_config {
-    uint64_t node_id;
-    char     data_dir[4096];
-    char     listen[256];
-    char     ready_file[4096];
-    uint32_t shard_count;
-    uint64_t map_size;
-    uint64_t map_size_max;
-    uint32_t frame_size_max;
-    uint32_t idem_window_s;
-    uint32_t clock_ahead_max_ms;
-    uint32_t workers;
-    uint32_t readers;
-    int      log_level;
+    uint64_t         node_id;
+    char             data_dir[4096];
+    char             listen[256];
+    char             ready_file[4096];
+    uint32_t         shard_count;
+    uint64_t         map_size;
+    uint64_t         map_size_max;
+    uint32_t         frame_size_max;
+    uint32_t         idem_window_s;
+    uint32_t         clock_ahead_max_ms;
+    char             region[64];
+    /* Every node of a cluster shares it: it keys the shard hash. */
+    bool             has_cluster_id;
+    uint8_t          cluster_id[16];
+    struct node_peer peers[NODE_PEERS_MAX];
+    uint32_t         peer_count;
+    uint32_t         workers;
+    uint32_t         readers;
+    int              log_level;
 };
 
 /* Fills defaults, then reads --config FILE (JSON) if given, then the other
@@ -148,7 +163,10 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(idem_expired)                                                            \
     X(state_ops_applied)                                                       \
     X(rejected_state)                                                          \
-    X(clock_clamped)
+    X(clock_clamped)                                                           \
+    X(events_replicated)                                                       \
+    X(rejected_replication)                                                    \
+    X(pulls_served)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -189,6 +207,8 @@ struct node_store {
     MDB_dbi  dbi_idem;
     MDB_dbi  dbi_idem_exp;
     MDB_dbi  dbi_state; /* stream id -> state document */
+    MDB_dbi  dbi_vv; /* shard BE32, origin BE64 -> highest seq held */
+    MDB_dbi  dbi_progress; /* peer BE64, shard BE32 -> peer log seq read */
     MDB_dbi  dbi_log[NODE_SHARDS_MAX];
     uint32_t shard_count;
     uint64_t node_id;
@@ -207,6 +227,12 @@ struct node_store {
     uint64_t        log_seq_last[NODE_SHARDS_MAX];
     /* Writer-owned scratch for state documents (state.c). */
     struct node_state_txn *state;
+    /* Two threads write: the writer (appends) and the puller (replicated
+     * batches). LMDB serialises write transactions anyway; this mutex also
+     * guards the counters above and the state scratch they share. */
+    pthread_mutex_t write_mu;
+    uint32_t        clock_ahead_max_ms;
+    uint32_t        peer_count; /* 0: this node is every shard's only replica */
 };
 
 /* Opens (creating on first start) the store in cfg->data_dir. Checks node id,
@@ -251,6 +277,20 @@ int node_stream_lookup(MDB_txn *txn, const struct node_store *store,
     struct proto_str name, struct node_stream *out);
 int node_stream_put(MDB_txn *txn, const struct node_store *store,
     struct proto_str name, const struct node_stream *st);
+/* Counters saved before a write transaction, restored if it aborts. */
+struct node_counters {
+    uint64_t        origin_seq_last;
+    uint64_t        stream_id_last;
+    struct node_hlc hlc;
+    uint64_t        log_seq_last[NODE_SHARDS_MAX];
+};
+void node_counters_save(
+    const struct node_store *store, struct node_counters *c);
+void node_counters_restore(
+    struct node_store *store, const struct node_counters *c);
+int  node_counters_put(MDB_txn *txn, struct node_store *store);
+bool node_store_grow(struct node_store *store, struct node_stats *stats);
+
 /* Maps an LMDB or errno code from a write path to an MRD_ code. */
 int node_store_err(int rc);
 
@@ -269,10 +309,36 @@ void node_state_event(
     const struct node_state_txn *s, uint32_t index, struct proto_event_in *ev);
 int node_state_finish(MDB_txn *txn, struct node_store *store,
     uint64_t stream_id, const struct node_state_txn *s);
+/* Applies a replicated event's ops (its record's ops: deps included) to its
+ * stream's document. MDB_CORRUPTED when they do not decode or their deps
+ * are missing (*why says which). Caller holds write_mu. */
+int node_state_apply_remote(MDB_txn *txn, struct node_store *store,
+    uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
+    struct proto_str ops, const char **why);
 /* Reads a stream's state into a whole reply frame (any thread). */
 MRD_MUST_USE int node_store_state_read(struct node_store *store,
     const struct proto_state_req *req, struct proto_buf *out,
     struct node_stats *stats, const char **why);
+
+/* Replication, store side (repl.c). */
+/* This node's version vector for a shard as wire bytes (16 per entry,
+ * room for CRDT_ORIGINS_MAX); any thread. */
+MRD_MUST_USE int node_store_shard_vv(
+    struct node_store *store, uint32_t shard, uint8_t *out, uint32_t *len_out);
+/* How far this node has read peer's log of shard (0: not at all). */
+MRD_MUST_USE int node_store_progress(
+    struct node_store *store, uint64_t peer, uint32_t shard, uint64_t *after);
+/* Serves a PULL: a whole reply frame into out; any thread. */
+MRD_MUST_USE int node_store_pull(struct node_store *store,
+    const struct proto_pull_req *req, struct proto_buf *out,
+    uint32_t *count_out, struct node_stats *stats, const char **why);
+/* Appends a pulled batch in one transaction with the shard's vector, the
+ * events' state ops and the new read position of peer's log. MRD_OK,
+ * MRD_ECORRUPT (a batch that breaks an invariant: refused, counted,
+ * logged), MRD_ENOSPACE, MRD_EIO. */
+MRD_MUST_USE int node_store_replicate(struct node_store *store, uint64_t peer,
+    uint32_t shard, const struct proto_pull_rep *rep, struct node_stats *stats,
+    uint32_t *applied);
 
 /* Reads, on any thread. Each takes its own read-only transaction. The stream
  * and log reads write a whole reply frame, header included, into out (which
@@ -298,8 +364,24 @@ const char *node_server_url(const struct node_server *server);
 /* Graceful stop: queued appends are committed and answered, new requests
  * get MRD_ECLOSED, parked long-polls are answered; then everything is
  * closed and freed. */
-void node_server_stop(struct node_server *server);
+void               node_server_stop(struct node_server *server);
+struct node_stats *node_server_stats(struct node_server *srv);
+/* Requeues every parked long-poll: events arrived by another path than
+ * the writer (replication). */
+void node_server_wake_all(struct node_server *srv);
 /* True once the writer hit a fail-stop error; main exits non-zero. */
 bool node_server_failed(const struct node_server *server);
+
+/* ---------------------------------------------------------------- puller -- */
+
+struct node_puller;
+
+/* Starts pulling every shard from every peer of cfg (nothing when there are
+ * none: *out stays NULL). */
+MRD_MUST_USE int node_puller_start(const struct node_config *cfg,
+    struct node_store *store, struct node_server *srv, struct node_stats *stats,
+    struct node_puller **out);
+/* Stops and frees it (NULL is fine); waits for a pull in flight. */
+void node_puller_stop(struct node_puller *p);
 
 #endif /* MRD_NODE_H */

@@ -60,6 +60,7 @@ struct node_work {
     struct proto_log_req   log;
     struct proto_str       stream;
     struct proto_state_req state_req;
+    struct proto_pull_req  pull;
     /* Long-poll state. */
     uint64_t          deadline_ms;
     uint64_t          stream_hash;
@@ -387,6 +388,9 @@ node_dispatch_read(struct node_work *w, struct proto_rd *body)
     case PROTO_T_STATE:
         rv = proto_state_req_decode(body, &w->state_req, &why);
         break;
+    case PROTO_T_PULL:
+        rv = proto_pull_req_decode(body, &w->pull, &why);
+        break;
     default:
         MRD_ASSERT(!"not a read-side type");
     }
@@ -570,6 +574,28 @@ node_wake_parked(struct node_server *srv, const uint64_t *hashes, size_t n)
         } else {
             link = &w->next;
         }
+    }
+    pthread_mutex_unlock(&srv->park_mu);
+}
+
+struct node_stats *
+node_server_stats(struct node_server *srv)
+{
+    return &srv->stats;
+}
+
+void
+node_server_wake_all(struct node_server *srv)
+{
+    pthread_mutex_lock(&srv->park_mu);
+    atomic_fetch_add(&srv->commit_gen, 1);
+    while (srv->parked != NULL) {
+        struct node_work *w = srv->parked;
+        srv->parked         = w->next;
+        srv->parked_count--;
+        pthread_mutex_lock(&srv->rq.mu);
+        node_queue_push_locked(&srv->rq, w);
+        pthread_mutex_unlock(&srv->rq.mu);
     }
     pthread_mutex_unlock(&srv->park_mu);
 }
@@ -791,6 +817,12 @@ node_reader_serve(
         rv = node_store_state_read(
             srv->store, &w->state_req, buf, &srv->stats, &why);
         NODE_STAT_ADD(&srv->stats, reads, 1);
+        break;
+    case PROTO_T_PULL:
+        proto_buf_reset(buf);
+        rv = node_store_pull(
+            srv->store, &w->pull, buf, &count, &srv->stats, &why);
+        NODE_STAT_ADD(&srv->stats, pulls_served, 1);
         break;
     default:
         MRD_ASSERT(!"not a read-side type");

@@ -99,12 +99,17 @@ node_state_ops(struct node_state_txn *s, const struct proto_event_in *ev)
     return rc;
 }
 
-/* The stable point for folding counters. Until replication exists this
- * node is the only replica, so everything it has applied is stable. */
+/* The stable point for folding counters. A node with no peers is every
+ * shard's only replica, so everything it has applied is stable. With peers,
+ * stability needs every replica's vector as of a point this node has read
+ * up to; until that is tracked, nothing is folded (counters keep their
+ * increments, which is always correct, only larger). */
 static const struct crdt_vv *
-node_state_stable(const struct node_state_txn *s)
+node_state_stable(
+    const struct node_store *store, const struct node_state_txn *s)
 {
-    return &s->doc.ctx;
+    static const struct crdt_vv none = { 0, 0, NULL };
+    return store->peer_count == 0 ? &s->doc.ctx : &none;
 }
 
 /* Applies one event's ops to s->doc as event `index` with dot and hlc, and
@@ -187,7 +192,7 @@ node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
         }
         index++;
     }
-    rc = crdt_doc_compact(&s->doc, node_state_stable(s));
+    rc = crdt_doc_compact(&s->doc, node_state_stable(store, s));
     if (rc == MRD_OK) {
         msgpack_packer pk;
         msgpack_sbuffer_clear(&s->sbuf);
@@ -228,6 +233,53 @@ node_state_finish(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
     MDB_val k = { 8, key };
     MDB_val v = { s->sbuf.size, s->sbuf.data };
     return mdb_put(txn, store->dbi_state, &k, &v, 0);
+}
+
+int
+node_state_apply_remote(MDB_txn *txn, struct node_store *store,
+    uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
+    struct proto_str ops, const char **why)
+{
+    struct node_state_txn *s = store->state;
+    int rc = exists ? node_state_load(txn, store, stream_id, s) : 0;
+    if (rc != 0) {
+        return rc;
+    }
+    if (!exists) {
+        node_state_txn_reset(s);
+    }
+    enum crdt_delivery d = CRDT_HOLD;
+    rc                   = crdt_ops_decode(s->ops, ops.ptr, ops.len, why);
+    if (rc == MRD_OK) {
+        rc = crdt_doc_apply(
+            &s->doc, dot, hlc, &s->ops->deps, s->ops->op, s->ops->count, &d);
+    }
+    if (rc == MRD_OK && d == CRDT_HOLD) {
+        /* A peer's log is in causal order and we take it in that order:
+         * a missing dependency means that log, or ours, is damaged. */
+        *why = "a replicated event's dependencies are missing";
+        return MDB_CORRUPTED;
+    }
+    if (rc == MRD_ENOMEM) {
+        return ENOMEM;
+    }
+    if (rc != MRD_OK) {
+        return MDB_CORRUPTED;
+    }
+    if (d == CRDT_DUPLICATE) {
+        return 0;
+    }
+    rc = crdt_doc_compact(&s->doc, node_state_stable(store, s));
+    if (rc == MRD_OK) {
+        msgpack_packer pk;
+        msgpack_sbuffer_clear(&s->sbuf);
+        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
+        rc = crdt_doc_encode(&s->doc, &pk);
+    }
+    if (rc != MRD_OK) {
+        return ENOMEM;
+    }
+    return node_state_finish(txn, store, stream_id, s);
 }
 
 /* ---------------------------------------------------------------- reads -- */

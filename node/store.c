@@ -155,7 +155,11 @@ node_store_init_meta(
 {
     int rc;
 
-    randombytes_buf(store->cluster_id, sizeof(store->cluster_id));
+    if (cfg->has_cluster_id) {
+        memcpy(store->cluster_id, cfg->cluster_id, sizeof(store->cluster_id));
+    } else {
+        randombytes_buf(store->cluster_id, sizeof(store->cluster_id));
+    }
     MDB_val k = node_val(NODE_META_CLUSTER, strlen(NODE_META_CLUSTER));
     MDB_val v = node_val(store->cluster_id, sizeof(store->cluster_id));
     rc        = mdb_put(txn, store->dbi_meta, &k, &v, 0);
@@ -214,6 +218,11 @@ node_store_check_meta(
         node_log(NODE_LOG_WARN, "shard count is fixed at creation; using it",
             "{s:I, s:i}", "stored", (json_int_t) shards, "requested",
             (int) cfg->shard_count);
+    }
+    if (cfg->has_cluster_id && memcmp(v.mv_data, cfg->cluster_id, 16) != 0) {
+        node_log(NODE_LOG_ERROR, "the data dir belongs to another cluster",
+            "{s:s}", "dir", cfg->data_dir);
+        return MRD_EINVAL;
     }
     memcpy(store->cluster_id, v.mv_data, 16);
     store->shard_count = (uint32_t) shards;
@@ -357,7 +366,10 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
         return MRD_EINTERNAL;
     }
     pthread_rwlock_init(&store->resize_lock, NULL);
-    store->state = malloc(sizeof(*store->state));
+    pthread_mutex_init(&store->write_mu, NULL);
+    store->clock_ahead_max_ms = cfg->clock_ahead_max_ms;
+    store->peer_count         = cfg->peer_count;
+    store->state              = malloc(sizeof(*store->state));
     if (store->state == NULL || node_state_txn_init(store->state) != MRD_OK) {
         rv = MRD_ENOMEM;
         goto fail;
@@ -366,12 +378,12 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
     if (rv != MRD_OK) {
         goto fail;
     }
-    rc = mdb_txn_begin(store->env, NULL, 0, &txn);
-    const char *names[]
-        = { "meta", "streams", "index", "idem", "idem_exp", "state" };
-    MDB_dbi *dbis[]
-        = { &store->dbi_meta, &store->dbi_streams, &store->dbi_index,
-              &store->dbi_idem, &store->dbi_idem_exp, &store->dbi_state };
+    rc                  = mdb_txn_begin(store->env, NULL, 0, &txn);
+    const char *names[] = { "meta", "streams", "index", "idem", "idem_exp",
+        "state", "vv", "progress" };
+    MDB_dbi    *dbis[]  = { &store->dbi_meta, &store->dbi_streams,
+            &store->dbi_index, &store->dbi_idem, &store->dbi_idem_exp,
+            &store->dbi_state, &store->dbi_vv, &store->dbi_progress };
     _Static_assert(MRD_ARRAY_SIZE(names) <= NODE_DBS_FIXED, "room for dbs");
     for (size_t i = 0; i < MRD_ARRAY_SIZE(names) && rc == 0; i++) {
         rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
@@ -429,6 +441,7 @@ node_store_close(struct node_store *store)
         store->lock_fd = -1;
     }
     pthread_rwlock_destroy(&store->resize_lock);
+    pthread_mutex_destroy(&store->write_mu);
     if (store->state != NULL) {
         node_state_txn_fini(store->state);
         free(store->state);

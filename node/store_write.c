@@ -17,14 +17,6 @@
 #include <jansson.h>
 #include <string.h>
 
-/* Counters saved before a transaction, restored if it aborts. */
-struct node_counters {
-    uint64_t        origin_seq_last;
-    uint64_t        stream_id_last;
-    struct node_hlc hlc;
-    uint64_t        log_seq_last[NODE_SHARDS_MAX];
-};
-
 /* The idempotency record: the first answer plus what identifies the request
  * (stream, expected version, digest of its events). */
 struct node_idem {
@@ -62,7 +54,7 @@ node_idem_decode(const uint8_t *b, struct node_idem *idem)
     memcpy(idem, f, sizeof(f));
 }
 
-static void
+void
 node_counters_save(const struct node_store *store, struct node_counters *c)
 {
     c->origin_seq_last = store->origin_seq_last;
@@ -72,7 +64,7 @@ node_counters_save(const struct node_store *store, struct node_counters *c)
         sizeof(uint64_t) * store->shard_count);
 }
 
-static void
+void
 node_counters_restore(struct node_store *store, const struct node_counters *c)
 {
     store->origin_seq_last = c->origin_seq_last;
@@ -327,7 +319,7 @@ node_idem_sweep(MDB_txn *txn, struct node_store *store, uint64_t now_ms,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int
+int
 node_counters_put(MDB_txn *txn, struct node_store *store)
 {
     uint8_t     b[8];
@@ -381,8 +373,9 @@ node_commit_once(struct node_store *store, struct node_append **appends,
     return rc;
 }
 
-/* Doubles the map, up to its maximum. False when it is already there. */
-static bool
+/* Doubles the map, up to its maximum. False when it is already there.
+ * Caller holds write_mu. */
+bool
 node_store_grow(struct node_store *store, struct node_stats *stats)
 {
     if (store->map_size >= store->map_size_max) {
@@ -414,12 +407,14 @@ node_store_commit(struct node_store *store, struct node_append **appends,
     int rc;
 
     MRD_ASSERT(count > 0);
+    pthread_mutex_lock(&store->write_mu);
     for (;;) {
         rc = node_commit_once(store, appends, count, scratch, stats);
         if (rc != MDB_MAP_FULL || !node_store_grow(store, stats)) {
             break;
         }
     }
+    pthread_mutex_unlock(&store->write_mu);
     if (rc != 0 && rc != MDB_MAP_FULL) {
         node_log(NODE_LOG_ERROR, "commit failed", "{s:s, s:i}", "error",
             mdb_strerror(rc), "code", rc);

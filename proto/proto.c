@@ -1431,7 +1431,8 @@ proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
 
     /* The decoder insists on exactly these keys. */
     MRD_ASSERT((type == PROTO_T_READ && key_count == 3)
-        || (type == PROTO_T_READ_LOG && key_count == 2));
+        || (type == PROTO_T_READ_LOG && key_count == 2)
+        || (type == PROTO_T_PULL && key_count == 4));
     proto_reply_begin(buf, type, MRD_OK);
     proto_wr_map(buf, key_count);
     proto_wr_uint(buf, PROTO_K_READ_EVENTS);
@@ -1591,6 +1592,230 @@ proto_events_rep_next(struct proto_rd *rd, uint64_t *position,
         return MRD_ENOTFOUND;
     }
     return proto_event_item_read(rd, position, log_seq, record);
+}
+
+/* ---------------------------------------------------------------- pull -- */
+
+int
+proto_vv_check(struct proto_str vv, const char **why)
+{
+    uint64_t prev = 0;
+    uint64_t origin;
+    uint64_t seq;
+
+    if (vv.len % PROTO_VV_ENTRY_SIZE != 0) {
+        return proto_fail(
+            why, MRD_EPROTO, "version vector length is not a multiple of 16");
+    }
+    if (vv.len / PROTO_VV_ENTRY_SIZE > PROTO_VV_ENTRIES_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "version vector has more than PROTO_VV_ENTRIES_MAX entries");
+    }
+    for (uint32_t i = 0; i < vv.len / PROTO_VV_ENTRY_SIZE; i++) {
+        proto_vv_at(vv, i, &origin, &seq);
+        if (origin == 0 || seq == 0) {
+            return proto_fail(
+                why, MRD_EPROTO, "version vector has a zero origin or seq");
+        }
+        if (origin <= prev) {
+            return proto_fail(why, MRD_EPROTO,
+                "version vector origins are not strictly increasing");
+        }
+        prev = origin;
+    }
+    return MRD_OK;
+}
+
+uint32_t
+proto_vv_count(struct proto_str vv)
+{
+    return vv.len / PROTO_VV_ENTRY_SIZE;
+}
+
+void
+proto_vv_at(struct proto_str vv, uint32_t i, uint64_t *origin, uint64_t *seq)
+{
+    MRD_ASSERT(i < vv.len / PROTO_VV_ENTRY_SIZE);
+    const uint8_t *p
+        = (const uint8_t *) vv.ptr + (size_t) i * PROTO_VV_ENTRY_SIZE;
+    *origin = mrd_be64_get(p);
+    *seq    = mrd_be64_get(p + 8);
+}
+
+/* The limits of a PULL request, shared by both sides. */
+static int
+proto_pull_check(
+    uint64_t count, struct proto_str vv, uint64_t from, const char **why)
+{
+    int rv = proto_count_check(count, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    rv = proto_vv_check(vv, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (from == 0) {
+        return proto_fail(why, MRD_EPROTO, "from is 0");
+    }
+    return MRD_OK;
+}
+
+int
+proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
+{
+    if (req->vv.len > 0 && req->vv.ptr == NULL) {
+        return MRD_EINVAL;
+    }
+    int rv = proto_pull_check(req->count, req->vv, req->from, NULL);
+    if (rv != MRD_OK) {
+        return proto_arg_code(rv);
+    }
+    proto_request_begin(buf, PROTO_T_PULL);
+    proto_wr_map(buf, 3 + (req->after != 0) + (req->vv.len > 0));
+    proto_wr_uint(buf, PROTO_K_PULL_SHARD);
+    proto_wr_uint(buf, req->shard);
+    if (req->after != 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_AFTER);
+        proto_wr_uint(buf, req->after);
+    }
+    proto_wr_uint(buf, PROTO_K_PULL_COUNT);
+    proto_wr_uint(buf, req->count);
+    if (req->vv.len > 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_VV);
+        proto_wr_bin(buf, req->vv.ptr, req->vv.len);
+    }
+    proto_wr_uint(buf, PROTO_K_PULL_FROM);
+    proto_wr_uint(buf, req->from);
+    return proto_buf_status(buf);
+}
+
+int
+proto_pull_req_decode(
+    struct proto_rd *body, struct proto_pull_req *out, const char **why)
+{
+    static const enum proto_vt vts[]    = { PROTO_VT_U32, PROTO_VT_UINT,
+           PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT };
+    static const uint32_t      required = PROTO_BIT(PROTO_K_PULL_SHARD)
+        | PROTO_BIT(PROTO_K_PULL_COUNT) | PROTO_BIT(PROTO_K_PULL_FROM);
+    struct proto_val v[5];
+    struct proto_rd  rd = *body;
+    uint32_t         seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(&rd, vts, 5, required, v, &seen, why);
+    if (rv == MRD_OK) {
+        rv = proto_pull_check(v[2].u, v[3].s, v[4].u, why);
+    }
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    out->shard = (uint32_t) v[0].u;
+    out->after = v[1].u;
+    out->count = (uint32_t) v[2].u;
+    out->vv    = v[3].s;
+    out->from  = v[4].u;
+    *body      = rd;
+    return MRD_OK;
+}
+
+void
+proto_pull_rep_finish(struct proto_buf *buf, uint64_t scanned, bool end,
+    const void *vv, size_t vv_len)
+{
+    MRD_ASSERT(end || vv_len == 0);
+    MRD_ASSERT(vv != NULL || vv_len == 0);
+    if (vv_len > (size_t) PROTO_VV_ENTRIES_MAX * PROTO_VV_ENTRY_SIZE) {
+        if (proto_buf_status(buf) == MRD_OK) {
+            buf->overflow = true; /* no peer would accept it */
+        }
+        return;
+    }
+    struct proto_str s = { (const char *) vv, (uint32_t) vv_len };
+    MRD_ASSERT(proto_vv_check(s, NULL) == MRD_OK);
+    proto_wr_uint(buf, PROTO_K_PULL_SCANNED);
+    proto_wr_uint(buf, scanned);
+    proto_wr_uint(buf, PROTO_K_PULL_END);
+    proto_wr_bool(buf, end);
+    proto_wr_uint(buf, PROTO_K_PULL_VV);
+    proto_wr_bin(buf, vv, vv_len);
+}
+
+static int
+proto_pull_rep_field(struct proto_rd *rd, uint32_t key,
+    struct proto_pull_rep *out, const char **why)
+{
+    struct proto_events_rep items;
+
+    switch (key) {
+    case PROTO_K_PULL_EVENTS: {
+        int rv = proto_event_items_read(rd, &items, why);
+        if (rv == MRD_OK) {
+            out->count      = items.count;
+            out->events_raw = items.events_raw;
+        }
+        return rv;
+    }
+    case PROTO_K_PULL_SCANNED:
+        if (proto_rd_uint(rd, &out->scanned) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "scanned is not a uint");
+        }
+        return MRD_OK;
+    case PROTO_K_PULL_END:
+        if (proto_rd_bool(rd, &out->end) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "end is not a bool");
+        }
+        return MRD_OK;
+    case PROTO_K_PULL_VV:
+        if (proto_rd_bin(rd, &out->vv) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "version vector is not a bin");
+        }
+        return proto_vv_check(out->vv, why);
+    default:
+        MRD_ASSERT(!"proto_key_next let an unknown pull key through");
+        return MRD_EINTERNAL;
+    }
+}
+
+int
+proto_pull_rep_decode(
+    struct proto_rd *body, struct proto_pull_rep *out, const char **why)
+{
+    _Static_assert((int) PROTO_K_PULL_EVENTS == (int) PROTO_K_READ_EVENTS,
+        "proto_events_reply_begin writes key 1");
+    struct proto_rd rd   = *body;
+    uint32_t        seen = 0;
+    uint32_t        count;
+    uint32_t        key;
+
+    memset(out, 0, sizeof *out);
+    if (proto_rd_map(&rd, &count) != MRD_OK) {
+        return proto_fail(why, MRD_EPROTO, "body is not a map");
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        int rv = proto_key_next(&rd, PROTO_K_PULL_VV, &seen, &key, why);
+        if (rv == MRD_OK) {
+            rv = proto_pull_rep_field(&rd, key, out, why);
+        }
+        if (rv != MRD_OK) {
+            return rv;
+        }
+    }
+    if (seen != PROTO_KEYS_ALL(4)) {
+        return proto_fail(why, MRD_EPROTO, "a required key is missing");
+    }
+    if (!out->end && out->vv.len != 0) {
+        return proto_fail(
+            why, MRD_EPROTO, "version vector in a reply that did not end");
+    }
+    *body = rd;
+    return MRD_OK;
+}
+
+void
+proto_pull_rep_begin(const struct proto_pull_rep *rep, struct proto_rd *rd)
+{
+    proto_rd_init(rd, rep->events_raw.ptr, rep->events_raw.len);
 }
 
 /* ---------------------------------------------------------------- info -- */

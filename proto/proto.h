@@ -99,7 +99,8 @@ enum proto_type {
     PROTO_T_NODE_INFO = 5,
     PROTO_T_STATS     = 6, /* node counters, for tools and tests */
     PROTO_T_STATE     = 7, /* a stream's state document */
-    PROTO_T_MAX_      = 7,
+    PROTO_T_PULL      = 8, /* node to node: anti-entropy pull of a shard log */
+    PROTO_T_MAX_      = 8,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -173,6 +174,23 @@ enum proto_key_state_req {
 enum proto_key_state_rep {
     PROTO_K_STATE_VERSION = 1, /* int >= -1 */
     PROTO_K_STATE_DOC     = 2, /* bin 1..PROTO_STATE_SIZE_MAX */
+};
+/* PULL (node to node, replication): a replica asks a peer for the events of
+ * one shard's log after a log seq, filtered by the asker's version vector. */
+enum proto_key_pull_req {
+    PROTO_K_PULL_SHARD = 1, /* uint32, required */
+    PROTO_K_PULL_AFTER = 2, /* uint: peer's log seq already read, default 0 */
+    PROTO_K_PULL_COUNT = 3, /* uint 1..MRD_READ_COUNT_MAX, required */
+    PROTO_K_PULL_VV    = 4, /* bin: asker's shard vv, default empty */
+    PROTO_K_PULL_FROM  = 5, /* uint: the asker's node id, required, >= 1 */
+};
+/* The reply's key 4 is PROTO_K_PULL_VV too (an enumerator cannot be
+ * declared twice): the peer's shard version vector as of the end of the
+ * scan, empty unless END. */
+enum proto_key_pull_rep {
+    PROTO_K_PULL_EVENTS  = 1, /* array of [position, log_seq, record bin] */
+    PROTO_K_PULL_SCANNED = 2, /* uint: last log seq examined (>= after) */
+    PROTO_K_PULL_END     = 3, /* bool: the scan reached the end of the log */
 };
 /* The body of a reply whose status is not MRD_OK. */
 enum proto_key_error_rep {
@@ -435,8 +453,8 @@ struct proto_events_wr {
     size_t   header_at; /* offset of the array32 header in buf */
     uint32_t count;
 };
-/* Starts the whole reply frame (header with MRD_OK, body map of 2 or 3
- * keys) and the events array. */
+/* Starts the whole reply frame (header with MRD_OK, body map of exactly 3
+ * keys for READ, 2 for READ_LOG, 4 for PULL) and the events array. */
 void proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
     uint32_t key_count, struct proto_events_wr *w);
 void proto_events_reply_add(struct proto_buf *buf, struct proto_events_wr *w,
@@ -463,6 +481,67 @@ void             proto_events_rep_begin(
  * decoder accepted). */
 MRD_MUST_USE int proto_events_rep_next(struct proto_rd *rd, uint64_t *position,
     uint64_t *log_seq, struct proto_str *record);
+
+/* ---------------------------------------------------------------- pull -- */
+
+/* A version vector on the wire: a bin of 16-byte entries, origin BE64 then
+ * seq BE64, origins strictly increasing, origin >= 1, seq >= 1; at most
+ * PROTO_VV_ENTRIES_MAX entries. Empty: nothing seen. */
+#define PROTO_VV_ENTRY_SIZE 16u
+#define PROTO_VV_ENTRIES_MAX 1024u
+
+/* Validates a vv bin: MRD_OK, or MRD_EPROTO with why (a length that is not
+ * a multiple of 16, more than PROTO_VV_ENTRIES_MAX entries, an origin or a
+ * seq of 0, origins not strictly increasing). */
+MRD_MUST_USE int proto_vv_check(struct proto_str vv, const char **why);
+/* Entries in a validated vv bin. */
+uint32_t proto_vv_count(struct proto_str vv);
+/* Reads entry i (< proto_vv_count) of a validated vv bin. */
+void proto_vv_at(
+    struct proto_str vv, uint32_t i, uint64_t *origin, uint64_t *seq);
+
+/* PULL request. vv is the raw bin (len 0: empty, ptr may be NULL then). */
+struct proto_pull_req {
+    uint32_t         shard;
+    uint64_t         after;
+    uint32_t         count;
+    struct proto_str vv; /* validated: proto_vv_check */
+    uint64_t         from;
+};
+/* MRD_EINVAL (count 0, from 0, a vv proto_vv_check refuses, or vv.len > 0
+ * with a NULL ptr), MRD_ETOOBIG (count over MRD_READ_COUNT_MAX), else the
+ * buf's status. Writes nothing when it refuses. */
+MRD_MUST_USE int proto_pull_req_encode(
+    struct proto_buf *buf, const struct proto_pull_req *req);
+MRD_MUST_USE int proto_pull_req_decode(
+    struct proto_rd *body, struct proto_pull_req *out, const char **why);
+
+/* PULL reply: written in pieces like a READ_LOG reply:
+ * proto_events_reply_begin(buf, PROTO_T_PULL, 4, &w), proto_events_reply_add
+ * per event, proto_events_reply_end, then proto_pull_rep_finish, which writes
+ * keys 2..4. vv (vv_len bytes) must be empty unless end, and valid
+ * (asserted), except that one of more than PROTO_VV_ENTRIES_MAX entries
+ * poisons buf with MRD_ETOOBIG (no peer would accept it). */
+void proto_pull_rep_finish(struct proto_buf *buf, uint64_t scanned, bool end,
+    const void *vv, size_t vv_len);
+
+struct proto_pull_rep {
+    uint32_t         count;
+    struct proto_str events_raw; /* array body bytes, validated shapes */
+    uint64_t         scanned;
+    bool             end;
+    struct proto_str vv; /* validated; len 0 unless end */
+};
+/* Validates every item's shape ([uint, uint, bin], as READ_LOG) but not the
+ * records inside (proto_record_decode), the vv (proto_vv_check), and that
+ * a vv comes only with end. Whether scanned >= the request's after, and
+ * items' log seqs are within (after, scanned], is the asker's to check. */
+MRD_MUST_USE int proto_pull_rep_decode(
+    struct proto_rd *body, struct proto_pull_rep *out, const char **why);
+/* Starts iterating the events; then proto_events_rep_next(rd, &position,
+ * &log_seq, &record) per item, MRD_ENOTFOUND at the end. */
+void proto_pull_rep_begin(
+    const struct proto_pull_rep *rep, struct proto_rd *rd);
 
 /* ----------------------------------------------------------------- info -- */
 

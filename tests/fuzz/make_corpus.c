@@ -130,6 +130,11 @@ sample_ops_encode(struct proto_buf *o, bool deps)
     return (struct proto_str) { (const char *) o->data, (uint32_t) o->len };
 }
 
+/* A version vector of two entries: {1: 5, 7: 9}. */
+#define PULL_VV2                                                               \
+    "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x05"                                     \
+    "\0\0\0\0\0\0\0\x07\0\0\0\0\0\0\0\x09"
+
 static void
 requests(struct proto_buf *b)
 {
@@ -190,6 +195,16 @@ requests(struct proto_buf *b)
     emit_buf(t, "node_info", b);
     proto_empty_req_encode(b, PROTO_T_STATS);
     emit_buf(t, "stats", b);
+
+    /* Node to node: PULL, with and without a version vector. */
+    struct proto_pull_req pr = {
+        .shard = 2, .after = 40, .count = 500, .vv = { PULL_VV2, 32 }, .from = 3
+    };
+    ok(proto_pull_req_encode(b, &pr));
+    emit_cuts(t, "pull", b);
+    pr = (struct proto_pull_req) { .shard = 0, .count = 1, .from = 1 };
+    ok(proto_pull_req_encode(b, &pr));
+    emit_buf(t, "pull_min", b);
 }
 
 /* Raw byte strings: the malformed shapes, written out by hand. */
@@ -211,6 +226,19 @@ static const struct raw bad_requests[] = {
     RAW("type0", "\x93\x01\x00\x80"),
     RAW("type7", "\x93\x01\x07\x80"),
     RAW("type8", "\x93\x01\x08\x80"),
+    RAW("type9", "\x93\x01\x09\x80"),
+    RAW("pull_from0", "\x93\x01\x08\x83\x01\x00\x03\x01\x05\x00"),
+    RAW("pull_no_from", "\x93\x01\x08\x82\x01\x00\x03\x01"),
+    RAW("pull_vv_short",
+        "\x93\x01\x08\x84\x01\x00\x03\x01\x05\x01\x04\xc4\x0f"
+        "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0"),
+    RAW("pull_vv_unsorted",
+        "\x93\x01\x08\x84\x01\x00\x03\x01\x05\x01\x04\xc4\x20"
+        "\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0\x01"
+        "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x01"),
+    RAW("pull_vv_seq0",
+        "\x93\x01\x08\x84\x01\x00\x03\x01\x05\x01\x04\xc4\x10"
+        "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0"),
     RAW("state_no_stream", "\x93\x01\x07\x81\x02\xa1\x66"),
     RAW("state_unknown_key", "\x93\x01\x07\x82\x01\xa1s\x03\xa1\x66"),
     RAW("state_field_empty", "\x93\x01\x07\x82\x01\xa1s\x02\xa0"),
@@ -370,6 +398,18 @@ replies(struct proto_buf *b)
     proto_wr_uint(b, PROTO_K_READ_VERSION);
     proto_wr_int(b, MRD_VERSION_NONE);
     emit_buf(t, "read_empty", b);
+    /* PULL: events and the end with the peer's vv; a page mid-log. */
+    proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
+    proto_events_reply_add(b, &w, 0, 41, rec.data, rec.len);
+    proto_events_reply_add(b, &w, 1, 43, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_pull_rep_finish(b, 43, true, PULL_VV2, 32);
+    emit_cuts(t, "pull_end", b);
+    proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
+    proto_events_reply_add(b, &w, 0, 41, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_pull_rep_finish(b, 500, false, NULL, 0);
+    emit_buf(t, "pull_page", b);
     proto_buf_fini(&rec);
 }
 
@@ -394,6 +434,13 @@ static const struct raw bad_replies[] = {
     RAW("state_bin_empty", "\x94\x01\x07\x00\x82\x01\xff\x02\xc4\x00"),
     RAW("state_version_bad", "\x94\x01\x07\x00\x82\x01\xfe\x02\xc4\x01\x90"),
     RAW("state_missing", "\x94\x01\x07\x00\x81\x01\x00"),
+    RAW("pull_vv_not_end",
+        "\x94\x01\x08\x00\x84\x01\x90\x02\x01\x03\xc2\x04\xc4\x10"
+        "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x01"),
+    RAW("pull_missing_vv", "\x94\x01\x08\x00\x83\x01\x90\x02\x01\x03\xc3"),
+    RAW("pull_vv_zero_origin",
+        "\x94\x01\x08\x00\x84\x01\x90\x02\x01\x03\xc3\x04\xc4\x10"
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01"),
 };
 
 /* Records whose fields cross the msgpack size classes (fixstr, str8,

@@ -1,8 +1,8 @@
 /*
  * reply_fuzz.c: libFuzzer target for everything a client decodes from a
  * node: proto_reply_open, then the error body or the reply decoder of the
- * frame's type, including the iteration over read and log replies (and the
- * records inside them, through proto_record_decode).
+ * frame's type, including the iteration over read, log and PULL replies
+ * (and the records inside them, through proto_record_decode).
  *
  * Oracles: an accepted reply is within the protocol's limits, and it
  * re-encodes with the node-side encoders and decodes back to the same
@@ -171,6 +171,54 @@ fuzz_events(struct proto_rd *body, uint32_t type)
 }
 
 static void
+fuzz_pull(struct proto_rd *body)
+{
+    struct proto_pull_rep   rep;
+    struct proto_pull_rep   again;
+    struct proto_events_rep items = { 0 };
+    struct proto_events_wr  w;
+    struct proto_rd         rd;
+    struct proto_rd         rd2;
+    struct proto_str        rec;
+    struct proto_str        rec2;
+    uint64_t                pos, pos2, seq, seq2;
+    const char             *why = NULL;
+    struct proto_buf        b;
+
+    if (proto_pull_rep_decode(body, &rep, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(rep.count <= MRD_READ_COUNT_MAX);
+    CHECK(rep.end || rep.vv.len == 0);
+    CHECK(proto_vv_check(rep.vv, NULL) == MRD_OK);
+    items.count      = rep.count;
+    items.events_raw = rep.events_raw;
+    records_decode(&items);
+    /* Written again the way a node writes it. */
+    proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
+    proto_events_reply_begin(&b, PROTO_T_PULL, 4, &w);
+    proto_pull_rep_begin(&rep, &rd);
+    while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {
+        proto_events_reply_add(&b, &w, pos, seq, rec.ptr, rec.len);
+    }
+    proto_events_reply_end(&b, &w);
+    proto_pull_rep_finish(&b, rep.scanned, rep.end, rep.vv.ptr, rep.vv.len);
+    rd = reopen(&b, PROTO_T_PULL, MRD_OK);
+    CHECK(proto_pull_rep_decode(&rd, &again, &why) == MRD_OK);
+    CHECK(again.count == rep.count && again.scanned == rep.scanned);
+    CHECK(again.end == rep.end && str_eq(again.vv, rep.vv));
+    proto_pull_rep_begin(&rep, &rd);
+    proto_pull_rep_begin(&again, &rd2);
+    while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {
+        CHECK(proto_events_rep_next(&rd2, &pos2, &seq2, &rec2) == MRD_OK);
+        CHECK(pos == pos2 && seq == seq2 && str_eq(rec, rec2));
+    }
+    CHECK(proto_events_rep_next(&rd2, &pos2, &seq2, &rec2) == MRD_ENOTFOUND);
+    proto_buf_fini(&b);
+}
+
+static void
 fuzz_info(struct proto_rd *body)
 {
     mrd_stream_info  info;
@@ -290,6 +338,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_STATE:
         fuzz_state(&f.body);
+        break;
+    case PROTO_T_PULL:
+        fuzz_pull(&f.body);
         break;
     default:
         fuzz_stats(&f.body);

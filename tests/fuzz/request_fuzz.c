@@ -1,7 +1,8 @@
 /*
  * request_fuzz.c: libFuzzer target for everything a node decodes from a
- * client: proto_request_open, the body decoder of the frame's type, and the
- * iteration over an append's events and their metadata.
+ * client or a peer node: proto_request_open, the body decoder of the frame's
+ * type (PULL, node to node, included), and the iteration over an append's
+ * events and their metadata.
  *
  * Beyond "no crash", three oracles trap on a wrong answer:
  * - differential: when proto_walk accepts a buffer, msgpack-c's unpacker
@@ -348,6 +349,41 @@ fuzz_state(struct proto_rd *body)
     proto_buf_fini(&b);
 }
 
+static void
+fuzz_pull(struct proto_rd *body)
+{
+    struct proto_pull_req req;
+    struct proto_pull_req again;
+    struct proto_buf      b;
+    struct proto_frame    f;
+    const char           *why = NULL;
+    uint64_t              origin;
+    uint64_t              seq;
+    uint64_t              prev = 0;
+
+    if (proto_pull_req_decode(body, &req, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(req.count >= 1 && req.count <= MRD_READ_COUNT_MAX);
+    CHECK(req.from >= 1);
+    CHECK(req.vv.len % PROTO_VV_ENTRY_SIZE == 0);
+    CHECK(proto_vv_count(req.vv) <= PROTO_VV_ENTRIES_MAX);
+    for (uint32_t i = 0; i < proto_vv_count(req.vv); i++) {
+        proto_vv_at(req.vv, i, &origin, &seq);
+        CHECK(origin > prev && seq >= 1);
+        prev = origin;
+    }
+    proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
+    CHECK(proto_pull_req_encode(&b, &req) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_pull_req_decode(&f.body, &again, &why) == MRD_OK);
+    CHECK(req.shard == again.shard && req.after == again.after);
+    CHECK(req.count == again.count && req.from == again.from);
+    CHECK(str_eq(req.vv, again.vv));
+    proto_buf_fini(&b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -378,6 +414,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_STATE:
         fuzz_state(&f.body);
+        break;
+    case PROTO_T_PULL:
+        fuzz_pull(&f.body);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

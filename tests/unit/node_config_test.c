@@ -74,6 +74,48 @@ test_bad_flags(void **state)
     assert_int_equal(parse(&cfg, 7, small), -1);
 }
 
+/* Replication settings: a peer list, the shared cluster id, and the
+ * refusals for a list that cannot work. */
+static void
+test_peers(void **state)
+{
+    (void) state;
+    struct node_config cfg;
+    const char        *ok[]
+        = { "meridiand", "--node-id", "1", "--data-dir", "/tmp/x", "--region",
+              "eu-west", "--cluster-id", "00112233445566778899aabbccddeeff",
+              "--peers", "2@tcp://127.0.0.1:7402,3@tcp://127.0.0.1:7403" };
+    assert_int_equal(parse(&cfg, 11, ok), 0);
+    assert_string_equal(cfg.region, "eu-west");
+    assert_true(cfg.has_cluster_id);
+    assert_int_equal(cfg.cluster_id[0], 0x00);
+    assert_int_equal(cfg.cluster_id[15], 0xff);
+    assert_int_equal(cfg.peer_count, 2);
+    assert_int_equal(cfg.peers[0].id, 2);
+    assert_string_equal(cfg.peers[0].url, "tcp://127.0.0.1:7402");
+    assert_int_equal(cfg.peers[1].id, 3);
+    assert_string_equal(cfg.peers[1].url, "tcp://127.0.0.1:7403");
+
+    const char *no_cluster[] = { "meridiand", "--node-id", "1", "--data-dir",
+        "/tmp/x", "--peers", "2@tcp://127.0.0.1:7402" };
+    const char *self[]       = { "meridiand", "--node-id", "1", "--data-dir",
+              "/tmp/x", "--cluster-id", "00112233445566778899aabbccddeeff", "--peers",
+              "1@tcp://127.0.0.1:7402" };
+    const char *twice[]      = { "meridiand", "--node-id", "1", "--data-dir",
+             "/tmp/x", "--cluster-id", "00112233445566778899aabbccddeeff", "--peers",
+             "2@tcp://a:1,2@tcp://b:1" };
+    const char *no_at[]      = { "meridiand", "--node-id", "1", "--data-dir",
+             "/tmp/x", "--cluster-id", "00112233445566778899aabbccddeeff", "--peers",
+             "tcp://127.0.0.1:7402" };
+    const char *bad_hex[]    = { "meridiand", "--node-id", "1", "--data-dir",
+           "/tmp/x", "--cluster-id", "0011" };
+    assert_int_equal(parse(&cfg, 7, no_cluster), -1);
+    assert_int_equal(parse(&cfg, 9, self), -1);
+    assert_int_equal(parse(&cfg, 9, twice), -1);
+    assert_int_equal(parse(&cfg, 9, no_at), -1);
+    assert_int_equal(parse(&cfg, 7, bad_hex), -1);
+}
+
 static void
 write_file(const char *path, const char *text)
 {
@@ -157,6 +199,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_peers),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_hlc_monotonic),
         cmocka_unit_test(test_hlc_observe_clamps),

@@ -165,6 +165,7 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     struct proto_read_req   rr;
     struct proto_log_req    lr;
     struct proto_state_req  sr;
+    struct proto_pull_req   pr;
     struct proto_str        stream;
     int                     rv;
 
@@ -186,6 +187,9 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
         break;
     case PROTO_T_STATE:
         rv = proto_state_req_decode(body, &sr, why);
+        break;
+    case PROTO_T_PULL:
+        rv = proto_pull_req_decode(body, &pr, why);
         break;
     default:
         rv = proto_empty_req_decode(body, why);
@@ -231,6 +235,29 @@ events_walk(struct proto_rd *body, uint32_t type, const char **why)
     return MRD_OK;
 }
 
+static int
+pull_walk(struct proto_rd *body, const char **why)
+{
+    struct proto_pull_rep rep;
+    struct proto_rd       rd;
+    struct proto_str      rec;
+    uint64_t              pos;
+    uint64_t              seq;
+    uint32_t              n = 0;
+
+    int rv = proto_pull_rep_decode(body, &rep, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    proto_pull_rep_begin(&rep, &rd);
+    while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {
+        n++;
+    }
+    assert_int_equal(n, rep.count);
+    assert_true(proto_rd_done(&rd));
+    return MRD_OK;
+}
+
 /* Decodes a reply body the way a client would. */
 static int
 rep_body(
@@ -261,6 +288,8 @@ rep_body(
         return proto_node_rep_decode(body, &ni, why);
     case PROTO_T_STATE:
         return proto_state_rep_decode(body, &sr, why);
+    case PROTO_T_PULL:
+        return pull_walk(body, why);
     default:
         rv = proto_stats_rep_find(body, "x", &v);
         if (rv == MRD_EPROTO && why != NULL) {
@@ -405,9 +434,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u8 u3 M0");
+    pk(&b, "A4 u1 u9 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u8 M0");
+    pk(&b, "A3 u1 u9 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -2122,9 +2151,373 @@ test_events_reply_errors(void **state)
     proto_buf_fini(&b);
 }
 
+/* ---------------------------------------------------------------- pull -- */
+
+/* A vv of two entries: {1: 5, 7: 0x0102030405060708}. */
+#define PULL_VV2                                                               \
+    "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x05"                                     \
+    "\0\0\0\0\0\0\0\x07\x01\x02\x03\x04\x05\x06\x07\x08"
+
+/* A vv of n entries into out (16 * n bytes): origin i + 1, seq 2 * i + 1. */
+static void
+vv_make(uint8_t *out, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        mrd_be64_put(out + 16 * i, i + 1);
+        mrd_be64_put(out + 16 * i + 8, 2 * i + 1);
+    }
+}
+
+static void
+test_vv(void **state)
+{
+    uint8_t         *vv = malloc(16 * (PROTO_VV_ENTRIES_MAX + 1));
+    const char      *why;
+    uint64_t         origin;
+    uint64_t         seq;
+    struct proto_str s = { PULL_VV2, 32 };
+    (void) state;
+
+    assert_non_null(vv);
+    assert_int_equal(proto_vv_check(s, &why), MRD_OK);
+    assert_int_equal(proto_vv_count(s), 2);
+    proto_vv_at(s, 0, &origin, &seq);
+    assert_int_equal(origin, 1);
+    assert_int_equal(seq, 5);
+    proto_vv_at(s, 1, &origin, &seq);
+    assert_int_equal(origin, 7);
+    assert_true(seq == 0x0102030405060708u);
+    s = (struct proto_str) { NULL, 0 };
+    assert_int_equal(proto_vv_check(s, &why), MRD_OK);
+    assert_int_equal(proto_vv_count(s), 0);
+    /* Lengths that are not whole entries. */
+    for (uint32_t len = 1; len < 48; len++) {
+        s = (struct proto_str) {
+            PULL_VV2 "\0\0\0\0\0\0\0\x08\0\0\0\0\0\0\0\x01", len
+        };
+        why = NULL;
+        assert_int_equal(
+            proto_vv_check(s, &why), len % 16 == 0 ? MRD_OK : MRD_EPROTO);
+        if (len % 16 != 0) {
+            assert_string_equal(
+                why, "version vector length is not a multiple of 16");
+        }
+    }
+    /* Exactly the limit, and one past it. */
+    vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
+    s = (struct proto_str) { (const char *) vv, 16 * PROTO_VV_ENTRIES_MAX };
+    assert_int_equal(proto_vv_check(s, &why), MRD_OK);
+    assert_int_equal(proto_vv_count(s), PROTO_VV_ENTRIES_MAX);
+    s.len += 16;
+    assert_int_equal(proto_vv_check(s, &why), MRD_EPROTO);
+    assert_string_equal(
+        why, "version vector has more than PROTO_VV_ENTRIES_MAX entries");
+    /* Unsorted, duplicate, zero origin, zero seq. */
+    s = (struct proto_str) { (const char *) vv, 48 };
+    mrd_be64_put(vv + 16, 3);
+    assert_int_equal(proto_vv_check(s, &why), MRD_EPROTO);
+    assert_string_equal(
+        why, "version vector origins are not strictly increasing");
+    mrd_be64_put(vv + 16, 1);
+    assert_int_equal(proto_vv_check(s, &why), MRD_EPROTO);
+    assert_string_equal(
+        why, "version vector origins are not strictly increasing");
+    vv_make(vv, 3);
+    mrd_be64_put(vv, 0);
+    assert_int_equal(proto_vv_check(s, &why), MRD_EPROTO);
+    assert_string_equal(why, "version vector has a zero origin or seq");
+    vv_make(vv, 3);
+    mrd_be64_put(vv + 40, 0);
+    assert_int_equal(proto_vv_check(s, &why), MRD_EPROTO);
+    assert_string_equal(why, "version vector has a zero origin or seq");
+    vv_make(vv, 3);
+    assert_int_equal(proto_vv_check(s, &why), MRD_OK);
+    free(vv);
+}
+
+static void
+test_pull_req(void **state)
+{
+    struct proto_buf      b;
+    struct proto_frame    f;
+    struct proto_pull_req in = {
+        .shard = 7, .after = 99, .count = 3, .vv = { PULL_VV2, 32 }, .from = 2
+    };
+    struct proto_pull_req out;
+    const char           *why = NULL;
+    uint8_t              *vv  = malloc(16 * (PROTO_VV_ENTRIES_MAX + 1));
+    (void) state;
+
+    assert_non_null(vv);
+    proto_buf_init(&b, FRAME_MAX);
+    assert_int_equal(proto_pull_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_PULL);
+    assert_int_equal(proto_pull_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_true(proto_rd_done(&f.body));
+    assert_int_equal(out.shard, 7);
+    assert_int_equal(out.after, 99);
+    assert_int_equal(out.count, 3);
+    assert_int_equal(out.from, 2);
+    assert_int_equal(out.vv.len, 32);
+    assert_memory_equal(out.vv.ptr, PULL_VV2, 32);
+    /* Defaults left out: the smallest request. */
+    in = (struct proto_pull_req) { .shard = 0, .count = 1, .from = 1 };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_pull_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(b.len, 10);
+    assert_memory_equal(b.data, "\x93\x01\x08\x83\x01\x00\x03\x01\x05\x01", 10);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_pull_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_int_equal(out.after, 0);
+    assert_int_equal(out.vv.len, 0);
+    /* A vv at its limit fits. */
+    vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
+    in.vv = (struct proto_str) { (const char *) vv, 16 * PROTO_VV_ENTRIES_MAX };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_pull_req_encode(&b, &in), MRD_OK);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    /* The encoder refuses what a peer would, and writes nothing. */
+    const struct {
+        struct proto_pull_req req;
+        int                   rv;
+    } bad[] = {
+        { { .count = 0, .from = 1 }, MRD_EINVAL },
+        { { .count = MRD_READ_COUNT_MAX + 1, .from = 1 }, MRD_ETOOBIG },
+        { { .count = 1, .from = 0 }, MRD_EINVAL },
+        { { .count = 1, .from = 1, .vv = { PULL_VV2, 31 } }, MRD_EINVAL },
+        { { .count = 1, .from = 1, .vv = { NULL, 16 } }, MRD_EINVAL },
+        { { .count  = 1,
+              .from = 1,
+              .vv   = { (const char *) vv, 16 * PROTO_VV_ENTRIES_MAX + 16 } },
+            MRD_EINVAL },
+        { { .count = 1, .from = 1, .vv = { PULL_VV2 PULL_VV2, 64 } },
+            MRD_EINVAL },
+    };
+    for (size_t i = 0; i < MRD_ARRAY_SIZE(bad); i++) {
+        proto_buf_reset(&b);
+        assert_int_equal(proto_pull_req_encode(&b, &bad[i].req), bad[i].rv);
+        assert_int_equal(b.len, 0);
+    }
+
+#define PULL(...)                                                              \
+    do {                                                                       \
+        req_begin(&b, PROTO_T_PULL);                                           \
+        pk(&b, __VA_ARGS__);                                                   \
+    } while (0)
+    PULL("M3 u1 u0 u3 u1 u5 u1");
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    PULL("M5 u5 u9 u4 b u3 u1 u2 u0 u1 u", PULL_VV2, (size_t) 32,
+        (uint64_t) UINT32_MAX);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 b", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    PULL("M2 u3 u1 u5 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    PULL("M2 u1 u1 u5 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    PULL("M2 u1 u1 u3 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    PULL("M0");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    PULL("M3 u1 u u3 u1 u5 u1", (uint64_t) UINT32_MAX + 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    PULL("M3 u1 u0 u3 u0 u5 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "count is 0");
+    PULL("M3 u1 u0 u3 u10001 u5 u1");
+    EXPECT_REQ(&b, MRD_ETOOBIG, NULL);
+    PULL("M3 u1 u0 u3 u1 u5 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "from is 0");
+    PULL("M3 u1 u0 u3 u1 u5 i-1");
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u6 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u0 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u1 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "duplicate key");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u2 s", "x");
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 x", PULL_VV2, (size_t) 32);
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 b", PULL_VV2, (size_t) 17);
+    EXPECT_REQ(&b, MRD_EPROTO, "version vector length is not a multiple of 16");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 b", PULL_VV2 PULL_VV2, (size_t) 64);
+    EXPECT_REQ(
+        &b, MRD_EPROTO, "version vector origins are not strictly increasing");
+    vv_make(vv, 2);
+    mrd_be64_put(vv + 24, 0);
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 b", vv, (size_t) 32);
+    EXPECT_REQ(&b, MRD_EPROTO, "version vector has a zero origin or seq");
+    vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
+    PULL("M4 u1 u0 u3 u1 u5 u1 u4 b", vv,
+        (size_t) 16 * (PROTO_VV_ENTRIES_MAX + 1));
+    EXPECT_REQ(&b, MRD_EPROTO,
+        "version vector has more than PROTO_VV_ENTRIES_MAX entries");
+#undef PULL
+    free(vv);
+    proto_buf_fini(&b);
+}
+
+/* A PULL reply of n events, as a node writes it. */
+static void
+pull_reply(struct proto_buf *b, uint32_t n, uint64_t scanned, bool end,
+    const void *vv, size_t vv_len)
+{
+    struct proto_events_wr w;
+    char                   rec[16];
+
+    proto_buf_reset(b);
+    proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(rec, sizeof rec, "r%u", i);
+        proto_events_reply_add(b, &w, 100 + i, 1000 + i, rec, strlen(rec));
+    }
+    proto_events_reply_end(b, &w);
+    proto_pull_rep_finish(b, scanned, end, vv, vv_len);
+}
+
+static void
+test_pull_rep(void **state)
+{
+    struct proto_buf        b;
+    struct proto_frame      f;
+    struct proto_pull_rep   rep;
+    struct proto_events_rep log;
+    struct proto_rd         rd;
+    struct proto_str        rec;
+    uint64_t                pos;
+    uint64_t                seq;
+    const char             *why = NULL;
+    char                    want[16];
+    uint8_t                *vv = malloc(16 * (PROTO_VV_ENTRIES_MAX + 1));
+    (void) state;
+
+    assert_non_null(vv);
+    proto_buf_init(&b, FRAME_MAX);
+    /* Events, the end and the peer's vv. */
+    pull_reply(&b, 3, 1010, true, PULL_VV2, 32);
+    assert_int_equal(proto_buf_status(&b), MRD_OK);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_PULL);
+    assert_int_equal(proto_pull_rep_decode(&f.body, &rep, &why), MRD_OK);
+    assert_true(proto_rd_done(&f.body));
+    assert_int_equal(rep.count, 3);
+    assert_int_equal(rep.scanned, 1010);
+    assert_true(rep.end);
+    assert_int_equal(rep.vv.len, 32);
+    assert_memory_equal(rep.vv.ptr, PULL_VV2, 32);
+    proto_pull_rep_begin(&rep, &rd);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(proto_events_rep_next(&rd, &pos, &seq, &rec), MRD_OK);
+        assert_int_equal(pos, 100 + i);
+        assert_int_equal(seq, 1000 + i);
+        snprintf(want, sizeof want, "r%u", i);
+        check_str(rec, want);
+    }
+    assert_int_equal(
+        proto_events_rep_next(&rd, &pos, &seq, &rec), MRD_ENOTFOUND);
+    /* Not the end: no vv. Empty and at the end: an empty vv. */
+    pull_reply(&b, 2, 5000, false, NULL, 0);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_pull_rep_decode(&f.body, &rep, &why), MRD_OK);
+    assert_int_equal(rep.count, 2);
+    assert_int_equal(rep.scanned, 5000);
+    assert_false(rep.end);
+    assert_int_equal(rep.vv.len, 0);
+    pull_reply(&b, 0, 0, true, NULL, 0);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_pull_rep_decode(&f.body, &rep, &why), MRD_OK);
+    assert_int_equal(rep.count, 0);
+    assert_true(rep.end);
+    proto_pull_rep_begin(&rep, &rd);
+    assert_int_equal(
+        proto_events_rep_next(&rd, &pos, &seq, &rec), MRD_ENOTFOUND);
+    /* Every entry a vv may have; one more poisons the frame. */
+    vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
+    pull_reply(
+        &b, MRD_READ_COUNT_MAX, 1u << 20, true, vv, 16 * PROTO_VV_ENTRIES_MAX);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    pull_reply(&b, 1, 1, true, vv, 16 * (PROTO_VV_ENTRIES_MAX + 1));
+    assert_int_equal(proto_buf_status(&b), MRD_ETOOBIG);
+    /* A PULL reply is not a log reply. */
+    pull_reply(&b, 1, 1, true, NULL, 0);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(
+        proto_events_rep_decode(&f.body, PROTO_T_READ_LOG, &log, &why),
+        MRD_EPROTO);
+
+#define PREP(...)                                                              \
+    do {                                                                       \
+        rep_begin(&b, PROTO_T_PULL);                                           \
+        pk(&b, __VA_ARGS__);                                                   \
+    } while (0)
+    PREP(
+        "M4 u1 A1 A3 u0 u0 b u2 u1 u3 F u4 b", "r", (size_t) 1, "", (size_t) 0);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    PREP("M4 u4 b u3 T u2 u1 u1 A0", PULL_VV2, (size_t) 32);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    PREP("M3 u2 u1 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    PREP("M3 u1 A0 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    PREP("M3 u1 A0 u2 u1 u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    PREP("M3 u1 A0 u2 u1 u3 T");
+    EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
+    PREP("M5 u1 A0 u2 u1 u3 T u4 b u5 u0", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "unknown key");
+    PREP("M4 u1 A0 u2 u1 u3 T u3 F");
+    EXPECT_REP(&b, MRD_EPROTO, "duplicate key");
+    PREP("M4 u1 A0 u2 i-1 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "scanned is not a uint");
+    PREP("M4 u1 A0 u2 u1 u3 u1 u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "end is not a bool");
+    PREP("M4 u1 A0 u2 u1 u3 T u4 x", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "version vector is not a bin");
+    PREP("M4 u1 A0 u2 u1 u3 T u4 N");
+    EXPECT_REP(&b, MRD_EPROTO, "version vector is not a bin");
+    PREP("M4 u1 M0 u2 u1 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "events is not an array");
+    PREP("M4 u1 A1 A2 u0 u0 u2 u1 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "event is not [position, log_seq, record]");
+    PREP("M4 u1 A0 u2 u1 u3 F u4 b", PULL_VV2, (size_t) 32);
+    EXPECT_REP(&b, MRD_EPROTO, "version vector in a reply that did not end");
+    PREP("M4 u1 A0 u2 u1 u3 T u4 b", PULL_VV2, (size_t) 20);
+    EXPECT_REP(&b, MRD_EPROTO, "version vector length is not a multiple of 16");
+    PREP("M4 u1 A0 u2 u1 u3 T u4 b", PULL_VV2 PULL_VV2, (size_t) 64);
+    EXPECT_REP(
+        &b, MRD_EPROTO, "version vector origins are not strictly increasing");
+    vv_make(vv, 1);
+    mrd_be64_put(vv + 8, 0);
+    PREP("M4 u1 A0 u2 u1 u3 T u4 b", vv, (size_t) 16);
+    EXPECT_REP(&b, MRD_EPROTO, "version vector has a zero origin or seq");
+    vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
+    PREP("M4 u1 A0 u2 u1 u3 T u4 b", vv,
+        (size_t) 16 * (PROTO_VV_ENTRIES_MAX + 1));
+    EXPECT_REP(&b, MRD_EPROTO,
+        "version vector has more than PROTO_VV_ENTRIES_MAX entries");
+    /* The item limits of READ_LOG hold too. */
+    rep_begin(&b, PROTO_T_PULL);
+    pk(&b, "M4 u1 A", (unsigned) MRD_READ_COUNT_MAX + 1);
+    for (unsigned i = 0; i <= MRD_READ_COUNT_MAX; i++) {
+        pk(&b, "A3 u0 u0 b", "", (size_t) 0);
+    }
+    pk(&b, "u2 u0 u3 T u4 b", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "more events than a read allows");
+    char *big = fill(PROTO_RECORD_SIZE_MAX + 1, 'r');
+    PREP("M4 u1 A1 A3 u0 u0 b u2 u0 u3 T u4 b", big,
+        (size_t) PROTO_RECORD_SIZE_MAX + 1, "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "record is too large");
+    free(big);
+#undef PREP
+    free(vv);
+    proto_buf_fini(&b);
+}
+
 /* ------------------------------------------- one of every valid frame -- */
 
-#define SAMPLES_MAX 16
+#define SAMPLES_MAX 20
 
 struct sample {
     uint8_t *data;
@@ -2136,7 +2529,7 @@ static int sample_encode_reply(int k, struct proto_buf *b);
 
 /* Encodes valid frame number k with its own encoder; MRD_ENOTFOUND past
  * the last kind. Frames SAMPLE_REPLY_FIRST and on are replies. */
-#define SAMPLE_REPLY_FIRST 7
+#define SAMPLE_REPLY_FIRST 8
 static int
 sample_encode(int k, struct proto_buf *b)
 {
@@ -2155,7 +2548,10 @@ sample_encode(int k, struct proto_buf *b)
     const struct proto_log_req   lr = { .shard = 2, .after = 7, .count = 9 };
     const struct proto_state_req sr
         = { .stream = { "st", 2 }, .field = { "visits", 6 } };
-    const struct proto_str ops[] = { { "\x92\x90\x90", 3 }, { NULL, 0 } };
+    const struct proto_str      ops[] = { { "\x92\x90\x90", 3 }, { NULL, 0 } };
+    const struct proto_pull_req pr    = {
+           .shard = 1, .after = 4, .count = 100, .vv = { PULL_VV2, 32 }, .from = 3
+    };
 
     switch (k) {
     case 0:
@@ -2174,6 +2570,8 @@ sample_encode(int k, struct proto_buf *b)
         break;
     case 6:
         return proto_state_req_encode(b, &sr);
+    case 7:
+        return proto_pull_req_encode(b, &pr);
     default:
         return sample_encode_reply(k, b);
     }
@@ -2195,10 +2593,10 @@ sample_encode_reply(int k, struct proto_buf *b)
                         .version                        = "0.1.0" };
 
     switch (k) {
-    case 7:
+    case 8:
         proto_append_rep_encode(b, &ar);
         break;
-    case 8: {
+    case 9: {
         struct proto_events_wr w;
         proto_events_reply_begin(b, PROTO_T_READ, 3, &w);
         proto_events_reply_add(b, &w, 1, 2, "rec", 3);
@@ -2210,7 +2608,7 @@ sample_encode_reply(int k, struct proto_buf *b)
         proto_wr_int(b, 1);
         break;
     }
-    case 9: {
+    case 10: {
         struct proto_events_wr w;
         proto_events_reply_begin(b, PROTO_T_READ_LOG, 2, &w);
         proto_events_reply_end(b, &w);
@@ -2218,21 +2616,36 @@ sample_encode_reply(int k, struct proto_buf *b)
         proto_wr_uint(b, 0);
         break;
     }
-    case 10:
+    case 11:
         proto_info_rep_encode(b, &si);
         break;
-    case 11:
+    case 12:
         proto_node_rep_encode(b, &ni);
         break;
-    case 12:
+    case 13:
         proto_stats_rep_encode(b, stats, 2);
         break;
-    case 13:
+    case 14:
         proto_reply_error(b, PROTO_T_APPEND, MRD_EVERSION, "no", true, 4);
         break;
-    case 14:
+    case 15:
         proto_state_rep_encode(b, &st);
         break;
+    case 16: {
+        struct proto_events_wr w;
+        proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
+        proto_events_reply_add(b, &w, 5, 6, "rec", 3);
+        proto_events_reply_end(b, &w);
+        proto_pull_rep_finish(b, 9, true, PULL_VV2, 32);
+        break;
+    }
+    case 17: {
+        struct proto_events_wr w;
+        proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
+        proto_events_reply_end(b, &w);
+        proto_pull_rep_finish(b, 4, false, NULL, 0);
+        break;
+    }
     default:
         return MRD_ENOTFOUND;
     }
@@ -2661,6 +3074,9 @@ main(void)
         cmocka_unit_test(test_read_round_trip),
         cmocka_unit_test(test_read_errors),
         cmocka_unit_test(test_log_req),
+        cmocka_unit_test(test_vv),
+        cmocka_unit_test(test_pull_req),
+        cmocka_unit_test(test_pull_rep),
         cmocka_unit_test(test_info_and_empty),
         cmocka_unit_test(test_append_ops),
         cmocka_unit_test(test_append_ops_limits),

@@ -1,0 +1,286 @@
+/*
+ * puller.c: the thread that pulls every shard from every peer.
+ *
+ * One thread per node, one NNG req socket per peer. A round asks each peer,
+ * shard by shard, for the events after what this node has read of that
+ * peer's log, sending this node's version vector so the peer skips what is
+ * already here; each non-empty answer is committed by node_store_replicate()
+ * (events, vector, state and read position in one transaction). A shard
+ * that is not caught up is asked again at once; when a whole round brings
+ * nothing the thread sleeps, longer while rounds stay empty. A peer that does
+ * not answer is skipped for the round; its socket keeps redialling in the
+ * background.
+ *
+ * Every node holds every shard and pulls from every peer: full mesh, which
+ * is right for a few regions. Placement (R replicas per region) and one
+ * puller per shard per remote region come with the topology.
+ */
+#include "node.h"
+
+#include <jansson.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sleep after a round that brought nothing, doubling while rounds stay
+ * empty: an idle cluster costs a few pulls a second instead of hundreds, and
+ * the first event after a quiet spell waits at most the maximum. Pushes
+ * (hints that there is something new) will replace this. */
+#define NODE_PULL_IDLE_MS 10u
+#define NODE_PULL_IDLE_MS_MAX 160u
+/* Events asked for per pull. */
+#define NODE_PULL_COUNT 1000u
+/* One pull's deadline: a peer slower than this is skipped for the round. */
+#define NODE_PULL_TIMEOUT_MS 5000
+/* Largest pull reply accepted: a full read reply. */
+#define NODE_PULL_REPLY_MAX (PROTO_READ_REPLY_MAX + 64u * 1024u)
+
+struct node_puller_peer {
+    uint64_t   id;
+    nng_socket sock;
+    bool       open;
+    uint64_t  *after; /* per shard: the peer's log seq read */
+};
+
+struct node_puller {
+    struct node_store       *store;
+    struct node_server      *srv;
+    struct node_stats       *stats;
+    pthread_t                thread;
+    pthread_mutex_t          mu;
+    pthread_cond_t           cv;
+    bool                     stop;
+    uint32_t                 peer_count;
+    struct node_puller_peer *peers;
+    uint8_t                 *vv; /* scratch: our vector for a shard */
+    struct proto_buf         req;
+};
+
+/* One pull from one peer for one shard. Returns MRD_OK and sets *more when
+ * the peer has more, or an error when the peer did not answer properly. */
+static int
+node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
+    uint32_t shard, bool *more, uint32_t *applied)
+{
+    uint32_t vv_len = 0;
+    int      rv     = node_store_shard_vv(p->store, shard, p->vv, &vv_len);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    struct proto_pull_req req = {
+        .shard = shard,
+        .after = peer->after[shard],
+        .count = NODE_PULL_COUNT,
+        .vv    = { (const char *) p->vv, vv_len },
+        .from  = p->store->node_id,
+    };
+    proto_buf_reset(&p->req);
+    rv = proto_pull_req_encode(&p->req, &req);
+    MRD_ASSERT(rv == MRD_OK);
+
+    nng_msg *msg;
+    if (nng_msg_alloc(&msg, p->req.len) != 0) {
+        return MRD_ENOMEM;
+    }
+    memcpy(nng_msg_body(msg), p->req.data, p->req.len);
+    if (nng_sendmsg(peer->sock, msg, 0) != 0) {
+        nng_msg_free(msg);
+        return MRD_EUNAVAIL;
+    }
+    if (nng_recvmsg(peer->sock, &msg, 0) != 0) {
+        return MRD_EUNAVAIL;
+    }
+    struct proto_frame    frame;
+    struct proto_pull_rep rep;
+    const char           *why = NULL;
+    rv = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why);
+    if (rv == MRD_OK
+        && (frame.type != PROTO_T_PULL || frame.status != MRD_OK)) {
+        why = "the peer refused the pull";
+        rv  = frame.status != MRD_OK ? (int) frame.status : MRD_EPROTO;
+    }
+    if (rv == MRD_OK) {
+        rv = proto_pull_rep_decode(&frame.body, &rep, &why);
+    }
+    if (rv == MRD_OK && rep.scanned < req.after) {
+        why = "the peer's log went backwards";
+        rv  = MRD_EPROTO;
+    }
+    if (rv == MRD_OK && (rep.count > 0 || rep.scanned > req.after)) {
+        rv = node_store_replicate(
+            p->store, peer->id, shard, &rep, p->stats, applied);
+        if (rv == MRD_OK) {
+            peer->after[shard] = rep.scanned;
+        }
+    }
+    if (rv == MRD_OK) {
+        *more = !rep.end;
+    } else {
+        node_log(NODE_LOG_WARN, "pull failed", "{s:I, s:i, s:s, s:s}", "peer",
+            (json_int_t) peer->id, "shard", (int) shard, "error",
+            mrd_errname(rv), "why", why != NULL ? why : "");
+    }
+    nng_msg_free(msg);
+    return rv;
+}
+
+static void *
+node_puller_main(void *arg)
+{
+    struct node_puller *p = arg;
+
+    uint32_t idle_ms = NODE_PULL_IDLE_MS;
+
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        pthread_mutex_unlock(&p->mu);
+        bool busy = false;
+        for (uint32_t i = 0; i < p->peer_count; i++) {
+            struct node_puller_peer *peer = &p->peers[i];
+            for (uint32_t s = 0; s < p->store->shard_count; s++) {
+                bool     more    = false;
+                uint32_t applied = 0;
+                int      rv      = node_pull_once(p, peer, s, &more, &applied);
+                if (rv == MRD_EUNAVAIL) {
+                    break; /* the peer is down: the next one */
+                }
+                if (applied > 0) {
+                    node_server_wake_all(p->srv);
+                }
+                busy = busy || more || applied > 0;
+                if (rv == MRD_EIO) {
+                    node_log(NODE_LOG_ERROR,
+                        "replication stopped: storage "
+                        "error",
+                        NULL);
+                    return NULL;
+                }
+            }
+        }
+        pthread_mutex_lock(&p->mu);
+        if (busy) {
+            idle_ms = NODE_PULL_IDLE_MS;
+        } else if (!p->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long) idle_ms * 1000000L;
+            while (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+            idle_ms = idle_ms * 2 > NODE_PULL_IDLE_MS_MAX
+                ? NODE_PULL_IDLE_MS_MAX
+                : idle_ms * 2;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int
+node_puller_start(const struct node_config *cfg, struct node_store *store,
+    struct node_server *srv, struct node_stats *stats, struct node_puller **out)
+{
+    *out = NULL;
+    if (cfg->peer_count == 0) {
+        return MRD_OK;
+    }
+    struct node_puller *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return MRD_ENOMEM;
+    }
+    p->store      = store;
+    p->srv        = srv;
+    p->stats      = stats;
+    p->peer_count = cfg->peer_count;
+    p->peers      = calloc(cfg->peer_count, sizeof(*p->peers));
+    p->vv         = malloc(16u * CRDT_ORIGINS_MAX);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    proto_buf_init(&p->req, 64u * 1024u);
+    int rv = p->peers != NULL && p->vv != NULL ? MRD_OK : MRD_ENOMEM;
+    for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
+        struct node_puller_peer *peer = &p->peers[i];
+        peer->id                      = cfg->peers[i].id;
+        peer->after = calloc(store->shard_count, sizeof(*peer->after));
+        if (peer->after == NULL) {
+            rv = MRD_ENOMEM;
+            break;
+        }
+        for (uint32_t s = 0; rv == MRD_OK && s < store->shard_count; s++) {
+            rv = node_store_progress(store, peer->id, s, &peer->after[s]);
+        }
+        if (rv != MRD_OK) {
+            node_log(NODE_LOG_ERROR, "cannot read replication progress",
+                "{s:I, s:s}", "peer", (json_int_t) peer->id, "error",
+                mrd_errname(rv));
+        }
+        if (rv == MRD_OK && nng_req0_open(&peer->sock) != 0) {
+            rv = MRD_ENOMEM;
+        }
+        if (rv == MRD_OK) {
+            peer->open = true;
+            nng_socket_set_ms(
+                peer->sock, NNG_OPT_RECVTIMEO, NODE_PULL_TIMEOUT_MS);
+            nng_socket_set_ms(
+                peer->sock, NNG_OPT_SENDTIMEO, NODE_PULL_TIMEOUT_MS);
+            nng_socket_set_ms(
+                peer->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+            nng_socket_set_size(
+                peer->sock, NNG_OPT_RECVMAXSZ, NODE_PULL_REPLY_MAX);
+            nng_socket_set_ms(peer->sock, NNG_OPT_RECONNMAXT, 1000);
+            /* Non-blocking: a peer that is down now is dialled again in the
+             * background until it is up. */
+            if (nng_dial(peer->sock, cfg->peers[i].url, NULL, NNG_FLAG_NONBLOCK)
+                != 0) {
+                node_log(NODE_LOG_ERROR, "cannot dial peer", "{s:I, s:s}",
+                    "peer", (json_int_t) peer->id, "url", cfg->peers[i].url);
+                rv = MRD_EINVAL;
+            }
+        }
+    }
+    if (rv == MRD_OK
+        && pthread_create(&p->thread, NULL, node_puller_main, p) != 0) {
+        rv = MRD_ENOMEM;
+    }
+    if (rv != MRD_OK) {
+        for (uint32_t i = 0; p->peers != NULL && i < p->peer_count; i++) {
+            free(p->peers[i].after);
+        }
+        free(p->peers);
+        free(p->vv);
+        proto_buf_fini(&p->req);
+        free(p);
+        return rv;
+    }
+    node_log(NODE_LOG_INFO, "replication started", "{s:i, s:s}", "peers",
+        (int) cfg->peer_count, "region", cfg->region);
+    *out = p;
+    return MRD_OK;
+}
+
+void
+node_puller_stop(struct node_puller *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    /* The peer sockets are left to process exit: NNG 1.5.2's nng_close()
+     * can hang after a dropped connection (docs/ARCHITECTURE.md). */
+    for (uint32_t i = 0; i < p->peer_count; i++) {
+        free(p->peers[i].after);
+    }
+    free(p->peers);
+    free(p->vv);
+    proto_buf_fini(&p->req);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
