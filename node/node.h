@@ -86,17 +86,17 @@ struct node_peer {
 };
 
 struct node_config {
-    uint64_t         node_id;
-    char             data_dir[4096];
-    char             listen[256];
-    char             ready_file[4096];
-    uint32_t         shard_count;
-    uint64_t         map_size;
-    uint64_t         map_size_max;
-    uint32_t         frame_size_max;
-    uint32_t         idem_window_s;
-    uint32_t         clock_ahead_max_ms;
-    char             region[64];
+    uint64_t node_id;
+    char     data_dir[4096];
+    char     listen[256];
+    char     ready_file[4096];
+    uint32_t shard_count;
+    uint64_t map_size;
+    uint64_t map_size_max;
+    uint32_t frame_size_max;
+    uint32_t idem_window_s;
+    uint32_t clock_ahead_max_ms;
+    char     region[64];
     /* Every node of a cluster shares it: it keys the shard hash. */
     bool             has_cluster_id;
     uint8_t          cluster_id[16];
@@ -233,6 +233,8 @@ struct node_store {
     pthread_mutex_t write_mu;
     uint32_t        clock_ahead_max_ms;
     uint32_t        peer_count; /* 0: this node is every shard's only replica */
+    /* Per shard, the causally stable vector counters fold at (write_mu). */
+    struct crdt_vv *stable;
 };
 
 /* Opens (creating on first start) the store in cfg->data_dir. Checks node id,
@@ -313,8 +315,12 @@ int node_state_finish(MDB_txn *txn, struct node_store *store,
  * stream's document. MDB_CORRUPTED when they do not decode or their deps
  * are missing (*why says which). Caller holds write_mu. */
 int node_state_apply_remote(MDB_txn *txn, struct node_store *store,
-    uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
-    struct proto_str ops, const char **why);
+    uint32_t shard, uint64_t stream_id, bool exists, struct crdt_dot dot,
+    uint64_t hlc, struct proto_str ops, const char **why);
+/* Sets a shard's stable vector (the puller: the minimum of this node's and
+ * every peer's vector as of a point this node has read their logs up to). */
+MRD_MUST_USE int node_store_set_stable(
+    struct node_store *store, uint32_t shard, const struct crdt_vv *stable);
 /* Reads a stream's state into a whole reply frame (any thread). */
 MRD_MUST_USE int node_store_state_read(struct node_store *store,
     const struct proto_state_req *req, struct proto_buf *out,

@@ -41,6 +41,10 @@ struct node_puller_peer {
     nng_socket sock;
     bool       open;
     uint64_t  *after; /* per shard: the peer's log seq read */
+    /* Per shard: the peer's vector as of the end of its log, which this
+     * node has read all of; NULL e until the peer first reported. */
+    struct crdt_vv *vv;
+    bool           *reported;
 };
 
 struct node_puller {
@@ -56,6 +60,53 @@ struct node_puller {
     uint8_t                 *vv; /* scratch: our vector for a shard */
     struct proto_buf         req;
 };
+
+/* Recomputes a shard's stable vector: the pointwise minimum of this node's
+ * vector (read before the pull: older is only more careful) and every
+ * peer's, once every peer has reported. A dot under it is held by every
+ * replica as of a point this node has read their logs up to, so every event
+ * this node applies from now on has observed it. */
+static void
+node_puller_stable(struct node_puller *p, uint32_t shard, uint32_t own_len)
+{
+    struct crdt_vv st;
+    crdt_vv_init(&st);
+    int rv = MRD_OK;
+    for (uint32_t i = 0; rv == MRD_OK && i < own_len / 16; i++) {
+        rv = crdt_vv_raise(&st, mrd_be64_get(p->vv + 16 * i),
+            mrd_be64_get(p->vv + 16 * i + 8));
+    }
+    for (uint32_t i = 0; rv == MRD_OK && i < p->peer_count; i++) {
+        if (!p->peers[i].reported[shard]) {
+            crdt_vv_free(&st);
+            return; /* not yet known: nothing is stable */
+        }
+        rv = crdt_vv_meet(&st, &st, &p->peers[i].vv[shard]);
+    }
+    if (rv == MRD_OK) {
+        rv = node_store_set_stable(p->store, shard, &st);
+    }
+    crdt_vv_free(&st);
+}
+
+/* Keeps the peer's vector from an answer that reached the end of its log. */
+static int
+node_puller_peer_vv(
+    struct node_puller_peer *peer, uint32_t shard, struct proto_str vv)
+{
+    struct crdt_vv *dst = &peer->vv[shard];
+    crdt_vv_free(dst);
+    for (uint32_t i = 0; i < proto_vv_count(vv); i++) {
+        uint64_t origin, seq;
+        proto_vv_at(vv, i, &origin, &seq);
+        int rv = crdt_vv_raise(dst, origin, seq);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+    }
+    peer->reported[shard] = true;
+    return MRD_OK;
+}
 
 /* One pull from one peer for one shard. Returns MRD_OK and sets *more when
  * the peer has more, or an error when the peer did not answer properly. */
@@ -113,6 +164,10 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         if (rv == MRD_OK) {
             peer->after[shard] = rep.scanned;
         }
+    }
+    if (rv == MRD_OK && rep.end
+        && node_puller_peer_vv(peer, shard, rep.vv) == MRD_OK) {
+        node_puller_stable(p, shard, vv_len);
     }
     if (rv == MRD_OK) {
         *more = !rep.end;
@@ -179,6 +234,17 @@ node_puller_main(void *arg)
     return NULL;
 }
 
+static void
+node_puller_peer_free(struct node_puller_peer *peer, uint32_t shards)
+{
+    for (uint32_t s = 0; peer->vv != NULL && s < shards; s++) {
+        crdt_vv_free(&peer->vv[s]);
+    }
+    free(peer->vv);
+    free(peer->reported);
+    free(peer->after);
+}
+
 int
 node_puller_start(const struct node_config *cfg, struct node_store *store,
     struct node_server *srv, struct node_stats *stats, struct node_puller **out)
@@ -204,8 +270,10 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
         struct node_puller_peer *peer = &p->peers[i];
         peer->id                      = cfg->peers[i].id;
-        peer->after = calloc(store->shard_count, sizeof(*peer->after));
-        if (peer->after == NULL) {
+        peer->after    = calloc(store->shard_count, sizeof(*peer->after));
+        peer->vv       = calloc(store->shard_count, sizeof(*peer->vv));
+        peer->reported = calloc(store->shard_count, sizeof(*peer->reported));
+        if (peer->after == NULL || peer->vv == NULL || peer->reported == NULL) {
             rv = MRD_ENOMEM;
             break;
         }
@@ -247,7 +315,7 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     }
     if (rv != MRD_OK) {
         for (uint32_t i = 0; p->peers != NULL && i < p->peer_count; i++) {
-            free(p->peers[i].after);
+            node_puller_peer_free(&p->peers[i], store->shard_count);
         }
         free(p->peers);
         free(p->vv);
@@ -275,7 +343,7 @@ node_puller_stop(struct node_puller *p)
     /* The peer sockets are left to process exit: NNG 1.5.2's nng_close()
      * can hang after a dropped connection (docs/ARCHITECTURE.md). */
     for (uint32_t i = 0; i < p->peer_count; i++) {
-        free(p->peers[i].after);
+        node_puller_peer_free(&p->peers[i], p->store->shard_count);
     }
     free(p->peers);
     free(p->vv);

@@ -376,7 +376,7 @@ node_replicate_one(MDB_txn *txn, struct node_store *store, uint32_t shard,
     MDB_val iv = { 8, seq_be };
     rc         = mdb_put(txn, store->dbi_index, &ik, &iv, MDB_NOOVERWRITE);
     if (rc == 0 && r->ops.len > 0) {
-        rc = node_state_apply_remote(txn, store, st.id, exists,
+        rc = node_state_apply_remote(txn, store, shard, st.id, exists,
             (struct crdt_dot) { r->origin, r->seq }, r->hlc, r->ops, why);
     }
     if (rc == 0) {
@@ -514,4 +514,15 @@ node_store_replicate(struct node_store *store, uint64_t peer, uint32_t shard,
     }
     NODE_STAT_ADD(stats, events_replicated, *applied);
     return node_store_err(rc);
+}
+
+int
+node_store_set_stable(
+    struct node_store *store, uint32_t shard, const struct crdt_vv *stable)
+{
+    MRD_ASSERT(shard < store->shard_count);
+    pthread_mutex_lock(&store->write_mu);
+    int rv = crdt_vv_copy(&store->stable[shard], stable);
+    pthread_mutex_unlock(&store->write_mu);
+    return rv;
 }

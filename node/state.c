@@ -100,16 +100,14 @@ node_state_ops(struct node_state_txn *s, const struct proto_event_in *ev)
 }
 
 /* The stable point for folding counters. A node with no peers is every
- * shard's only replica, so everything it has applied is stable. With peers,
- * stability needs every replica's vector as of a point this node has read
- * up to; until that is tracked, nothing is folded (counters keep their
- * increments, which is always correct, only larger). */
+ * shard's only replica, so everything it has applied is stable. With peers
+ * it is the shard's stable vector the puller keeps (node_store_set_stable):
+ * empty until every peer has reported, so nothing is folded too early. */
 static const struct crdt_vv *
-node_state_stable(
-    const struct node_store *store, const struct node_state_txn *s)
+node_state_stable(const struct node_store *store, uint32_t shard,
+    const struct node_state_txn *s)
 {
-    static const struct crdt_vv none = { 0, 0, NULL };
-    return store->peer_count == 0 ? &s->doc.ctx : &none;
+    return store->peer_count == 0 ? &s->doc.ctx : &store->stable[shard];
 }
 
 /* Applies one event's ops to s->doc as event `index` with dot and hlc, and
@@ -192,7 +190,7 @@ node_state_check(MDB_txn *txn, struct node_store *store, struct node_append *a,
         }
         index++;
     }
-    rc = crdt_doc_compact(&s->doc, node_state_stable(store, s));
+    rc = crdt_doc_compact(&s->doc, node_state_stable(store, a->shard, s));
     if (rc == MRD_OK) {
         msgpack_packer pk;
         msgpack_sbuffer_clear(&s->sbuf);
@@ -236,7 +234,7 @@ node_state_finish(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
 }
 
 int
-node_state_apply_remote(MDB_txn *txn, struct node_store *store,
+node_state_apply_remote(MDB_txn *txn, struct node_store *store, uint32_t shard,
     uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
     struct proto_str ops, const char **why)
 {
@@ -269,7 +267,7 @@ node_state_apply_remote(MDB_txn *txn, struct node_store *store,
     if (d == CRDT_DUPLICATE) {
         return 0;
     }
-    rc = crdt_doc_compact(&s->doc, node_state_stable(store, s));
+    rc = crdt_doc_compact(&s->doc, node_state_stable(store, shard, s));
     if (rc == MRD_OK) {
         msgpack_packer pk;
         msgpack_sbuffer_clear(&s->sbuf);

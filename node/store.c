@@ -369,7 +369,12 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
     pthread_mutex_init(&store->write_mu, NULL);
     store->clock_ahead_max_ms = cfg->clock_ahead_max_ms;
     store->peer_count         = cfg->peer_count;
-    store->state              = malloc(sizeof(*store->state));
+    store->stable             = calloc(NODE_SHARDS_MAX, sizeof(*store->stable));
+    if (store->stable == NULL) {
+        rv = MRD_ENOMEM;
+        goto fail;
+    }
+    store->state = malloc(sizeof(*store->state));
     if (store->state == NULL || node_state_txn_init(store->state) != MRD_OK) {
         rv = MRD_ENOMEM;
         goto fail;
@@ -442,6 +447,11 @@ node_store_close(struct node_store *store)
     }
     pthread_rwlock_destroy(&store->resize_lock);
     pthread_mutex_destroy(&store->write_mu);
+    for (uint32_t i = 0; store->stable != NULL && i < NODE_SHARDS_MAX; i++) {
+        crdt_vv_free(&store->stable[i]);
+    }
+    free(store->stable);
+    store->stable = NULL;
     if (store->state != NULL) {
         node_state_txn_fini(store->state);
         free(store->state);
