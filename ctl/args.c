@@ -17,6 +17,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,20 @@ static const char ctl_help_node_info[]
       "Prints the serving node's id, cluster id, number of shards, protocol\n"
       "version, largest frame and software version.\n";
 
+static const char ctl_help_cluster[]
+    = "Usage: meridianctl cluster init [--dir DIR] [--regions A,B,C]\n"
+      "                                [--nodes-per-region N] [--base-port P]\n"
+      "                                [--shards N]\n"
+      "\n"
+      "Writes the configs of a local multi-region cluster into DIR (default\n"
+      "meridian-cluster): one meridiand JSON config per node, every node a\n"
+      "peer of every other, all with one new cluster id, and DIR/cluster.json\n"
+      "listing the nodes. Regions default to eu-west,us-east,ap-south, one\n"
+      "node each (at most 8 regions and 16 nodes); node i listens on\n"
+      "127.0.0.1 at base port + i - 1 (default 7401); 16 shards. Starts\n"
+      "nothing: it prints the meridiand commands that do. Refuses a DIR that\n"
+      "already holds a cluster.json.\n";
+
 static const char ctl_help_help[]
     = "Usage: meridianctl help [COMMAND]\n"
       "\n"
@@ -170,6 +185,8 @@ const struct ctl_cmd ctl_cmds[] = {
         ctl_help_state, 0, 1, 1, ctl_cmd_state },
     { "node-info", "show the serving node's identity and limits",
         ctl_help_node_info, 0, 0, 0, ctl_cmd_node_info },
+    { "cluster", "init: write the configs of a local multi-region cluster",
+        ctl_help_cluster, CTL_OPTS_CLUSTER, 1, 0, ctl_cmd_cluster },
     { "help", "show this help or a command's help", ctl_help_help, 0, 0, 0,
         NULL },
     { NULL, NULL, NULL, 0, 0, 0, NULL },
@@ -215,6 +232,11 @@ enum ctl_opt_id {
     CTL_OPT_BACKWARD,
     CTL_OPT_LIMIT,
     CTL_OPT_OP,
+    CTL_OPT_DIR,
+    CTL_OPT_REGIONS,
+    CTL_OPT_PER_REGION,
+    CTL_OPT_BASE_PORT,
+    CTL_OPT_SHARDS,
 };
 
 struct ctl_opt {
@@ -245,6 +267,11 @@ static const struct ctl_opt ctl_opts[] = {
     { "backward", CTL_OPT_BACKWARD, false, false, CTL_OPTS_READ },
     { "limit", CTL_OPT_LIMIT, true, false, CTL_OPTS_TAIL },
     { "op", CTL_OPT_OP, true, true, CTL_OPTS_APPEND },
+    { "dir", CTL_OPT_DIR, true, false, CTL_OPTS_CLUSTER },
+    { "regions", CTL_OPT_REGIONS, true, false, CTL_OPTS_CLUSTER },
+    { "nodes-per-region", CTL_OPT_PER_REGION, true, false, CTL_OPTS_CLUSTER },
+    { "base-port", CTL_OPT_BASE_PORT, true, false, CTL_OPTS_CLUSTER },
+    { "shards", CTL_OPT_SHARDS, true, false, CTL_OPTS_CLUSTER },
 };
 _Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 32, "seen mask is 32 bits");
 
@@ -431,6 +458,31 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
         return ctl_parse_count(opt->name, v, &args->limit);
     case CTL_OPT_OP:
         return ctl_parse_op(args, v);
+    case CTL_OPT_DIR:
+        args->cluster_dir = v;
+        return CTL_EXIT_OK;
+    case CTL_OPT_REGIONS:
+        args->regions = v;
+        return CTL_EXIT_OK;
+    case CTL_OPT_PER_REGION:
+    case CTL_OPT_BASE_PORT:
+    case CTL_OPT_SHARDS: {
+        uint64_t n;
+        uint64_t max = opt->id == CTL_OPT_BASE_PORT ? 65535 : 256;
+        if (!ctl_parse_u64(v, 1, max, &n)) {
+            return ctl_fail_usage(
+                "--%s: '%s' is not a number from 1 to %" PRIu64, opt->name, v,
+                max);
+        }
+        if (opt->id == CTL_OPT_PER_REGION) {
+            args->nodes_per_region = (uint32_t) n;
+        } else if (opt->id == CTL_OPT_BASE_PORT) {
+            args->base_port = (uint32_t) n;
+        } else {
+            args->cluster_shards = (uint32_t) n;
+        }
+        return CTL_EXIT_OK;
+    }
     }
     return CTL_EXIT_OK;
 }
@@ -620,6 +672,9 @@ ctl_args_parse(struct ctl_args *args, int argc, char **argv)
 
     memset(args, 0, sizeof(*args));
     args->expected_version = MRD_EXPECT_ANY;
+    args->nodes_per_region = 1;
+    args->base_port        = 7401;
+    args->cluster_shards   = 16;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int         rv;

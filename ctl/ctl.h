@@ -110,6 +110,13 @@ struct ctl_args {
     bool     from_set;
     bool     backward;
     uint64_t limit; /* tail: 0 means no limit */
+
+    /* cluster init */
+    const char *cluster_dir; /* --dir */
+    const char *regions; /* --regions a,b,c */
+    uint32_t    nodes_per_region; /* --nodes-per-region (1) */
+    uint32_t    base_port; /* --base-port (7401) */
+    uint32_t    cluster_shards; /* --shards (16) */
 };
 
 /* One command: its name, its help and how it runs. run() gets an open client
@@ -128,6 +135,7 @@ struct ctl_cmd {
 #define CTL_OPTS_APPEND (1u << 0)
 #define CTL_OPTS_READ (1u << 1)
 #define CTL_OPTS_TAIL (1u << 2)
+#define CTL_OPTS_CLUSTER (1u << 3)
 
 /* The command table, terminated by a NULL name (args.c). */
 extern const struct ctl_cmd ctl_cmds[];
@@ -153,6 +161,7 @@ int ctl_cmd_tail(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_info(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_node_info(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_state(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_cluster(const struct ctl_args *args, mrd_client *client);
 
 /* ---------------------------------------------------------------- output -- */
 
