@@ -48,13 +48,16 @@ struct node_puller_peer {
 };
 
 struct node_puller {
-    struct node_store       *store;
-    struct node_server      *srv;
-    struct node_stats       *stats;
-    pthread_t                thread;
-    pthread_mutex_t          mu;
-    pthread_cond_t           cv;
-    bool                     stop;
+    struct node_store  *store;
+    struct node_server *srv;
+    struct node_stats  *stats;
+    pthread_t           thread;
+    pthread_mutex_t     mu;
+    pthread_cond_t      cv;
+    bool                stop;
+    /* The one operation in flight, cancelled by node_puller_stop() so that
+     * stopping never waits for a dead peer's timeout. */
+    nng_aio                 *aio;
     uint32_t                 peer_count;
     struct node_puller_peer *peers;
     uint8_t                 *vv; /* scratch: our vector for a shard */
@@ -108,6 +111,48 @@ node_puller_peer_vv(
     return MRD_OK;
 }
 
+/* Sends req and waits for the answer on a context of the peer's socket,
+ * through p->aio, which a stop cancels. Takes req in every case. */
+static int
+node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
+    nng_msg *req, nng_msg **rep)
+{
+    nng_ctx ctx;
+    int     rv = nng_ctx_open(&ctx, peer->sock);
+    if (rv != 0) {
+        nng_msg_free(req);
+        return rv;
+    }
+    pthread_mutex_lock(&p->mu);
+    bool stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) {
+        nng_msg_free(req);
+        nng_ctx_close(ctx);
+        return NNG_ECANCELED;
+    }
+    nng_aio_set_timeout(p->aio, NODE_PULL_TIMEOUT_MS);
+    nng_aio_set_msg(p->aio, req);
+    nng_ctx_send(ctx, p->aio);
+    nng_aio_wait(p->aio);
+    rv = nng_aio_result(p->aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(p->aio)); /* a failed send keeps it */
+        nng_aio_set_msg(p->aio, NULL);
+        nng_ctx_close(ctx);
+        return rv;
+    }
+    nng_ctx_recv(ctx, p->aio);
+    nng_aio_wait(p->aio);
+    rv = nng_aio_result(p->aio);
+    if (rv == 0) {
+        *rep = nng_aio_get_msg(p->aio);
+        nng_aio_set_msg(p->aio, NULL);
+    }
+    nng_ctx_close(ctx);
+    return rv;
+}
+
 /* One pull from one peer for one shard. Returns MRD_OK and sets *more when
  * the peer has more, or an error when the peer did not answer properly. */
 static int
@@ -135,11 +180,7 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         return MRD_ENOMEM;
     }
     memcpy(nng_msg_body(msg), p->req.data, p->req.len);
-    if (nng_sendmsg(peer->sock, msg, 0) != 0) {
-        nng_msg_free(msg);
-        return MRD_EUNAVAIL;
-    }
-    if (nng_recvmsg(peer->sock, &msg, 0) != 0) {
+    if (node_puller_io(p, peer, msg, &msg) != 0) {
         return MRD_EUNAVAIL;
     }
     struct proto_frame    frame;
@@ -266,7 +307,10 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     proto_buf_init(&p->req, 64u * 1024u);
-    int rv = p->peers != NULL && p->vv != NULL ? MRD_OK : MRD_ENOMEM;
+    int rv = p->peers != NULL && p->vv != NULL
+            && nng_aio_alloc(&p->aio, NULL, NULL) == 0
+        ? MRD_OK
+        : MRD_ENOMEM;
     for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
         struct node_puller_peer *peer = &p->peers[i];
         peer->id                      = cfg->peers[i].id;
@@ -319,6 +363,9 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         }
         free(p->peers);
         free(p->vv);
+        if (p->aio != NULL) {
+            nng_aio_free(p->aio);
+        }
         proto_buf_fini(&p->req);
         free(p);
         return rv;
@@ -339,7 +386,9 @@ node_puller_stop(struct node_puller *p)
     p->stop = true;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    nng_aio_cancel(p->aio); /* a pull in flight ends now */
     pthread_join(p->thread, NULL);
+    nng_aio_free(p->aio);
     /* The peer sockets are left to process exit: NNG 1.5.2's nng_close()
      * can hang after a dropped connection (docs/ARCHITECTURE.md). */
     for (uint32_t i = 0; i < p->peer_count; i++) {

@@ -1,0 +1,158 @@
+/*
+ * cluster_init_test.c: `meridianctl cluster init` writes configs that make a
+ * working local cluster.
+ *
+ * It writes the configs of three regions into a temp dir, starts one
+ * meridiand per config (the harness gives each its own data dir and the
+ * port the config names), appends a counter op in one region and waits for
+ * the other two to show it. It also checks that a dir that already holds a
+ * cluster is refused and that bad options are usage errors.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define CI_NODES 3u
+
+/* True when nothing listens on 127.0.0.1:port and we may bind it. */
+static bool
+ci_port_free(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct sockaddr_in a = { 0 };
+    a.sin_family         = AF_INET;
+    a.sin_port           = htons(port);
+    a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
+    bool ok              = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Three consecutive free ports, from a spot that depends on our pid so that
+ * parallel test runs rarely meet. */
+static uint16_t
+ci_base_port(void)
+{
+    for (uint32_t t = 0; t < 200; t++) {
+        uint16_t base
+            = (uint16_t) (20000 + ((uint32_t) getpid() * 7 + t * 37) % 30000);
+        if (ci_port_free(base) && ci_port_free(base + 1)
+            && ci_port_free(base + 2)) {
+            return base;
+        }
+    }
+    return 0;
+}
+
+struct ci_wait {
+    mrd_client *client;
+    int64_t     want;
+};
+
+static bool
+ci_counter_is(void *arg)
+{
+    struct ci_wait *w  = arg;
+    mrd_state      *st = NULL;
+    if (mrd_state_read(w->client, "trip", NULL, &st) != MRD_OK) {
+        return false;
+    }
+    int64_t n = mrd_value_int(
+        mrd_value_find(mrd_state_root(st), "n", MRD_STATE_COUNTER));
+    mrd_state_free(st);
+    return n == w->want;
+}
+
+static void
+test_cluster_init(void **state)
+{
+    (void) state;
+    char dir[256], cdir[300], port_text[16], out[8192];
+    assert_int_equal(harness_tmpdir_make("meridian-ci-", dir, sizeof(dir)), 0);
+    snprintf(cdir, sizeof(cdir), "%s/c", dir);
+    uint16_t base = ci_base_port();
+    assert_int_not_equal(base, 0);
+    snprintf(port_text, sizeof(port_text), "%u", (unsigned) base);
+
+    const char *init[] = { "cluster", "init", "--dir", cdir, "--regions",
+        "eu,us,ap", "--base-port", port_text, "--shards", "4", NULL };
+    assert_int_equal(harness_run_ctl(init, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "3 node configs"));
+    /* A second init into the same dir would clobber a cluster: refused. */
+    assert_int_equal(harness_run_ctl(init, NULL, 0), 1);
+    /* Usage errors. */
+    const char *twice[]
+        = { "cluster", "init", "--dir", cdir, "--regions", "eu,eu", NULL };
+    const char *zero[]
+        = { "cluster", "init", "--dir", cdir, "--nodes-per-region", "0", NULL };
+    const char *what[] = { "cluster", "start", NULL };
+    assert_int_equal(harness_run_ctl(twice, NULL, 0), 2);
+    assert_int_equal(harness_run_ctl(zero, NULL, 0), 2);
+    assert_int_equal(harness_run_ctl(what, NULL, 0), 2);
+
+    /* One meridiand per config: region, cluster id, peers and shards come
+     * from the file; the harness's flags give it a data dir of its own. */
+    struct harness_node nodes[CI_NODES];
+    char                cfg[CI_NODES][400];
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        assert_int_equal(harness_node_init(&nodes[i], i + 1), 0);
+        nodes[i].port = (uint16_t) (base + i);
+        snprintf(cfg[i], sizeof(cfg[i]), "%s/node-%u.json", cdir, i + 1);
+        const char *args[] = { "--config", cfg[i], NULL };
+        assert_int_equal(harness_node_start(&nodes[i], args), 0);
+    }
+    mrd_client *clients[CI_NODES];
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        struct harness_node *one = &nodes[i];
+        assert_int_equal(harness_client_open(&one, 1, NULL, &clients[i]), 0);
+    }
+    /* One increment per region, then every region must show all three. */
+    const char  *path[] = { "n" };
+    mrd_op       op     = { .path = path,
+                  .path_len       = 1,
+                  .type           = MRD_STATE_COUNTER,
+                  .kind           = MRD_OP_INC,
+                  .delta          = 1 };
+    mrd_event_in ev     = { .type = "Visited", .ops = &op, .op_count = 1 };
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        assert_int_equal(
+            mrd_append(clients[i], "trip", &ev, 1, NULL, NULL), MRD_OK);
+    }
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        struct ci_wait w = { clients[i], 3 };
+        if (!harness_wait_for(ci_counter_is, &w, 200, 50)) {
+            fail_msg("node %u never showed n = 3", i + 1);
+        }
+    }
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        mrd_client_close(clients[i]);
+        assert_int_equal(harness_node_stop(&nodes[i]), 0);
+        harness_node_fini(&nodes[i]);
+    }
+    harness_rmrf(dir);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_cluster_init, harness_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, harness_teardown);
+}
