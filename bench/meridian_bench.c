@@ -11,21 +11,39 @@
  * 1M-event stream by 1 reader and by 4 readers over disjoint ranges. Each
  * figure is the median of --runs runs, each run on a fresh node.
  *
- * Usage: meridian_bench [--runs N] [--quick] [--dir DIR] [--csv FILE]
+ * Replication (--only repl): two nodes, regions r1 and r2, each the other's
+ * peer, on loopback; each pulls from the other through a byte-counting TCP
+ * forwarder run here, so the bytes crossing the "link" are known. Measured:
+ * 100-event batches into r1 until r2 holds them all; the lag from an append
+ * on r1 to its arrival at a tail on r2, at a steady 2,000 events/s and at
+ * one event every 300-700 ms (the pullers' idle backoff); a fresh third node
+ * catching up from r1; and link bytes per replicated event beside the
+ * average stored record.
+ *
+ * Usage: meridian_bench [--runs N] [--quick] [--only W] [--dir DIR]
+ *                       [--csv FILE]
  */
 #include "common.h"
 #include "meridian.h"
+#include "proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,9 +56,10 @@
 struct bench_opts {
     unsigned runs;
     bool     quick;
-    char     only[16]; /* one workload: lone, inflight, batch, state or scan */
-    char     dir[512];
-    char     csv[512];
+    char     only[16]; /* one family: lone, inflight, batch, state, scan,
+                          repl */
+    char dir[512];
+    char csv[512];
 };
 
 /* Sizes of each workload; --quick shrinks them for a smoke run. */
@@ -51,6 +70,9 @@ struct bench_sizes {
     uint32_t scan_events;
     uint32_t fsync_samples;
     uint32_t lmdb_events;
+    uint32_t repl_events; /* bulk replication and catch-up */
+    uint32_t repl_steady_events; /* at REPL_STEADY_RATE */
+    uint32_t repl_sparse_events; /* one per 300-700 ms */
 };
 
 struct lat {
@@ -109,6 +131,16 @@ lat_pct(struct lat *l, double p)
     }
     size_t i = (size_t) (p * (double) (l->n - 1));
     return l->us[i] / 1000.0;
+}
+
+static double
+lat_max(const struct lat *l)
+{
+    uint32_t m = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        m = l->us[i] > m ? l->us[i] : m;
+    }
+    return m / 1000.0;
 }
 
 static void
@@ -252,14 +284,67 @@ struct node_proc {
     char  url[300];
 };
 
-static void
-node_start(struct node_proc *n, const char *base, unsigned run)
-{
-    char ready[700], log[700];
+#define NODE_ARGS_MAX 24u
+#define NODE_LIVE_MAX 8u
 
-    snprintf(n->dir, sizeof(n->dir), "%s/node-%u", base, run);
+/* Nodes started and not yet stopped: killed at exit, so a run that fails
+ * (die) leaves no meridiand behind. */
+static pid_t node_live[NODE_LIVE_MAX];
+
+static void
+node_live_kill(void)
+{
+    for (unsigned i = 0; i < NODE_LIVE_MAX; i++) {
+        if (node_live[i] > 0) {
+            kill(node_live[i], SIGKILL);
+            waitpid(node_live[i], NULL, 0);
+            node_live[i] = 0;
+        }
+    }
+}
+
+static void
+node_live_set(pid_t old, pid_t pid)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(node_live_kill);
+        registered = true;
+    }
+    for (unsigned i = 0; i < NODE_LIVE_MAX; i++) {
+        if (node_live[i] == old) {
+            node_live[i] = pid;
+            return;
+        }
+    }
+}
+
+/* Starts meridiand with its data in n->dir on a free loopback port, with
+ * `extra` (NULL-terminated, may be NULL) after the common arguments, and
+ * waits until it serves. */
+static void
+node_spawn(struct node_proc *n, const char *node_id, const char *const *extra)
+{
+    char        ready[700], log[700];
+    static char args[NODE_ARGS_MAX][720];
+    char       *argv[NODE_ARGS_MAX + 1];
+    size_t      k = 0;
+
     snprintf(ready, sizeof(ready), "%s.ready", n->dir);
     snprintf(log, sizeof(log), "%s.log", n->dir);
+    const char *fixed[] = { "meridiand", "--node-id", node_id, "--data-dir",
+        n->dir, "--listen", "tcp://127.0.0.1:0", "--ready-file", ready,
+        "--map-size", "4G", "--log-level", "warn", NULL };
+    for (size_t i = 0; fixed[i] != NULL; i++, k++) {
+        snprintf(args[k], sizeof(args[k]), "%s", fixed[i]);
+        argv[k] = args[k];
+    }
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++, k++) {
+        MRD_ASSERT(k < NODE_ARGS_MAX);
+        snprintf(args[k], sizeof(args[k]), "%s", extra[i]);
+        argv[k] = args[k];
+    }
+    argv[k] = NULL;
     unlink(ready);
     n->pid = fork();
     if (n->pid == 0) {
@@ -267,12 +352,11 @@ node_start(struct node_proc *n, const char *base, unsigned run)
         if (fd >= 0) {
             dup2(fd, 2);
         }
-        execl(MRD_MERIDIAND_PATH, "meridiand", "--node-id", "1", "--data-dir",
-            n->dir, "--listen", "tcp://127.0.0.1:0", "--ready-file", ready,
-            "--map-size", "4G", "--log-level", "warn", (char *) NULL);
+        execv(MRD_MERIDIAND_PATH, argv);
         _exit(127);
     }
-    for (int i = 0; i < 200; i++) {
+    node_live_set(0, n->pid);
+    for (int i = 0; i < 2000; i++) {
         FILE *f = fopen(ready, "r");
         if (f != NULL) {
             bool ok = fgets(n->url, sizeof(n->url), f) != NULL;
@@ -282,7 +366,7 @@ node_start(struct node_proc *n, const char *base, unsigned run)
                 return;
             }
         }
-        sleep_us(50000);
+        sleep_us(5000);
     }
     fprintf(stderr, "meridian_bench: meridiand did not start; see %s\n", log);
     kill(n->pid, SIGKILL);
@@ -290,14 +374,49 @@ node_start(struct node_proc *n, const char *base, unsigned run)
 }
 
 static void
+node_start(struct node_proc *n, const char *base, unsigned run)
+{
+    snprintf(n->dir, sizeof(n->dir), "%s/node-%u", base, run);
+    node_spawn(n, "1", NULL);
+}
+
+/* Stops the node (SIGKILL after 30 s: a stop that hangs is reported, not
+ * waited for) and removes its data. */
+static void
 node_stop(struct node_proc *n)
 {
+    int status = -1;
     kill(n->pid, SIGTERM);
-    waitpid(n->pid, NULL, 0);
+    for (int i = 0; waitpid(n->pid, &status, WNOHANG) == 0; i++) {
+        if (i == 3000) {
+            fprintf(stderr,
+                "meridian_bench: meridiand (%s) did not stop in 30 s; "
+                "killed\n",
+                n->dir);
+            kill(n->pid, SIGKILL);
+            waitpid(n->pid, NULL, 0);
+            status = -1;
+            break;
+        }
+        sleep_us(10000);
+    }
+    node_live_set(n->pid, 0);
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "meridian_bench: could not remove %s\n", n->dir);
+    }
+    /* The log is kept when the node did not stop cleanly. */
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        snprintf(cmd, sizeof(cmd), "%s.log", n->dir);
+        unlink(cmd);
+        snprintf(cmd, sizeof(cmd), "%s.ready", n->dir);
+        unlink(cmd);
+    } else {
+        fprintf(stderr,
+            "meridian_bench: meridiand (%s) did not stop "
+            "cleanly; its log is %s.log\n",
+            n->dir, n->dir);
     }
 }
 
@@ -557,6 +676,664 @@ run_scan(mrd_client *c, uint32_t n, uint32_t readers)
     return r;
 }
 
+/* --------------------------------------------------------- replication -- */
+
+#define REPL_CLUSTER_ID "6d6572696469616e2d62656e63682121"
+#define REPL_STREAMS 64u
+#define REPL_SHARDS 16u /* meridiand's default --shards */
+#define REPL_STEADY_RATE 2000u /* events/s */
+#define REPL_SPARSE_GAP_MIN_US 300000u
+#define REPL_SPARSE_GAP_MAX_US 700000u
+/* A node that makes no progress for this long has failed the run. */
+#define REPL_STALL_US (60u * 1000000u)
+
+/* Per-run figures, each reported as its median over the runs. */
+enum {
+    R_BULK_RATE, /* events/s: first write on r1 until r2 holds all */
+    R_BULK_APPEND, /* events/s acked by r1 meanwhile */
+    R_BULK_BEHIND, /* % not yet on r2 when r1 acked its last */
+    R_BULK_AFTER_MS, /* from r1's last ack until r2 held all */
+    R_CATCHUP_RATE, /* events/s: r3 started until it holds all */
+    R_CATCHUP_S,
+    R_STEADY_RATE, /* achieved write rate */
+    R_STEADY_ACK_P50, /* r1's append ack, ms */
+    R_STEADY_ACK_P99,
+    R_STEADY_ACK_P999,
+    R_LAG_P50, /* append sent on r1 to tail callback on r2, ms */
+    R_LAG_P99,
+    R_LAG_P999,
+    R_SPARSE_P50,
+    R_SPARSE_MAX,
+    R_LOST, /* lag events that never reached r2 */
+    R_RECORD, /* average stored record, bytes */
+    R_BYTES_BULK, /* link bytes per replicated event, everything */
+    R_BYTES_BULK_DATA, /* of which r1's pull replies to r2 */
+    R_BYTES_STEADY,
+    R_IDLE_BPS, /* link bytes/s with nothing to replicate */
+    R_BULK_EV_PULL, /* events per pull r1 served r2 during the bulk */
+    R_STEADY_ROUND_MS, /* r2's puller: one round of every shard, steady */
+    R_MISMATCH, /* |events replicated - events written|, r2 and r3 */
+    R_COUNT
+};
+
+/* A raw req socket for what the client library has no call for (STATS,
+ * record sizes). Left to process exit, like the tests' raw sockets: NNG
+ * 1.5.2's nng_close() can hang after a dropped connection. */
+static nng_socket
+raw_open(const char *url)
+{
+    nng_socket s;
+    if (nng_req0_open(&s) != 0) {
+        fprintf(stderr, "meridian_bench: nng_req0_open failed\n");
+        exit(1);
+    }
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 30000);
+    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 30000);
+    nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 1000);
+    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
+    if (nng_dial(s, url, NULL, 0) != 0) {
+        fprintf(stderr, "meridian_bench: cannot dial %s\n", url);
+        exit(1);
+    }
+    return s;
+}
+
+/* Sends req, returns the reply (the caller frees it) with *frame opened on
+ * it; exits when the node does not answer MRD_OK. */
+static nng_msg *
+raw_call(nng_socket s, struct proto_buf *req, struct proto_frame *frame)
+{
+    nng_msg    *msg;
+    const char *why = NULL;
+
+    MRD_ASSERT(proto_buf_status(req) == MRD_OK);
+    MRD_ASSERT(nng_msg_alloc(&msg, req->len) == 0);
+    memcpy(nng_msg_body(msg), req->data, req->len);
+    if (nng_sendmsg(s, msg, 0) != 0) {
+        nng_msg_free(msg);
+        msg = NULL;
+    } else if (nng_recvmsg(s, &msg, 0) != 0) {
+        msg = NULL;
+    }
+    if (msg == NULL
+        || proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), frame, &why)
+            != MRD_OK
+        || frame->status != MRD_OK) {
+        fprintf(stderr, "meridian_bench: raw request failed (%s)\n",
+            why != NULL ? why : "no answer or an error reply");
+        exit(1);
+    }
+    return msg;
+}
+
+/* One node counter (PROTO_T_STATS). */
+static uint64_t
+stat_get(nng_socket s, const char *name)
+{
+    struct proto_buf   req;
+    struct proto_frame frame;
+    uint64_t           value = 0;
+
+    proto_buf_init(&req, 256);
+    proto_empty_req_encode(&req, PROTO_T_STATS);
+    nng_msg *msg = raw_call(s, &req, &frame);
+    if (proto_stats_rep_find(&frame.body, name, &value) != MRD_OK) {
+        fprintf(stderr, "meridian_bench: no counter %s\n", name);
+        exit(1);
+    }
+    nng_msg_free(msg);
+    proto_buf_fini(&req);
+    return value;
+}
+
+/* The average size of the records in the first 1,000 log entries of each
+ * shard, as stored and as a pull carries them. */
+static double
+record_size_avg(nng_socket s, uint32_t shards)
+{
+    struct proto_buf req;
+    uint64_t         bytes = 0, count = 0;
+
+    proto_buf_init(&req, 256);
+    for (uint32_t shard = 0; shard < shards; shard++) {
+        struct proto_log_req    lr = { shard, 0, 1000 };
+        struct proto_frame      frame;
+        struct proto_events_rep rep;
+        struct proto_rd         rd;
+        struct proto_str        record;
+        uint64_t                position, log_seq;
+        const char             *why = NULL;
+
+        proto_buf_reset(&req);
+        MRD_ASSERT(proto_log_req_encode(&req, &lr) == MRD_OK);
+        nng_msg *msg = raw_call(s, &req, &frame);
+        MRD_ASSERT(
+            proto_events_rep_decode(&frame.body, PROTO_T_READ_LOG, &rep, &why)
+            == MRD_OK);
+        proto_events_rep_begin(&rep, &rd);
+        while (proto_events_rep_next(&rd, &position, &log_seq, &record)
+            == MRD_OK) {
+            bytes += record.len;
+            count++;
+        }
+        nng_msg_free(msg);
+    }
+    proto_buf_fini(&req);
+    return count > 0 ? (double) bytes / (double) count : 0;
+}
+
+/* Waits until the node's events_replicated reaches `want`; exits when it
+ * stops moving for REPL_STALL_US. Returns the time it got there. */
+static uint64_t
+repl_wait(nng_socket s, uint64_t want, const char *who)
+{
+    uint64_t last = 0, moved = mrd_now_mono_us();
+    for (;;) {
+        uint64_t have = stat_get(s, "events_replicated");
+        uint64_t now  = mrd_now_mono_us();
+        if (have >= want) {
+            return now;
+        }
+        if (have != last) {
+            last  = have;
+            moved = now;
+        } else if (now - moved > REPL_STALL_US) {
+            fprintf(stderr,
+                "meridian_bench: replication to %s stalled at %" PRIu64
+                " of %" PRIu64 " events\n",
+                who, have, want);
+            exit(1);
+        }
+        sleep_us(2000);
+    }
+}
+
+/* A TCP forwarder that counts bytes: one thread, a few connection pairs.
+ * A pulling node dials `port`; each connection is relayed to the node at
+ * `target` (0: refused until set). */
+#define FWD_PAIRS_MAX 8u
+#define FWD_BUF_SIZE (256u * 1024u)
+
+struct fwd {
+    int              lfd;
+    unsigned         port;
+    _Atomic unsigned target;
+    _Atomic uint64_t up; /* puller to node: pull requests */
+    _Atomic uint64_t down; /* node to puller: pull replies */
+    _Atomic bool     stop;
+    pthread_t        thread;
+    int              fds[FWD_PAIRS_MAX][2]; /* [0] accepted, [1] to node */
+    unsigned         pairs;
+    char            *buf;
+};
+
+static void
+fwd_fd_setup(int fd)
+{
+    int one = 1;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    /* As NNG does: each pull is one small write that must not wait. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+fwd_connect(unsigned port)
+{
+    struct sockaddr_in a = { 0 };
+    a.sin_family         = AF_INET;
+    a.sin_port           = htons((uint16_t) port);
+    a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
+    int fd               = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof(a)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static bool
+fwd_send_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) {
+            continue;
+        }
+        if (k <= 0) {
+            return false;
+        }
+        p += k;
+        len -= (size_t) k;
+    }
+    return true;
+}
+
+static void
+fwd_drop(struct fwd *f, unsigned i)
+{
+    close(f->fds[i][0]);
+    close(f->fds[i][1]);
+    f->pairs--;
+    f->fds[i][0] = f->fds[f->pairs][0];
+    f->fds[i][1] = f->fds[f->pairs][1];
+}
+
+/* Relays whatever one side of pair i has; false when the pair is done. */
+static bool
+fwd_relay(struct fwd *f, unsigned i, int side)
+{
+    ssize_t k = recv(f->fds[i][side], f->buf, FWD_BUF_SIZE, 0);
+    if (k < 0 && errno == EINTR) {
+        return true;
+    }
+    if (k <= 0 || !fwd_send_all(f->fds[i][1 - side], f->buf, (size_t) k)) {
+        return false;
+    }
+    atomic_fetch_add(side == 0 ? &f->up : &f->down, (uint64_t) k);
+    return true;
+}
+
+static void *
+fwd_main(void *arg)
+{
+    struct fwd   *f = arg;
+    struct pollfd pfd[1 + 2 * FWD_PAIRS_MAX];
+
+    while (!atomic_load(&f->stop)) {
+        nfds_t n = 0;
+        pfd[n++] = (struct pollfd) { f->lfd, POLLIN, 0 };
+        for (unsigned i = 0; i < f->pairs; i++) {
+            pfd[n++] = (struct pollfd) { f->fds[i][0], POLLIN, 0 };
+            pfd[n++] = (struct pollfd) { f->fds[i][1], POLLIN, 0 };
+        }
+        if (poll(pfd, n, 50) <= 0) {
+            continue;
+        }
+        /* Backwards: dropping pair i moves the last, already served, pair
+         * into its place. */
+        for (unsigned i = f->pairs; i-- > 0;) {
+            for (int side = 0; side < 2; side++) {
+                if (pfd[1 + 2 * i + (unsigned) side].revents != 0
+                    && !fwd_relay(f, i, side)) {
+                    fwd_drop(f, i);
+                    break;
+                }
+            }
+        }
+        if (pfd[0].revents & POLLIN) {
+            int a = accept(f->lfd, NULL, NULL);
+            if (a < 0) {
+                continue;
+            }
+            unsigned t = atomic_load(&f->target);
+            int b = t != 0 && f->pairs < FWD_PAIRS_MAX ? fwd_connect(t) : -1;
+            if (b < 0) {
+                close(a);
+                continue;
+            }
+            fwd_fd_setup(a);
+            fwd_fd_setup(b);
+            f->fds[f->pairs][0] = a;
+            f->fds[f->pairs][1] = b;
+            f->pairs++;
+        }
+    }
+    while (f->pairs > 0) {
+        fwd_drop(f, f->pairs - 1);
+    }
+    return NULL;
+}
+
+static void
+fwd_start(struct fwd *f)
+{
+    struct sockaddr_in a   = { 0 };
+    socklen_t          len = sizeof(a);
+    int                one = 1;
+
+    memset(f, 0, sizeof(*f));
+    f->buf            = malloc(FWD_BUF_SIZE);
+    f->lfd            = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_family      = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (f->buf == NULL || f->lfd < 0
+        || setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
+        || bind(f->lfd, (struct sockaddr *) &a, sizeof(a)) != 0
+        || listen(f->lfd, 16) != 0
+        || getsockname(f->lfd, (struct sockaddr *) &a, &len) != 0) {
+        perror("meridian_bench: forwarder");
+        exit(1);
+    }
+    fcntl(f->lfd, F_SETFD, FD_CLOEXEC);
+    f->port = ntohs(a.sin_port);
+    MRD_ASSERT(pthread_create(&f->thread, NULL, fwd_main, f) == 0);
+}
+
+static void
+fwd_stop(struct fwd *f)
+{
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL);
+    close(f->lfd);
+    free(f->buf);
+}
+
+static uint64_t
+fwd_bytes(struct fwd *a, struct fwd *b)
+{
+    return atomic_load(&a->up) + atomic_load(&a->down) + atomic_load(&b->up)
+        + atomic_load(&b->down);
+}
+
+static unsigned
+url_port(const char *url)
+{
+    const char *colon = strrchr(url, ':');
+    MRD_ASSERT(colon != NULL);
+    return (unsigned) atoi(colon + 1);
+}
+
+/* Starts a replicating node: id, region, and its peers list. */
+static void
+repl_node_start(struct node_proc *n, const char *base, const char *id,
+    const char *region, const char *peers)
+{
+    const char *extra[] = { "--region", region, "--cluster-id", REPL_CLUSTER_ID,
+        "--peers", peers, NULL };
+    snprintf(n->dir, sizeof(n->dir), "%s/%s", base, region);
+    node_spawn(n, id, extra);
+}
+
+/* The lag workloads: events carry their send time (monotonic us; sender
+ * and tails are both in this process) and a phase byte in their data;
+ * tails on r2 take them. */
+enum { LAG_STEADY = 1, LAG_SPARSE = 2, LAG_PHASES = 3 };
+
+struct repl_lag {
+    pthread_mutex_t  mu;
+    struct lat       lag[LAG_PHASES];
+    struct lat       ack;
+    _Atomic uint32_t arrived[LAG_PHASES];
+    _Atomic uint32_t acked;
+    _Atomic int      failed;
+};
+
+struct repl_send {
+    struct repl_lag *rl;
+    uint64_t         sent_us;
+};
+
+static int
+repl_tail_cb(void *arg, const mrd_event *ev)
+{
+    struct repl_lag *rl  = arg;
+    uint64_t         now = mrd_now_mono_us();
+
+    if (ev->data_size >= 9) {
+        const uint8_t *d     = ev->data;
+        uint64_t       sent  = mrd_be64_get(d);
+        unsigned       phase = d[8] < LAG_PHASES ? d[8] : 0;
+        pthread_mutex_lock(&rl->mu);
+        lat_add(&rl->lag[phase], now > sent ? now - sent : 0);
+        pthread_mutex_unlock(&rl->mu);
+        atomic_fetch_add(&rl->arrived[phase], 1);
+    }
+    return 0;
+}
+
+static void
+repl_ack_cb(void *arg, int err, const mrd_append_result *result)
+{
+    struct repl_send *s = arg;
+    (void) result;
+    if (err != MRD_OK) {
+        atomic_store(&s->rl->failed, err);
+    }
+    pthread_mutex_lock(&s->rl->mu);
+    lat_add(&s->rl->ack, mrd_now_mono_us() - s->sent_us);
+    pthread_mutex_unlock(&s->rl->mu);
+    atomic_fetch_add(&s->rl->acked, 1);
+}
+
+/* Appends n single events to r1 over REPL_STREAMS streams, the next one
+ * gap_min..gap_max us after the previous was due (never skipped: a late
+ * one goes at once). Returns the achieved rate. */
+static double
+repl_write_paced(mrd_client *c, struct repl_lag *rl, uint32_t n, uint8_t phase,
+    uint32_t gap_min_us, uint32_t gap_max_us)
+{
+    struct repl_send *sends = calloc(n, sizeof(*sends));
+    uint8_t           data[BENCH_EVENT_SIZE];
+    unsigned          seed = 42;
+
+    MRD_ASSERT(sends != NULL);
+    atomic_store(&rl->acked, 0);
+    uint64_t t0 = mrd_now_mono_us(), due = t0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t now = mrd_now_mono_us();
+        if (due > now) {
+            sleep_us((long) (due - now));
+            now = mrd_now_mono_us();
+        }
+        char stream[32];
+        snprintf(stream, sizeof(stream), "repl-lag-%u", i % REPL_STREAMS);
+        memcpy(data, bench_event_data, sizeof(data));
+        mrd_be64_put(data, now);
+        data[8]          = phase;
+        mrd_event_in ev  = bench_event();
+        ev.data          = data;
+        sends[i].rl      = rl;
+        sends[i].sent_us = now;
+        int rv;
+        /* A slow r1 can hold MRD_CLIENT_INFLIGHT_MAX appends: wait for
+         * room, the wait counting as lag. */
+        while ((rv = mrd_append_async(
+                    c, stream, &ev, 1, NULL, repl_ack_cb, &sends[i]))
+            == MRD_EFULL) {
+            sleep_us(1000);
+        }
+        if (rv != MRD_OK) {
+            die("append (lag)", rv);
+        }
+        due += gap_min_us
+            + (gap_max_us > gap_min_us
+                    ? (uint32_t) rand_r(&seed) % (gap_max_us - gap_min_us)
+                    : 0);
+    }
+    double rate
+        = n > 1 ? (n - 1) * 1e6 / (double) (sends[n - 1].sent_us - t0) : 0;
+    while (atomic_load(&rl->acked) < n) {
+        sleep_us(1000);
+    }
+    if (atomic_load(&rl->failed) != MRD_OK) {
+        die("append (lag)", atomic_load(&rl->failed));
+    }
+    free(sends);
+    return rate;
+}
+
+/* Waits until the tails saw n events of the phase, or saw nothing new for
+ * 30 s; returns how many never came. */
+static uint32_t
+repl_lag_wait(struct repl_lag *rl, uint8_t phase, uint32_t n)
+{
+    uint32_t last  = 0;
+    uint64_t moved = mrd_now_mono_us();
+    for (;;) {
+        uint32_t got = atomic_load(&rl->arrived[phase]);
+        if (got >= n) {
+            return 0;
+        }
+        if (got != last) {
+            last  = got;
+            moved = mrd_now_mono_us();
+        } else if (mrd_now_mono_us() - moved > 30000000u) {
+            fprintf(stderr,
+                "meridian_bench: WARNING: %u of %u lag events never reached "
+                "r2\n",
+                n - got, n);
+            return n - got;
+        }
+        sleep_us(2000);
+    }
+}
+
+/* One replication run: r1 and r2 each pull from the other through a
+ * counting forwarder; r3 comes and goes for the catch-up. */
+static void
+repl_run(
+    const char *base, unsigned run, const struct bench_sizes *z, double *out)
+{
+    char             dir[560], peers[400];
+    struct fwd       to1, to2; /* r2 pulls r1 through to1, r1 pulls r2 */
+    struct node_proc n1, n2, n3;
+    double           idle_s = z->repl_events >= 100000 ? 3 : 2;
+
+    snprintf(dir, sizeof(dir), "%s/repl-%u", base, run);
+    if (mkdir(dir, 0700) != 0) {
+        perror(dir);
+        exit(1);
+    }
+    fwd_start(&to1);
+    fwd_start(&to2);
+    snprintf(peers, sizeof(peers), "2@tcp://127.0.0.1:%u", to2.port);
+    repl_node_start(&n1, dir, "1", "r1", peers);
+    atomic_store(&to1.target, url_port(n1.url));
+    snprintf(peers, sizeof(peers), "1@tcp://127.0.0.1:%u", to1.port);
+    repl_node_start(&n2, dir, "2", "r2", peers);
+    atomic_store(&to2.target, url_port(n2.url));
+    nng_socket  s1 = raw_open(n1.url), s2 = raw_open(n2.url);
+    mrd_client *c1 = client_open(n1.url), *c2 = client_open(n2.url);
+
+    /* Idle: both pullers backed off to their longest sleep. */
+    sleep_us(1500000);
+    uint64_t b0 = fwd_bytes(&to1, &to2), t0 = mrd_now_mono_us();
+    sleep_us((long) (idle_s * 1e6));
+    out[R_IDLE_BPS] = (double) (fwd_bytes(&to1, &to2) - b0) * 1e6
+        / (double) (mrd_now_mono_us() - t0);
+
+    /* Bulk: 100-event batches, 16 in flight, 64 streams, into r1. */
+    uint32_t n     = z->repl_events;
+    uint64_t data0 = atomic_load(&to1.down);
+    uint64_t p0    = stat_get(s1, "pulls_served");
+    b0             = fwd_bytes(&to1, &to2);
+    t0             = mrd_now_mono_us();
+    run_async(c1, 16, 64, BENCH_BATCH, n / BENCH_BATCH);
+    uint64_t t_ack         = mrd_now_mono_us();
+    uint64_t at_ack        = stat_get(s2, "events_replicated");
+    uint64_t t_all         = repl_wait(s2, n, "r2");
+    out[R_BULK_RATE]       = n * 1e6 / (double) (t_all - t0);
+    out[R_BULK_APPEND]     = n * 1e6 / (double) (t_ack - t0);
+    out[R_BULK_BEHIND]     = 100.0 * (double) (n - at_ack) / n;
+    out[R_BULK_AFTER_MS]   = (double) (t_all - t_ack) / 1000.0;
+    out[R_BYTES_BULK]      = (double) (fwd_bytes(&to1, &to2) - b0) / n;
+    out[R_BYTES_BULK_DATA] = (double) (atomic_load(&to1.down) - data0) / n;
+    out[R_BULK_EV_PULL]    = n / (double) (stat_get(s1, "pulls_served") - p0);
+    out[R_RECORD]          = record_size_avg(s1, REPL_SHARDS);
+
+    /* Catch-up: a fresh r3 pulls everything from r1. */
+    snprintf(peers, sizeof(peers), "1@%s", n1.url);
+    t0 = mrd_now_mono_us();
+    repl_node_start(&n3, dir, "3", "r3", peers);
+    nng_socket s3       = raw_open(n3.url);
+    uint64_t   t3       = repl_wait(s3, n, "r3");
+    out[R_CATCHUP_RATE] = n * 1e6 / (double) (t3 - t0);
+    out[R_CATCHUP_S]    = (double) (t3 - t0) / 1e6;
+    uint64_t held       = stat_get(s3, "events_replicated");
+    out[R_MISMATCH]     = held > n ? (double) (held - n) : 0;
+    if (held != n) {
+        fprintf(stderr,
+            "meridian_bench: WARNING: r3 replicated %" PRIu64 " events of %u\n",
+            held, n);
+    }
+    node_stop(&n3);
+
+    /* Lag: tails on r2 (one per stream), single appends on r1. */
+    struct repl_lag *rl = calloc(1, sizeof(*rl));
+    mrd_tail        *tails[REPL_STREAMS];
+    MRD_ASSERT(rl != NULL);
+    pthread_mutex_init(&rl->mu, NULL);
+    lat_init(&rl->lag[0], 1);
+    lat_init(&rl->lag[LAG_STEADY], z->repl_steady_events);
+    lat_init(&rl->lag[LAG_SPARSE], z->repl_sparse_events);
+    lat_init(&rl->ack, z->repl_steady_events + z->repl_sparse_events);
+    for (unsigned i = 0; i < REPL_STREAMS; i++) {
+        char stream[32];
+        snprintf(stream, sizeof(stream), "repl-lag-%u", i);
+        int rv
+            = mrd_tail_start(c2, stream, 0, repl_tail_cb, NULL, rl, &tails[i]);
+        if (rv != MRD_OK) {
+            die("mrd_tail_start", rv);
+        }
+    }
+    sleep_us(500000); /* every tail parked */
+    b0                 = fwd_bytes(&to1, &to2);
+    p0                 = stat_get(s1, "pulls_served");
+    t0                 = mrd_now_mono_us();
+    out[R_STEADY_RATE] = repl_write_paced(c1, rl, z->repl_steady_events,
+        LAG_STEADY, 1000000u / REPL_STEADY_RATE, 1000000u / REPL_STEADY_RATE);
+    uint32_t lost      = repl_lag_wait(rl, LAG_STEADY, z->repl_steady_events);
+    /* r3 is gone: r1 serves r2's pulls only. */
+    out[R_STEADY_ROUND_MS] = (double) (mrd_now_mono_us() - t0) / 1000.0
+        * REPL_SHARDS / (double) (stat_get(s1, "pulls_served") - p0);
+    out[R_BYTES_STEADY] = lost < z->repl_steady_events
+        ? (double) (fwd_bytes(&to1, &to2) - b0) / (z->repl_steady_events - lost)
+        : 0;
+    struct result r     = { 0 };
+    pthread_mutex_lock(&rl->mu);
+    lat_finish(&rl->ack, &r);
+    out[R_STEADY_ACK_P50]  = r.p50;
+    out[R_STEADY_ACK_P99]  = r.p99;
+    out[R_STEADY_ACK_P999] = r.p999;
+    lat_init(&rl->ack, z->repl_sparse_events);
+    pthread_mutex_unlock(&rl->mu);
+    /* Sparse: the pullers back off between events. */
+    sleep_us(1000000);
+    repl_write_paced(c1, rl, z->repl_sparse_events, LAG_SPARSE,
+        REPL_SPARSE_GAP_MIN_US, REPL_SPARSE_GAP_MAX_US);
+    lost += repl_lag_wait(rl, LAG_SPARSE, z->repl_sparse_events);
+    for (unsigned i = 0; i < REPL_STREAMS; i++) {
+        mrd_tail_close(tails[i]);
+    }
+    lat_finish(&rl->lag[LAG_STEADY], &r);
+    out[R_LAG_P50]    = r.p50;
+    out[R_LAG_P99]    = r.p99;
+    out[R_LAG_P999]   = r.p999;
+    out[R_SPARSE_MAX] = lat_max(&rl->lag[LAG_SPARSE]);
+    lat_finish(&rl->lag[LAG_SPARSE], &r);
+    out[R_SPARSE_P50] = r.p50;
+    out[R_LOST]       = lost;
+    lat_finish(&rl->lag[0], &r);
+    lat_finish(&rl->ack, &r);
+    pthread_mutex_destroy(&rl->mu);
+    free(rl);
+
+    /* Exactly once: r2 holds every event r1 took, no more (its tails may
+     * have seen fewer when lag events were lost). */
+    uint64_t want
+        = (uint64_t) n + z->repl_steady_events + z->repl_sparse_events;
+    held = stat_get(s2, "events_replicated");
+    out[R_MISMATCH]
+        += held > want ? (double) (held - want) : (double) (want - held);
+    if (held != want) {
+        fprintf(stderr,
+            "meridian_bench: WARNING: r2 replicated %" PRIu64
+            " events of %" PRIu64 " written\n",
+            held, want);
+    }
+    mrd_client_close(c1);
+    mrd_client_close(c2);
+    node_stop(&n2);
+    node_stop(&n1);
+    fwd_stop(&to1);
+    fwd_stop(&to2);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "meridian_bench: could not remove %s\n", dir);
+    }
+}
+
 /* ---------------------------------------------------------------- main -- */
 
 static void
@@ -578,7 +1355,7 @@ parse_args(int argc, char **argv, struct bench_opts *o)
             snprintf(o->csv, sizeof(o->csv), "%s", argv[++i]);
         } else {
             printf("Usage: meridian_bench [--runs N (1..%u, default 3)] "
-                   "[--quick] [--only lone|inflight|batch|state|scan] "
+                   "[--quick] [--only lone|inflight|batch|state|scan|repl] "
                    "[--dir DIR (default $TMPDIR or /tmp)] [--csv FILE]\n",
                 BENCH_RUNS_MAX);
             exit(strcmp(argv[i], "--help") == 0 ? 0 : 2);
@@ -690,17 +1467,100 @@ report(
     }
 }
 
+/* The replication figures: a table like the single-node one, then the link
+ * and the target. */
+static void
+report_repl(
+    const struct bench_opts *o, const double *r, const struct bench_sizes *z)
+{
+    char bulk[64], steady[64], sparse[64];
+    snprintf(bulk, sizeof(bulk), "repl r1->r2: %u-ev batches, 16 in fl.",
+        BENCH_BATCH);
+    snprintf(steady, sizeof(steady), "repl lag r1->r2: %u ev/s steady",
+        REPL_STEADY_RATE);
+    snprintf(sparse, sizeof(sparse), "repl lag r1->r2: 1 ev per %u-%u ms",
+        REPL_SPARSE_GAP_MIN_US / 1000, REPL_SPARSE_GAP_MAX_US / 1000);
+    printf("\n%-40s %12s %9s %9s %9s\n", "replication (2 nodes, loopback)",
+        "events/s", "p50 ms", "p99 ms", "p999 ms");
+    printf("%-40s %12.0f\n", bulk, r[R_BULK_RATE]);
+    printf("%-40s %12.0f\n", "  r1 appends acked meanwhile", r[R_BULK_APPEND]);
+    printf("%-40s %12.0f\n", "repl catch-up of a fresh node r3",
+        r[R_CATCHUP_RATE]);
+    printf("%-40s %12.0f %9.3f %9.3f %9.3f\n", steady, r[R_STEADY_RATE],
+        r[R_LAG_P50], r[R_LAG_P99], r[R_LAG_P999]);
+    printf("%-40s %12s %9.3f %9.3f %9.3f\n", "  r1 append ack at that rate", "",
+        r[R_STEADY_ACK_P50], r[R_STEADY_ACK_P99], r[R_STEADY_ACK_P999]);
+    printf("%-40s %12s %9.3f %9.3f (max)\n", sparse, "", r[R_SPARSE_P50],
+        r[R_SPARSE_MAX]);
+    printf("bulk: %.1f%% of the events not yet on r2 when r1 acked its last; "
+           "r2 had all %.0f ms later\n",
+        r[R_BULK_BEHIND], r[R_BULK_AFTER_MS]);
+    printf("pulls: %.0f events per pull r1 served during the bulk; at %u "
+           "ev/s a round of r2's puller over the %u shards took %.1f ms\n",
+        r[R_BULK_EV_PULL], REPL_STEADY_RATE, REPL_SHARDS, r[R_STEADY_ROUND_MS]);
+    printf("catch-up: %u events in %.2f s, from r3's process start\n",
+        z->repl_events, r[R_CATCHUP_S]);
+    printf("exactly once: r2 and r3 hold %s the events r1 took\n",
+        r[R_MISMATCH] == 0 ? "exactly" : "NOT exactly");
+    if (r[R_LOST] > 0) {
+        printf(
+            "LOST: %.0f lag events never reached r2 (worst run)\n", r[R_LOST]);
+    }
+    printf("link r1<->r2 (TCP payload, both pullers, idle polls included):\n"
+           "  record %.0f B; bulk %.0f B/event (r1's replies alone %.0f); "
+           "steady %.0f B/event; idle %.0f B/s\n",
+        r[R_RECORD], r[R_BYTES_BULK], r[R_BYTES_BULK_DATA], r[R_BYTES_STEADY],
+        r[R_IDLE_BPS]);
+    printf("target (medians of %u runs%s):\n", o->runs,
+        o->quick ? ", --quick sizes" : "");
+    double worst = r[R_BYTES_BULK] > r[R_BYTES_STEADY] ? r[R_BYTES_BULK]
+                                                       : r[R_BYTES_STEADY];
+    printf("  about one copy per remote region (link bytes/event <= 1.25 x "
+           "record): %.2f x (bulk), %.2f x (steady): %s\n",
+        r[R_BYTES_BULK] / r[R_RECORD], r[R_BYTES_STEADY] / r[R_RECORD],
+        worst <= 1.25 * r[R_RECORD] ? "met" : "MISSED");
+    printf("sizes: bulk and catch-up %u events, steady %u events, sparse %u "
+           "events\n",
+        z->repl_events, z->repl_steady_events, z->repl_sparse_events);
+    if (o->csv[0] != '\0') {
+        FILE *f = fopen(o->csv, "a");
+        if (f == NULL) {
+            perror(o->csv);
+            exit(1);
+        }
+        fprintf(f, "\"%s\",%.0f,,,\n", bulk, r[R_BULK_RATE]);
+        fprintf(
+            f, "\"repl r1 appends during bulk\",%.0f,,,\n", r[R_BULK_APPEND]);
+        fprintf(f, "\"repl catch-up of a fresh node\",%.0f,,,\n",
+            r[R_CATCHUP_RATE]);
+        fprintf(f, "\"%s\",%.0f,%.3f,%.3f,%.3f\n", steady, r[R_STEADY_RATE],
+            r[R_LAG_P50], r[R_LAG_P99], r[R_LAG_P999]);
+        fprintf(f, "\"%s\",,%.3f,%.3f,\n", sparse, r[R_SPARSE_P50],
+            r[R_SPARSE_MAX]);
+        fprintf(f, "\"repl link bytes/event bulk (record %.0f)\",%.0f,,,\n",
+            r[R_RECORD], r[R_BYTES_BULK]);
+        fprintf(
+            f, "\"repl link bytes/event steady\",%.0f,,,\n", r[R_BYTES_STEADY]);
+        fprintf(f, "\"repl link bytes/s idle\",%.0f,,,\n", r[R_IDLE_BPS]);
+        fclose(f);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
     struct bench_opts  o = { 0 };
-    struct bench_sizes z = { 5000, 100000, 1000000, 1000000, 2000, 1000000 };
+    struct bench_sizes z = { 5000, 100000, 1000000, 1000000, 2000, 1000000,
+        200000, 5 * REPL_STEADY_RATE, 20 };
     struct result      runs[W_COUNT][BENCH_RUNS_MAX] = { { { 0 } } };
     struct result      m[W_COUNT];
+    static double      repl[R_COUNT][BENCH_RUNS_MAX];
+    double             rm[R_COUNT];
 
     parse_args(argc, argv, &o);
     if (o.quick) {
-        z = (struct bench_sizes) { 500, 5000, 50000, 20000, 200, 50000 };
+        z = (struct bench_sizes) { 500, 5000, 50000, 20000, 200, 50000, 20000,
+            2 * REPL_STEADY_RATE, 6 };
     }
     memset(bench_event_data, 'e', sizeof(bench_event_data));
     /* A fresh directory per bench: nothing of an earlier, interrupted run
@@ -759,11 +1619,40 @@ main(int argc, char **argv)
         }
         mrd_client_close(c);
         node_stop(&n);
+        if (bench_wants(&o, "repl")) {
+            double out[R_COUNT] = { 0 };
+            fprintf(stderr, "run %u/%u: replication...\n", run + 1, o.runs);
+            repl_run(o.dir, run, &z, out);
+            fprintf(stderr,
+                "run %u/%u: repl %.0f ev/s (r1 appends %.0f), catch-up "
+                "%.0f ev/s, lag p50 %.1f p99 %.1f ms, sparse p50 %.1f max "
+                "%.1f ms, %.0f B/event bulk\n",
+                run + 1, o.runs, out[R_BULK_RATE], out[R_BULK_APPEND],
+                out[R_CATCHUP_RATE], out[R_LAG_P50], out[R_LAG_P99],
+                out[R_SPARSE_P50], out[R_SPARSE_MAX], out[R_BYTES_BULK]);
+            for (int i = 0; i < R_COUNT; i++) {
+                repl[i][run] = out[i];
+            }
+        }
     }
     rmdir(o.dir);
     for (int w = 0; w < W_COUNT; w++) {
         m[w] = result_median(runs[w], o.runs);
     }
     report(&o, m, &z);
+    if (bench_wants(&o, "repl")) {
+        for (int i = 0; i < R_COUNT; i++) {
+            rm[i] = median(repl[i], o.runs);
+        }
+        /* Losses and duplicates: the worst run, not the median. */
+        for (unsigned run = 0; run < o.runs; run++) {
+            rm[R_LOST]     = repl[R_LOST][run] > rm[R_LOST] ? repl[R_LOST][run]
+                                                            : rm[R_LOST];
+            rm[R_MISMATCH] = repl[R_MISMATCH][run] > rm[R_MISMATCH]
+                ? repl[R_MISMATCH][run]
+                : rm[R_MISMATCH];
+        }
+        report_repl(&o, rm, &z);
+    }
     return 0;
 }

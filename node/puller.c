@@ -199,12 +199,18 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         why = "the peer's log went backwards";
         rv  = MRD_EPROTO;
     }
-    if (rv == MRD_OK && (rep.count > 0 || rep.scanned > req.after)) {
+    if (rv == MRD_OK && rep.count > 0) {
         rv = node_store_replicate(
             p->store, peer->id, shard, &rep, p->stats, applied);
         if (rv == MRD_OK) {
             peer->after[shard] = rep.scanned;
         }
+    } else if (rv == MRD_OK) {
+        /* Nothing new, only a longer scan (typically our own events coming
+         * back): move the position in memory and commit nothing. The next
+         * batch stores it; after a restart the scan is redone, and the
+         * vector filters it again. */
+        peer->after[shard] = rep.scanned;
     }
     if (rv == MRD_OK && rep.end
         && node_puller_peer_vv(peer, shard, rep.vv) == MRD_OK) {
