@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,10 @@ struct node_puller_peer {
      * node has read all of; NULL e until the peer first reported. */
     struct crdt_vv *vv;
     bool           *reported;
+    /* Connections up (NNG pipe events): a peer with none is skipped at
+     * once instead of costing a pull timeout every round. */
+    _Atomic int pipes;
+    bool        down; /* last round failed: logged once, then on recovery */
 };
 
 struct node_puller {
@@ -227,6 +232,27 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
     return rv;
 }
 
+static void
+node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    struct node_puller_peer *peer = arg;
+    (void) pipe;
+    atomic_fetch_add(&peer->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
+
+/* Logs a peer going down or coming back, once per change. */
+static void
+node_puller_peer_state(struct node_puller_peer *peer, bool down)
+{
+    if (peer->down != down) {
+        peer->down = down;
+        node_log(down ? NODE_LOG_WARN : NODE_LOG_INFO,
+            down ? "peer unreachable: pulls from it paused"
+                 : "peer reachable again",
+            "{s:I}", "peer", (json_int_t) peer->id);
+    }
+}
+
 static void *
 node_puller_main(void *arg)
 {
@@ -240,13 +266,19 @@ node_puller_main(void *arg)
         bool busy = false;
         for (uint32_t i = 0; i < p->peer_count; i++) {
             struct node_puller_peer *peer = &p->peers[i];
+            if (atomic_load(&peer->pipes) <= 0) {
+                node_puller_peer_state(peer, true);
+                continue; /* not connected: NNG keeps dialling */
+            }
             for (uint32_t s = 0; s < p->store->shard_count; s++) {
                 bool     more    = false;
                 uint32_t applied = 0;
                 int      rv      = node_pull_once(p, peer, s, &more, &applied);
                 if (rv == MRD_EUNAVAIL) {
+                    node_puller_peer_state(peer, true);
                     break; /* the peer is down: the next one */
                 }
+                node_puller_peer_state(peer, false);
                 if (applied > 0) {
                     node_server_wake_all(p->srv);
                 }
@@ -340,6 +372,10 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         }
         if (rv == MRD_OK) {
             peer->open = true;
+            nng_pipe_notify(
+                peer->sock, NNG_PIPE_EV_ADD_POST, node_puller_pipe_cb, peer);
+            nng_pipe_notify(
+                peer->sock, NNG_PIPE_EV_REM_POST, node_puller_pipe_cb, peer);
             nng_socket_set_ms(
                 peer->sock, NNG_OPT_RECVTIMEO, NODE_PULL_TIMEOUT_MS);
             nng_socket_set_ms(
