@@ -189,6 +189,11 @@ struct node_state_txn {
     uint64_t *hlc;
     uint32_t *blob_off;
     uint32_t *blob_len;
+    /* Replicated batches: the stream whose document doc holds (0: none),
+     * and whether it changed since it was loaded. */
+    uint64_t remote_id;
+    uint32_t remote_shard;
+    bool     remote_dirty;
 };
 
 /* Per-stream metadata, kept in the "streams" database. */
@@ -312,11 +317,17 @@ void node_state_event(
 int node_state_finish(MDB_txn *txn, struct node_store *store,
     uint64_t stream_id, const struct node_state_txn *s);
 /* Applies a replicated event's ops (its record's ops: deps included) to its
- * stream's document. MDB_CORRUPTED when they do not decode or their deps
- * are missing (*why says which). Caller holds write_mu. */
+ * stream's document, kept in memory across consecutive events of one
+ * stream until node_state_remote_flush(). MDB_CORRUPTED when they do not decode
+ * or their deps are missing (*why says which). Caller holds write_mu. */
 int node_state_apply_remote(MDB_txn *txn, struct node_store *store,
     uint32_t shard, uint64_t stream_id, bool exists, struct crdt_dot dot,
     uint64_t hlc, struct proto_str ops, const char **why);
+/* Writes the document node_state_apply_remote() kept in memory, if it
+ * changed; every replicated transaction calls it before it commits. */
+int node_state_remote_flush(MDB_txn *txn, struct node_store *store);
+/* Drops that document without writing it (the transaction aborts). */
+void node_state_remote_forget(struct node_store *store);
 /* Sets a shard's stable vector (the puller: the minimum of this node's and
  * every peer's vector as of a point this node has read their logs up to). */
 MRD_MUST_USE int node_store_set_stable(

@@ -404,6 +404,7 @@ node_replicate_once(struct node_store *store, uint64_t peer, uint32_t shard,
     if (rc != 0) {
         return rc;
     }
+    node_state_remote_forget(store);
     rc = node_vv_load(txn, store, shard, vv);
     proto_pull_rep_begin(rep, &rd);
     while (rc == 0
@@ -446,6 +447,11 @@ node_replicate_once(struct node_store *store, uint64_t peer, uint32_t shard,
         if (rc == 0) {
             (*applied)++;
         }
+    }
+    if (rc == 0) {
+        rc = node_state_remote_flush(txn, store);
+    } else {
+        node_state_remote_forget(store);
     }
     for (uint32_t i = 0; rc == 0 && i < vv->n; i++) {
         if (vv->dirty[i] && vv->e[i].origin != store->node_id) {

@@ -234,17 +234,58 @@ node_state_finish(MDB_txn *txn, struct node_store *store, uint64_t stream_id,
 }
 
 int
+node_state_remote_flush(MDB_txn *txn, struct node_store *store)
+{
+    struct node_state_txn *s  = store->state;
+    int                    rc = MRD_OK;
+
+    if (s->remote_id != 0 && s->remote_dirty) {
+        rc = crdt_doc_compact(
+            &s->doc, node_state_stable(store, s->remote_shard, s));
+        if (rc == MRD_OK) {
+            msgpack_packer pk;
+            msgpack_sbuffer_clear(&s->sbuf);
+            msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
+            rc = crdt_doc_encode(&s->doc, &pk);
+        }
+        rc = rc == MRD_OK ? node_state_finish(txn, store, s->remote_id, s)
+                          : ENOMEM;
+    }
+    s->remote_id    = 0;
+    s->remote_dirty = false;
+    return rc;
+}
+
+void
+node_state_remote_forget(struct node_store *store)
+{
+    store->state->remote_id    = 0;
+    store->state->remote_dirty = false;
+}
+
+int
 node_state_apply_remote(MDB_txn *txn, struct node_store *store, uint32_t shard,
     uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
     struct proto_str ops, const char **why)
 {
-    struct node_state_txn *s = store->state;
-    int rc = exists ? node_state_load(txn, store, stream_id, s) : 0;
-    if (rc != 0) {
-        return rc;
-    }
-    if (!exists) {
-        node_state_txn_reset(s);
+    struct node_state_txn *s  = store->state;
+    int                    rc = 0;
+
+    /* Consecutive events of one stream (the common case in a batch) share
+     * one load and one store of its document. */
+    if (s->remote_id != stream_id) {
+        rc = node_state_remote_flush(txn, store);
+        if (rc == 0) {
+            rc = exists ? node_state_load(txn, store, stream_id, s) : 0;
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        if (!exists) {
+            node_state_txn_reset(s);
+        }
+        s->remote_id    = stream_id;
+        s->remote_shard = shard;
     }
     enum crdt_delivery d = CRDT_HOLD;
     rc                   = crdt_ops_decode(s->ops, ops.ptr, ops.len, why);
@@ -264,20 +305,10 @@ node_state_apply_remote(MDB_txn *txn, struct node_store *store, uint32_t shard,
     if (rc != MRD_OK) {
         return MDB_CORRUPTED;
     }
-    if (d == CRDT_DUPLICATE) {
-        return 0;
+    if (d == CRDT_APPLY) {
+        s->remote_dirty = true;
     }
-    rc = crdt_doc_compact(&s->doc, node_state_stable(store, shard, s));
-    if (rc == MRD_OK) {
-        msgpack_packer pk;
-        msgpack_sbuffer_clear(&s->sbuf);
-        msgpack_packer_init(&pk, &s->sbuf, msgpack_sbuffer_write);
-        rc = crdt_doc_encode(&s->doc, &pk);
-    }
-    if (rc != MRD_OK) {
-        return ENOMEM;
-    }
-    return node_state_finish(txn, store, stream_id, s);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reads -- */
