@@ -170,11 +170,12 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         return rv;
     }
     struct proto_pull_req req = {
-        .shard = shard,
-        .after = peer->after[shard],
-        .count = NODE_PULL_COUNT,
-        .vv    = { (const char *) p->vv, vv_len },
-        .from  = p->store->node_id,
+        .shard   = shard,
+        .after   = peer->after[shard],
+        .count   = NODE_PULL_COUNT,
+        .vv      = { (const char *) p->vv, vv_len },
+        .from    = p->store->node_id,
+        .cluster = { (const char *) p->store->cluster_id, 16 },
     };
     proto_buf_reset(&p->req);
     rv = proto_pull_req_encode(&p->req, &req);

@@ -248,6 +248,13 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
         *why = "no such shard";
         return MRD_EINVAL;
     }
+    /* A node of another cluster hashes streams to other shards: what it
+     * would take from us would land in the wrong logs. */
+    if (req->cluster.len != 16
+        || memcmp(req->cluster.ptr, store->cluster_id, 16) != 0) {
+        *why = "the asker is not of this cluster (its --cluster-id differs)";
+        return MRD_EINVAL;
+    }
     pthread_rwlock_rdlock(&store->resize_lock);
     int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {

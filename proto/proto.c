@@ -1664,7 +1664,9 @@ proto_pull_check(
 int
 proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
 {
-    if (req->vv.len > 0 && req->vv.ptr == NULL) {
+    if ((req->vv.len > 0 && req->vv.ptr == NULL)
+        || (req->cluster.len != 0 && req->cluster.len != 16)
+        || (req->cluster.len == 16 && req->cluster.ptr == NULL)) {
         return MRD_EINVAL;
     }
     int rv = proto_pull_check(req->count, req->vv, req->from, NULL);
@@ -1672,7 +1674,8 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
         return proto_arg_code(rv);
     }
     proto_request_begin(buf, PROTO_T_PULL);
-    proto_wr_map(buf, 3 + (req->after != 0) + (req->vv.len > 0));
+    proto_wr_map(buf,
+        3 + (req->after != 0) + (req->vv.len > 0) + (req->cluster.len > 0));
     proto_wr_uint(buf, PROTO_K_PULL_SHARD);
     proto_wr_uint(buf, req->shard);
     if (req->after != 0) {
@@ -1687,6 +1690,10 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
     }
     proto_wr_uint(buf, PROTO_K_PULL_FROM);
     proto_wr_uint(buf, req->from);
+    if (req->cluster.len > 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_CLUSTER);
+        proto_wr_bin(buf, req->cluster.ptr, req->cluster.len);
+    }
     return proto_buf_status(buf);
 }
 
@@ -1695,17 +1702,21 @@ proto_pull_req_decode(
     struct proto_rd *body, struct proto_pull_req *out, const char **why)
 {
     static const enum proto_vt vts[]    = { PROTO_VT_U32, PROTO_VT_UINT,
-           PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT };
+           PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT, PROTO_VT_BIN };
     static const uint32_t      required = PROTO_BIT(PROTO_K_PULL_SHARD)
         | PROTO_BIT(PROTO_K_PULL_COUNT) | PROTO_BIT(PROTO_K_PULL_FROM);
-    struct proto_val v[5];
+    struct proto_val v[6];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 5, required, v, &seen, why);
+    int rv = proto_flat_decode(&rd, vts, 6, required, v, &seen, why);
     if (rv == MRD_OK) {
         rv = proto_pull_check(v[2].u, v[3].s, v[4].u, why);
+    }
+    if (rv == MRD_OK && (seen & PROTO_BIT(PROTO_K_PULL_CLUSTER)) != 0
+        && v[5].s.len != 16) {
+        rv = proto_fail(why, MRD_EPROTO, "cluster id is not 16 bytes");
     }
     if (rv != MRD_OK) {
         return rv;
@@ -1715,7 +1726,10 @@ proto_pull_req_decode(
     out->count = (uint32_t) v[2].u;
     out->vv    = v[3].s;
     out->from  = v[4].u;
-    *body      = rd;
+    if ((seen & PROTO_BIT(PROTO_K_PULL_CLUSTER)) != 0) {
+        out->cluster = v[5].s;
+    }
+    *body = rd;
     return MRD_OK;
 }
 

@@ -178,11 +178,14 @@ enum proto_key_state_rep {
 /* PULL (node to node, replication): a replica asks a peer for the events of
  * one shard's log after a log seq, filtered by the asker's version vector. */
 enum proto_key_pull_req {
-    PROTO_K_PULL_SHARD = 1, /* uint32, required */
-    PROTO_K_PULL_AFTER = 2, /* uint: peer's log seq already read, default 0 */
-    PROTO_K_PULL_COUNT = 3, /* uint 1..MRD_READ_COUNT_MAX, required */
-    PROTO_K_PULL_VV    = 4, /* bin: asker's shard vv, default empty */
-    PROTO_K_PULL_FROM  = 5, /* uint: the asker's node id, required, >= 1 */
+    PROTO_K_PULL_SHARD   = 1, /* uint32, required */
+    PROTO_K_PULL_AFTER   = 2, /* uint: peer's log seq already read, default 0 */
+    PROTO_K_PULL_COUNT   = 3, /* uint 1..MRD_READ_COUNT_MAX, required */
+    PROTO_K_PULL_VV      = 4, /* bin: asker's shard vv, default empty */
+    PROTO_K_PULL_FROM    = 5, /* uint: the asker's node id, required, >= 1 */
+    PROTO_K_PULL_CLUSTER = 6, /* bin 16: the asker's cluster id (optional
+                                 on the wire; nodes refuse a PULL without
+                                 theirs) */
 };
 /* The reply's key 4 is PROTO_K_PULL_VV too (an enumerator cannot be
  * declared twice): the peer's shard version vector as of the end of the
@@ -507,6 +510,7 @@ struct proto_pull_req {
     uint32_t         count;
     struct proto_str vv; /* validated: proto_vv_check */
     uint64_t         from;
+    struct proto_str cluster; /* 16 bytes, or len 0 when absent */
 };
 /* MRD_EINVAL (count 0, from 0, a vv proto_vv_check refuses, or vv.len > 0
  * with a NULL ptr), MRD_ETOOBIG (count over MRD_READ_COUNT_MAX), else the

@@ -458,6 +458,42 @@ test_bad_ops(void **state)
     proto_buf_fini(&o);
 }
 
+/* A PULL is served only to a node of the same cluster: one without a
+ * cluster id, or with another, would put what it takes in the wrong
+ * shards. */
+static void
+test_pull_cluster(void **state)
+{
+    (void) state;
+    struct proto_buf   b, rep;
+    struct proto_frame frame;
+    const char        *why = NULL;
+    mrd_node_info      info;
+
+    proto_buf_init(&b, 4096);
+    proto_buf_init(&rep, 1u << 16);
+    proto_empty_req_encode(&b, PROTO_T_NODE_INFO);
+    assert_int_equal(bad_call(b.data, b.len, PROTO_T_NODE_INFO, &rep), MRD_OK);
+    assert_int_equal(proto_reply_open(rep.data, rep.len, &frame, &why), MRD_OK);
+    assert_int_equal(proto_node_rep_decode(&frame.body, &info, &why), MRD_OK);
+
+    uint8_t               other[16];
+    struct proto_pull_req req = { .shard = 0, .count = 10, .from = 99 };
+    memcpy(other, info.cluster_id, 16);
+    other[0] ^= 1;
+    const uint8_t *ids[]  = { NULL, other, info.cluster_id };
+    int            want[] = { MRD_EINVAL, MRD_EINVAL, MRD_OK };
+    for (size_t i = 0; i < 3; i++) {
+        req.cluster = (struct proto_str) { (const char *) ids[i],
+            ids[i] != NULL ? 16u : 0u };
+        proto_buf_reset(&b);
+        assert_int_equal(proto_pull_req_encode(&b, &req), MRD_OK);
+        assert_int_equal(bad_call_buf(&b, PROTO_T_PULL), want[i]);
+    }
+    proto_buf_fini(&b);
+    proto_buf_fini(&rep);
+}
+
 /* A node with a 1 MiB map that may grow to 2 MiB: appends until it refuses,
  * then every acknowledged event must be readable, before and after a
  * restart, and the node must go on serving reads. */
@@ -552,6 +588,7 @@ main(void)
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_bad_reads),
         cmocka_unit_test(test_bad_ops),
+        cmocka_unit_test(test_pull_cluster),
         cmocka_unit_test(test_full_map),
         cmocka_unit_test(test_data_dir_locked),
     };

@@ -2330,8 +2330,13 @@ test_pull_req(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "from is 0");
     PULL("M3 u1 u0 u3 u1 u5 i-1");
     EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
-    PULL("M4 u1 u0 u3 u1 u5 u1 u6 u0");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u7 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Key 6, the cluster id: a bin of exactly 16 bytes. */
+    PULL("M4 u1 u0 u3 u1 u5 u1 u6 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u6 b", "short", (size_t) 5);
+    EXPECT_REQ(&b, MRD_EPROTO, "cluster id is not 16 bytes");
     PULL("M4 u1 u0 u3 u1 u5 u1 u0 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
     PULL("M4 u1 u0 u3 u1 u5 u1 u1 u0");
