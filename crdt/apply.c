@@ -95,72 +95,19 @@ crdt_op_check(const struct crdt_op *op, const char **why)
 
 /* ------------------------------------------------------------ removing -- */
 
-/* Drops what `a` observed from v, recursively. */
+static bool
+observed_pred(struct crdt_dot d, const void *arg)
+{
+    return observed(arg, d);
+}
+
+/* Drops what `a` observed from v, recursively. A counter's base goes too:
+ * it holds only stable increments, which every op delivered from now on has
+ * observed. */
 static void
 remove_observed(struct crdt_val *v, const struct actx *a)
 {
-    uint32_t i = 0;
-    switch ((mrd_state_type) v->type) {
-    case MRD_STATE_COUNTER:
-        /* The base holds only stable increments, which every op delivered
-         * from now on has observed. */
-        v->has_base = false;
-        v->base     = 0;
-        while (i < v->n) {
-            if (observed(a, v->u.incs[i].dot)) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_LWW:
-    case MRD_STATE_MVREG:
-        while (i < v->n) {
-            if (observed(a, v->u.writes[i].dot)) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_FLAG:
-        while (i < v->n) {
-            if (observed(a, v->u.dots[i])) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_SET:
-        while (i < v->n) {
-            struct crdt_member *m    = &v->u.members[i];
-            uint32_t            keep = 0;
-            for (uint32_t j = 0; j < m->ndots; j++) {
-                if (!observed(a, m->dots[j])) {
-                    m->dots[keep++] = m->dots[j];
-                }
-            }
-            m->ndots = keep;
-            if (keep == 0) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_MAP:
-        while (i < v->n) {
-            remove_observed(v->u.entries[i].val, a);
-            if (crdt_val_empty(v->u.entries[i].val)) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    }
+    crdt_val_drop(v, observed_pred, a, false);
 }
 
 /* ---------------------------------------------------------- leaf ops -- */
@@ -253,15 +200,9 @@ apply_leaf(struct crdt_val *v, const struct crdt_op *op, const struct actx *a)
                 return rc;
             }
         }
-        struct crdt_member *m    = &v->u.members[i];
-        uint32_t            keep = 0;
-        for (uint32_t j = 0; j < m->ndots; j++) {
-            if (!observed(a, m->dots[j])) {
-                m->dots[keep++] = m->dots[j];
-            }
-        }
-        m->ndots = keep;
-        rc       = op->kind == MRD_OP_ADD ? dots_insert(m, a->dot) : MRD_OK;
+        struct crdt_member *m = &v->u.members[i];
+        crdt_member_drop(m, observed_pred, a);
+        rc = op->kind == MRD_OP_ADD ? dots_insert(m, a->dot) : MRD_OK;
         if (m->ndots == 0) {
             crdt_val_remove_at(v, i);
         }
@@ -286,25 +227,12 @@ map_entry(struct crdt_val *map, struct crdt_bytes name, uint8_t type,
         *out = map->u.entries[i].val;
         return MRD_OK;
     }
-    struct crdt_val *v = crdt_val_new(type);
-    if (v == NULL) {
-        return MRD_ENOMEM;
-    }
-    struct crdt_bytes n;
-    int               rc = crdt_bytes_dup(&n, name);
+    struct crdt_val *v  = crdt_val_new(type);
+    int              rc = crdt_map_insert_at(map, i, name, v);
     if (rc == MRD_OK) {
-        rc = crdt_val_insert_at(map, i);
-        if (rc != MRD_OK) {
-            crdt_bytes_free(&n);
-        }
+        *out = v;
     }
-    if (rc != MRD_OK) {
-        crdt_val_free(v);
-        return rc;
-    }
-    map->u.entries[i] = (struct crdt_entry) { n, v };
-    *out              = v;
-    return MRD_OK;
+    return rc;
 }
 
 /* Drops entry (name, type) of map if its value is empty. */
@@ -454,16 +382,13 @@ crdt_doc_prepare(const struct crdt_doc *doc, const struct crdt_op *ops,
         if (!touched) {
             continue;
         }
-        rc = crdt_val_insert_at(&scratch, scratch.n);
-        if (rc == MRD_OK) {
-            struct crdt_entry *s = &scratch.u.entries[scratch.n - 1];
-            s->val               = crdt_val_new(e->val->type);
-            rc                   = s->val == NULL ? MRD_ENOMEM
-                                                  : crdt_bytes_dup(&s->name, e->name);
-            if (rc == MRD_OK) {
-                rc = crdt_val_copy(s->val, e->val);
-            }
+        struct crdt_val *copy = crdt_val_new(e->val->type);
+        rc = copy != NULL ? crdt_val_copy(copy, e->val) : MRD_ENOMEM;
+        if (rc != MRD_OK) {
+            free(copy); /* a failed copy holds nothing */
+            break;
         }
+        rc = crdt_map_insert_at(&scratch, scratch.n, e->name, copy);
     }
     /* A dot no real node has: origin ids are < UINT64_MAX. */
     struct actx a = { { UINT64_MAX, 1 }, 0, &doc->ctx };

@@ -25,6 +25,21 @@ MRD_MUST_USE int crdt_val_reserve(struct crdt_val *v, uint32_t extra);
 MRD_MUST_USE int crdt_val_insert_at(struct crdt_val *v, uint32_t i);
 void             crdt_val_remove_at(struct crdt_val *v, uint32_t i);
 
+/* Says whether a dot goes. */
+typedef bool (*crdt_dot_pred)(struct crdt_dot dot, const void *arg);
+/* Drops the member's dots `drop` picks; returns how many are left. */
+uint32_t crdt_member_drop(
+    struct crdt_member *m, crdt_dot_pred drop, const void *arg);
+/* Drops from v, recursively, every dot `drop` picks, and counter bases
+ * unless keep_base; set members and map entries left empty go too. The one
+ * rule behind both an op's removes and a merge's filtering. */
+void crdt_val_drop(
+    struct crdt_val *v, crdt_dot_pred drop, const void *arg, bool keep_base);
+/* Inserts entry (name copied, v owned) at i of map; frees v on failure (v
+ * may be NULL: MRD_ENOMEM). */
+MRD_MUST_USE int crdt_map_insert_at(struct crdt_val *map, uint32_t i,
+    struct crdt_bytes name, struct crdt_val *v);
+
 uint32_t crdt_find_dot(
     const struct crdt_val *v, struct crdt_dot dot, bool *found);
 uint32_t crdt_find_member(

@@ -24,71 +24,18 @@ struct mctx {
     bool                  a_big; /* into's stable point is the bigger one */
 };
 
+static bool
+covered_pred(struct crdt_dot d, const void *arg)
+{
+    return crdt_vv_covers_dot(arg, d);
+}
+
 /* Drops from v (held by one side only) what the other side has seen:
  * dots covered by `other`, and the counter bases unless keep_base. */
 static void
 filter_val(struct crdt_val *v, const struct crdt_vv *other, bool keep_base)
 {
-    uint32_t keep = 0;
-    switch ((mrd_state_type) v->type) {
-    case MRD_STATE_COUNTER:
-        if (!keep_base) {
-            v->has_base = false;
-            v->base     = 0;
-        }
-        for (uint32_t i = 0; i < v->n; i++) {
-            if (!crdt_vv_covers_dot(other, v->u.incs[i].dot)) {
-                v->u.incs[keep++] = v->u.incs[i];
-            }
-        }
-        v->n = keep;
-        break;
-    case MRD_STATE_FLAG:
-        for (uint32_t i = 0; i < v->n; i++) {
-            if (!crdt_vv_covers_dot(other, v->u.dots[i])) {
-                v->u.dots[keep++] = v->u.dots[i];
-            }
-        }
-        v->n = keep;
-        break;
-    case MRD_STATE_LWW:
-    case MRD_STATE_MVREG:
-        for (uint32_t i = 0; i < v->n;) {
-            if (crdt_vv_covers_dot(other, v->u.writes[i].dot)) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_SET:
-        for (uint32_t i = 0; i < v->n;) {
-            struct crdt_member *m = &v->u.members[i];
-            keep                  = 0;
-            for (uint32_t j = 0; j < m->ndots; j++) {
-                if (!crdt_vv_covers_dot(other, m->dots[j])) {
-                    m->dots[keep++] = m->dots[j];
-                }
-            }
-            m->ndots = keep;
-            if (keep == 0) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    case MRD_STATE_MAP:
-        for (uint32_t i = 0; i < v->n;) {
-            filter_val(v->u.entries[i].val, other, keep_base);
-            if (crdt_val_empty(v->u.entries[i].val)) {
-                crdt_val_remove_at(v, i);
-            } else {
-                i++;
-            }
-        }
-        break;
-    }
+    crdt_val_drop(v, covered_pred, other, keep_base);
 }
 
 /* Joins two sorted dot lists (a's dots, b's dots) into out; out must have
@@ -346,19 +293,10 @@ join_map(struct crdt_val *a, const struct crdt_val *b, const struct mctx *m)
             crdt_val_free(v);
             continue;
         }
-        struct crdt_bytes name;
-        rc = crdt_bytes_dup(&name, be->name);
-        if (rc == MRD_OK) {
-            rc = crdt_val_insert_at(a, at);
-            if (rc != MRD_OK) {
-                crdt_bytes_free(&name);
-            }
-        }
+        rc = crdt_map_insert_at(a, at, be->name, v);
         if (rc != MRD_OK) {
-            crdt_val_free(v);
             return rc;
         }
-        a->u.entries[at] = (struct crdt_entry) { name, v };
     }
     return MRD_OK;
 }

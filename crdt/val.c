@@ -298,6 +298,118 @@ crdt_find_entry(
     return lo;
 }
 
+/* ------------------------------------------------------------- dropping -- */
+
+uint32_t
+crdt_member_drop(struct crdt_member *m, crdt_dot_pred drop, const void *arg)
+{
+    uint32_t keep = 0;
+    for (uint32_t j = 0; j < m->ndots; j++) {
+        if (!drop(m->dots[j], arg)) {
+            m->dots[keep++] = m->dots[j];
+        }
+    }
+    m->ndots = keep;
+    return keep;
+}
+
+/* The dot of element i of a counter, register or flag. */
+static struct crdt_dot
+val_dot_at(const struct crdt_val *v, uint32_t i)
+{
+    switch ((mrd_state_type) v->type) {
+    case MRD_STATE_COUNTER:
+        return v->u.incs[i].dot;
+    case MRD_STATE_LWW:
+    case MRD_STATE_MVREG:
+        return v->u.writes[i].dot;
+    case MRD_STATE_FLAG:
+        return v->u.dots[i];
+    case MRD_STATE_SET:
+    case MRD_STATE_MAP:
+        break;
+    }
+    MRD_ASSERT(!"not a dot-keyed value");
+    return (struct crdt_dot) { 0, 0 };
+}
+
+void
+crdt_val_drop(
+    struct crdt_val *v, crdt_dot_pred drop, const void *arg, bool keep_base)
+{
+    uint32_t i = 0;
+    switch ((mrd_state_type) v->type) {
+    case MRD_STATE_COUNTER:
+        if (!keep_base) {
+            v->has_base = false;
+            v->base     = 0;
+        }
+        /* Increments are dot-keyed like the rest. */
+        __attribute__((fallthrough));
+    case MRD_STATE_LWW:
+    case MRD_STATE_MVREG:
+    case MRD_STATE_FLAG: {
+        /* One pass, in place: a dropped element's parts are freed, a kept
+         * one moves down. */
+        size_t   es   = val_elem_size(v->type);
+        uint8_t *a    = (uint8_t *) v->u.incs;
+        uint32_t keep = 0;
+        for (i = 0; i < v->n; i++) {
+            if (drop(val_dot_at(v, i), arg)) {
+                val_elem_fini(v, i);
+            } else {
+                if (keep != i) {
+                    memcpy(a + keep * es, a + i * es, es);
+                }
+                keep++;
+            }
+        }
+        v->n = keep;
+        break;
+    }
+    case MRD_STATE_SET:
+        while (i < v->n) {
+            if (crdt_member_drop(&v->u.members[i], drop, arg) == 0) {
+                crdt_val_remove_at(v, i);
+            } else {
+                i++;
+            }
+        }
+        break;
+    case MRD_STATE_MAP:
+        while (i < v->n) {
+            crdt_val_drop(v->u.entries[i].val, drop, arg, keep_base);
+            if (crdt_val_empty(v->u.entries[i].val)) {
+                crdt_val_remove_at(v, i);
+            } else {
+                i++;
+            }
+        }
+        break;
+    }
+}
+
+int
+crdt_map_insert_at(struct crdt_val *map, uint32_t i, struct crdt_bytes name,
+    struct crdt_val *v)
+{
+    MRD_ASSERT(map->type == MRD_STATE_MAP);
+    struct crdt_bytes n;
+    int               rc = v != NULL ? crdt_bytes_dup(&n, name) : MRD_ENOMEM;
+    if (rc == MRD_OK) {
+        rc = crdt_val_insert_at(map, i);
+        if (rc != MRD_OK) {
+            crdt_bytes_free(&n);
+        }
+    }
+    if (rc != MRD_OK) {
+        crdt_val_free(v);
+        return rc;
+    }
+    map->u.entries[i] = (struct crdt_entry) { n, v };
+    return MRD_OK;
+}
+
 /* --------------------------------------------------------------- copies -- */
 
 static int
