@@ -250,7 +250,32 @@ client_append_decode(struct client_call *call, struct proto_rd *body)
     out->count            = rep.count;
     out->hlc              = rep.hlc;
     out->replayed         = rep.replayed ? 1 : 0;
+    out->ack_reached      = MRD_ACK_LOCAL;
+    out->ack_replicas     = 1;
+    out->ack_regions      = 1;
+    if (call->ack_level != MRD_ACK_LOCAL) {
+        /* A node that asked for a level must say what it reached. */
+        if (!rep.ack_asked
+            || (rep.ack_level != MRD_ACK_LOCAL
+                && rep.ack_level != (uint32_t) call->ack_level)) {
+            return MRD_EPROTO;
+        }
+        out->ack_reached  = (int) rep.ack_level;
+        out->ack_replicas = rep.ack_replicas;
+        out->ack_regions  = rep.ack_regions;
+    }
     return MRD_OK;
+}
+
+/* MRD_EDURABILITY for an append that is written but did not reach the
+ * level it asked for: never a false success. */
+static int
+client_append_outcome(const struct client_call *call, int rv)
+{
+    if (rv == MRD_OK && call->out.append.ack_reached != call->ack_level) {
+        return MRD_EDURABILITY;
+    }
+    return rv;
 }
 
 /* Checks the arguments, takes a call and encodes the request into it. On
@@ -283,6 +308,7 @@ client_append_prepare(struct mrd_client *client, const char *stream,
     if (rv != MRD_OK) {
         return rv;
     }
+    struct proto_ack ack = { MRD_ACK_LOCAL, 0, 0 };
     if (opts != NULL) {
         expected = opts->expected_version;
         key      = opts->idempotency_key;
@@ -290,6 +316,15 @@ client_append_prepare(struct mrd_client *client, const char *stream,
         if (key == NULL && key_size > 0) {
             return MRD_EINVAL;
         }
+        if (opts->ack < MRD_ACK_LOCAL || opts->ack > MRD_ACK_GLOBAL
+            || opts->ack_count > MRD_ACK_COUNT_MAX
+            || opts->ack_wait_ms > MRD_ACK_WAIT_MS_MAX) {
+            return MRD_EINVAL;
+        }
+        ack.level   = (uint32_t) opts->ack;
+        ack.count   = opts->ack_count != 0 ? opts->ack_count : 2;
+        ack.wait_ms = opts->ack_wait_ms != 0 ? opts->ack_wait_ms
+                                             : MRD_ACK_WAIT_MS_DEFAULT;
     }
     rv = client_ops_encode(client, events, event_count, &ops);
     if (rv != MRD_OK) {
@@ -313,9 +348,13 @@ client_append_prepare(struct mrd_client *client, const char *stream,
     call->type        = PROTO_T_APPEND;
     call->decode      = client_append_decode;
     call->event_count = (uint32_t) event_count;
+    call->ack_level   = (int) ack.level;
+    /* The node holds the answer while it waits for the level: every
+     * attempt's deadline grows by that wait, like a long-poll's. */
+    call->wait_ms = ack.level != MRD_ACK_LOCAL ? ack.wait_ms : 0;
     /* Checks every field against its limit: MRD_ETOOBIG, MRD_EINVAL. */
-    rv = proto_append_req_encode(&call->req, stream, stream_len, expected, key,
-        key_size, events, ops.views, event_count);
+    rv = proto_append_req_encode_ack(&call->req, stream, stream_len, expected,
+        key, key_size, events, ops.views, event_count, &ack);
     client_ops_fini(&ops); /* the request has its copy */
     if (rv != MRD_OK) {
         goto fail;
@@ -345,6 +384,7 @@ mrd_append(mrd_client *client, const char *stream, const mrd_event_in *events,
     if (rv == MRD_OK && result_out != NULL) {
         *result_out = call->out.append;
     }
+    rv = client_append_outcome(call, rv);
     client_call_put(call);
     return rv;
 }
@@ -362,8 +402,9 @@ client_append_done(struct client_call *call)
      * the callback may start another append, and with every call object
      * in use that append would otherwise fail with MRD_EFULL. */
     result = call->out.append;
+    err    = client_append_outcome(call, err);
     client_call_put(call);
-    cb(arg, err, err == MRD_OK ? &result : NULL);
+    cb(arg, err, err == MRD_OK || err == MRD_EDURABILITY ? &result : NULL);
 }
 
 int

@@ -471,6 +471,8 @@ client_call_reset(struct client_call *call)
     call->event_count     = 0;
     call->count_max       = 0;
     call->from            = 0;
+    call->cursor_read     = false;
+    call->ack_level       = MRD_ACK_LOCAL;
     call->append_cb       = NULL;
     call->append_arg      = NULL;
     call->state           = CLIENT_CALL_IDLE;

@@ -151,6 +151,8 @@ struct client_call {
     uint32_t count_max; /* READ, READ_LOG: events asked for */
     uint64_t from; /* READ: from; READ_LOG: after_seq */
     int      direction; /* READ: MRD_FORWARD or MRD_BACKWARD */
+    bool     cursor_read; /* READ: a causal cursor read */
+    int      ack_level; /* APPEND: the acknowledgement level asked for */
     uint8_t  idem_key[CLIENT_IDEM_KEY_SIZE];
     /* The node's words for the last error reply, for mrd_errdetail(). */
     char detail[CLIENT_DETAIL_SIZE];
@@ -269,12 +271,37 @@ struct client_read_args {
     int         direction;
     uint32_t    count_max; /* 1..MRD_READ_COUNT_MAX */
     uint32_t    wait_ms; /* 0..MRD_WAIT_MS_MAX, forward only */
+    /* Causal cursor reads: the cursor's vector as a wire bin, and the
+     * position hint (from) is valid on hint_node only. */
+    bool        has_cursor;
+    const void *cursor_bin;
+    size_t      cursor_len;
+    uint64_t    hint_node;
 };
 /* A stream read with validated arguments; cancel as in client_call_run().
  * On MRD_OK *events_out belongs to the caller. */
 MRD_MUST_USE int client_read_run(struct mrd_client *client,
     const struct client_read_args *args, struct client_cancel *cancel,
     mrd_events **events_out);
+
+/* The node that answered a cursor read (0 for other reads). */
+uint64_t client_events_node(const mrd_events *events);
+
+/* Cursors (cursor.c). The wire bin of the cursor's vector: *bin_out is
+ * malloc'd (NULL when empty); MRD_ENOMEM. */
+MRD_MUST_USE int client_cursor_bin(
+    const mrd_cursor *cursor, uint8_t **bin_out, size_t *len_out);
+/* Covers one delivered event and moves the hint past it: events is what a
+ * cursor read of stream returned, ev one of its events, in order. */
+MRD_MUST_USE int client_cursor_deliver(mrd_cursor *cursor, const char *stream,
+    size_t stream_len, const mrd_events *events, const mrd_event *ev);
+/* After a whole batch (even an empty one): the hint moves to the batch's
+ * next position on the node that answered. */
+void client_cursor_batch_done(mrd_cursor *cursor, const char *stream,
+    size_t stream_len, const mrd_events *events);
+/* The hint for a read of stream: its node and position, or 0 and 0. */
+void client_cursor_hint(const mrd_cursor *cursor, const char *stream,
+    size_t stream_len, uint64_t *node_out, uint64_t *pos_out);
 
 /* Sets (s != NULL) or clears this thread's mrd_errdetail(). */
 void client_detail_set(const char *s, size_t len);

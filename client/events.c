@@ -23,6 +23,7 @@ struct mrd_events {
     uint64_t   next;
     int64_t    version;
     int        end; /* see mrd_events_end() */
+    uint64_t   node; /* cursor reads: the node whose positions these are */
 };
 
 /* Exact arena sizes for one reply. */
@@ -254,7 +255,18 @@ client_events_decode(struct client_call *call, struct proto_rd *body)
     client_events_fill(items, rep.count, events, meta, &arena);
     free(items);
     MRD_ASSERT(arena.p == arena.end);
-    if (call->type == PROTO_T_READ) {
+    if (call->type == PROTO_T_READ && call->cursor_read) {
+        if (rep.node == 0) {
+            mrd_events_free(events);
+            return MRD_EPROTO; /* positions of an unknown node */
+        }
+        /* A cursor read skips covered events: it is at the end when the
+         * node examined the stream up to its last event. */
+        events->next    = rep.next;
+        events->version = rep.version;
+        events->node    = rep.node;
+        events->end     = rep.version < 0 || rep.next > (uint64_t) rep.version;
+    } else if (call->type == PROTO_T_READ) {
         events->next    = rep.next; /* the node knows where its reads end */
         events->version = rep.version;
         events->end     = client_events_at_end(events, call->direction);
@@ -289,20 +301,27 @@ client_read_run(struct mrd_client *client, const struct client_read_args *args,
         return rv;
     }
     memset(&req, 0, sizeof req);
-    req.stream.ptr  = args->stream;
-    req.stream.len  = (uint32_t) args->stream_len;
-    req.from        = args->from;
-    req.direction   = (uint32_t) args->direction;
-    req.count       = args->count_max;
-    req.wait_ms     = args->wait_ms;
-    call->type      = PROTO_T_READ;
-    call->decode    = client_events_decode;
-    call->wait_ms   = args->wait_ms;
-    call->count_max = args->count_max;
-    call->from      = args->from;
-    call->direction = args->direction;
-    rv              = client_call_exec(
-                     call, proto_read_req_encode(&call->req, &req), cancel);
+    req.stream.ptr = args->stream;
+    req.stream.len = (uint32_t) args->stream_len;
+    req.from       = args->from;
+    req.direction  = (uint32_t) args->direction;
+    req.count      = args->count_max;
+    req.wait_ms    = args->wait_ms;
+    if (args->has_cursor) {
+        req.has_cursor = true;
+        req.cursor.ptr = args->cursor_bin;
+        req.cursor.len = (uint32_t) args->cursor_len;
+        req.hint_node  = args->hint_node;
+    }
+    call->cursor_read = args->has_cursor;
+    call->type        = PROTO_T_READ;
+    call->decode      = client_events_decode;
+    call->wait_ms     = args->wait_ms;
+    call->count_max   = args->count_max;
+    call->from        = args->from;
+    call->direction   = args->direction;
+    rv                = client_call_exec(
+                       call, proto_read_req_encode(&call->req, &req), cancel);
     if (rv != MRD_OK) {
         return rv;
     }
@@ -368,6 +387,58 @@ mrd_read_wait(mrd_client *client, const char *stream, uint64_t from,
     args.direction = MRD_FORWARD;
     args.wait_ms   = wait_ms;
     return client_read_run(client, &args, NULL, events_out);
+}
+
+int
+mrd_read_cursor(mrd_client *client, const char *stream, mrd_cursor *cursor,
+    uint32_t count_max, uint32_t wait_ms, mrd_events **events_out)
+{
+    struct client_read_args args;
+    uint8_t                *bin = NULL;
+    size_t                  len = 0;
+    mrd_events             *events;
+    int rv = client_read_check(client, stream, count_max, events_out, &args);
+
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (cursor == NULL || wait_ms > MRD_WAIT_MS_MAX) {
+        return MRD_EINVAL;
+    }
+    rv = client_cursor_bin(cursor, &bin, &len);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    client_cursor_hint(
+        cursor, stream, args.stream_len, &args.hint_node, &args.from);
+    args.direction  = MRD_FORWARD;
+    args.wait_ms    = wait_ms;
+    args.has_cursor = true;
+    args.cursor_bin = bin;
+    args.cursor_len = len;
+    rv              = client_read_run(client, &args, NULL, &events);
+    free(bin);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    /* The batch is the caller's now: the cursor moves over all of it. */
+    for (size_t i = 0; i < events->count; i++) {
+        rv = client_cursor_deliver(
+            cursor, stream, args.stream_len, events, &events->items[i]);
+        if (rv != MRD_OK) {
+            mrd_events_free(events);
+            return rv;
+        }
+    }
+    client_cursor_batch_done(cursor, stream, args.stream_len, events);
+    *events_out = events;
+    return MRD_OK;
+}
+
+uint64_t
+client_events_node(const mrd_events *events)
+{
+    return events->node;
 }
 
 int

@@ -26,6 +26,11 @@ struct mrd_tail {
     /* Read by mrd_tail_position() on any thread while the callback thread
      * moves it. */
     _Atomic uint64_t position;
+    /* Cursor tails: the cursor moves with every event delivered; cursor_mu
+     * lets mrd_tail_cursor() copy it from any thread. NULL: a position
+     * tail. */
+    mrd_cursor     *cursor;
+    pthread_mutex_t cursor_mu;
 
     /* Callback tails only. cancel.mtx also guards the backoff sleep on
      * wake_cv. */
@@ -46,6 +51,8 @@ client_tail_free(struct mrd_tail *tail)
     }
     pthread_cond_destroy(&tail->wake_cv);
     client_cancel_fini(&tail->cancel);
+    pthread_mutex_destroy(&tail->cursor_mu);
+    mrd_cursor_free(tail->cursor);
     free(tail->stream);
     free(tail);
 }
@@ -81,7 +88,7 @@ fail:
 
 static MRD_MUST_USE int
 client_tail_new(struct mrd_client *client, const char *stream, uint64_t from,
-    struct mrd_tail **tail_out)
+    bool with_cursor, const mrd_cursor *cursor_from, struct mrd_tail **tail_out)
 {
     struct mrd_tail *tail;
     size_t           len;
@@ -109,8 +116,20 @@ client_tail_new(struct mrd_client *client, const char *stream, uint64_t from,
     tail->stream_len = len;
     tail->client     = client;
     atomic_init(&tail->position, from);
-    rv = client_tail_sync_init(tail);
+    rv = with_cursor
+        ? (cursor_from != NULL ? mrd_cursor_copy(cursor_from, &tail->cursor)
+                               : mrd_cursor_new(&tail->cursor))
+        : MRD_OK;
+    if (rv == MRD_OK && pthread_mutex_init(&tail->cursor_mu, NULL) != 0) {
+        rv = MRD_ENOMEM;
+    } else if (rv == MRD_OK) {
+        rv = client_tail_sync_init(tail);
+        if (rv != MRD_OK) {
+            pthread_mutex_destroy(&tail->cursor_mu);
+        }
+    }
     if (rv != MRD_OK) {
+        mrd_cursor_free(tail->cursor);
         free(tail->stream);
         free(tail);
         return rv;
@@ -126,20 +145,89 @@ mrd_tail_open(
     if (tail_out == NULL) {
         return MRD_EINVAL;
     }
-    return client_tail_new(client, stream, from, tail_out);
+    return client_tail_new(client, stream, from, false, NULL, tail_out);
 }
 
-static void
-client_tail_args(const struct mrd_tail *tail, uint32_t wait_ms,
-    struct client_read_args *args)
+int
+mrd_tail_open_cursor(mrd_client *client, const char *stream,
+    const mrd_cursor *from, mrd_tail **tail_out)
 {
+    if (tail_out == NULL) {
+        return MRD_EINVAL;
+    }
+    return client_tail_new(client, stream, 0, true, from, tail_out);
+}
+
+int
+mrd_tail_cursor(const mrd_tail *tail, mrd_cursor **cursor_out)
+{
+    struct mrd_tail *t = (struct mrd_tail *) (uintptr_t) tail; /* the lock */
+    int              rv;
+
+    if (cursor_out == NULL) {
+        return MRD_EINVAL;
+    }
+    *cursor_out = NULL;
+    if (tail == NULL || tail->cursor == NULL) {
+        return MRD_EINVAL;
+    }
+    pthread_mutex_lock(&t->cursor_mu);
+    rv = mrd_cursor_copy(t->cursor, cursor_out);
+    pthread_mutex_unlock(&t->cursor_mu);
+    return rv;
+}
+
+/* The read a tail makes next. A cursor tail's vector goes in a malloc'd
+ * bin (*bin_out) the caller frees after the call. */
+static MRD_MUST_USE int
+client_tail_args(struct mrd_tail *tail, uint32_t wait_ms,
+    struct client_read_args *args, uint8_t **bin_out)
+{
+    size_t len = 0;
+    int    rv  = MRD_OK;
+
     memset(args, 0, sizeof *args);
+    *bin_out         = NULL;
     args->stream     = tail->stream;
     args->stream_len = tail->stream_len;
     args->from       = atomic_load(&tail->position);
     args->direction  = MRD_FORWARD;
     args->count_max  = CLIENT_TAIL_COUNT;
     args->wait_ms    = wait_ms;
+    if (tail->cursor != NULL) {
+        pthread_mutex_lock(&tail->cursor_mu);
+        rv = client_cursor_bin(tail->cursor, bin_out, &len);
+        client_cursor_hint(tail->cursor, tail->stream, tail->stream_len,
+            &args->hint_node, &args->from);
+        pthread_mutex_unlock(&tail->cursor_mu);
+        args->has_cursor = true;
+        args->cursor_bin = *bin_out;
+        args->cursor_len = len;
+    }
+    return rv;
+}
+
+/* Moves a cursor tail's cursor over one event (ev != NULL) or to the end
+ * of a batch (ev == NULL). */
+static MRD_MUST_USE int
+client_tail_cursor_move(
+    struct mrd_tail *tail, const mrd_events *events, const mrd_event *ev)
+{
+    int rv = MRD_OK;
+
+    if (tail->cursor == NULL) {
+        return MRD_OK;
+    }
+    pthread_mutex_lock(&tail->cursor_mu);
+    if (ev != NULL) {
+        rv = client_cursor_deliver(
+            tail->cursor, tail->stream, tail->stream_len, events, ev);
+    } else {
+        client_cursor_batch_done(
+            tail->cursor, tail->stream, tail->stream_len, events);
+    }
+    pthread_mutex_unlock(&tail->cursor_mu);
+    return rv;
 }
 
 int
@@ -164,13 +252,30 @@ mrd_tail_next(mrd_tail *tail, uint32_t timeout_ms, mrd_events **events_out)
         uint64_t left;
         now_ms = mrd_now_mono_ms();
         left   = deadline_ms > now_ms ? deadline_ms - now_ms : 0;
-        client_tail_args(tail,
-            left < MRD_WAIT_MS_MAX ? (uint32_t) left : MRD_WAIT_MS_MAX, &args);
-        rv = client_read_run(tail->client, &args, NULL, &events);
+        uint8_t *bin;
+        rv = client_tail_args(tail,
+            left < MRD_WAIT_MS_MAX ? (uint32_t) left : MRD_WAIT_MS_MAX, &args,
+            &bin);
+        if (rv == MRD_OK) {
+            rv = client_read_run(tail->client, &args, NULL, &events);
+        }
+        free(bin);
         if (rv != MRD_OK) {
             return rv;
         }
         atomic_store(&tail->position, mrd_events_next(events));
+        /* Handed to the caller: the cursor covers the whole batch. */
+        for (size_t i = 0; i < mrd_events_count(events) && rv == MRD_OK; i++) {
+            rv = client_tail_cursor_move(
+                tail, events, mrd_events_at(events, i));
+        }
+        if (rv == MRD_OK) {
+            rv = client_tail_cursor_move(tail, events, NULL);
+        }
+        if (rv != MRD_OK) {
+            mrd_events_free(events);
+            return rv;
+        }
         if (mrd_events_count(events) > 0) {
             *events_out = events;
             return MRD_OK;
@@ -245,12 +350,21 @@ client_tail_deliver(struct mrd_tail *tail, const mrd_events *events)
         /* Delivered means consumed: the position moves past it even when
          * cb asks to stop. */
         atomic_store(&tail->position, ev->position + 1);
+        if (client_tail_cursor_move(tail, events, ev) != MRD_OK) {
+            /* Only MRD_EFULL: a cursor at MRD_CURSOR_ORIGINS_MAX origins
+             * cannot say it delivered this event; stop rather than
+             * deliver it again later. */
+            if (tail->err_cb != NULL) {
+                tail->err_cb(tail->arg, MRD_EFULL);
+            }
+            return true;
+        }
         if (tail->cb(tail->arg, ev) != 0) {
             return true;
         }
     }
     atomic_store(&tail->position, mrd_events_next(events));
-    return false;
+    return client_tail_cursor_move(tail, events, NULL) != MRD_OK;
 }
 
 static void *
@@ -264,8 +378,12 @@ client_tail_main(void *arg)
     int                     rv;
 
     for (;;) {
-        client_tail_args(tail, CLIENT_TAIL_WAIT_MS, &args);
-        rv = client_read_run(tail->client, &args, &tail->cancel, &events);
+        uint8_t *bin;
+        rv = client_tail_args(tail, CLIENT_TAIL_WAIT_MS, &args, &bin);
+        if (rv == MRD_OK) {
+            rv = client_read_run(tail->client, &args, &tail->cancel, &events);
+        }
+        free(bin);
         if (client_tail_stopping(tail)) {
             mrd_events_free(events);
             break;
@@ -293,9 +411,10 @@ client_tail_main(void *arg)
     return NULL;
 }
 
-int
-mrd_tail_start(mrd_client *client, const char *stream, uint64_t from,
-    mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg, mrd_tail **tail_out)
+static int
+client_tail_start(mrd_client *client, const char *stream, uint64_t from,
+    bool with_cursor, const mrd_cursor *cursor_from, mrd_tail_cb cb,
+    mrd_tail_err_cb err_cb, void *arg, mrd_tail **tail_out)
 {
     struct mrd_tail *tail = NULL;
     int              rv;
@@ -307,7 +426,7 @@ mrd_tail_start(mrd_client *client, const char *stream, uint64_t from,
     if (cb == NULL) {
         return MRD_EINVAL;
     }
-    rv = client_tail_new(client, stream, from, &tail);
+    rv = client_tail_new(client, stream, from, with_cursor, cursor_from, &tail);
     if (rv != MRD_OK) {
         return rv;
     }
@@ -325,6 +444,23 @@ mrd_tail_start(mrd_client *client, const char *stream, uint64_t from,
 fail:
     client_tail_free(tail);
     return rv;
+}
+
+int
+mrd_tail_start(mrd_client *client, const char *stream, uint64_t from,
+    mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg, mrd_tail **tail_out)
+{
+    return client_tail_start(
+        client, stream, from, false, NULL, cb, err_cb, arg, tail_out);
+}
+
+int
+mrd_tail_start_cursor(mrd_client *client, const char *stream,
+    const mrd_cursor *from, mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg,
+    mrd_tail **tail_out)
+{
+    return client_tail_start(
+        client, stream, 0, true, from, cb, err_cb, arg, tail_out);
 }
 
 void

@@ -61,6 +61,15 @@ extern "C" {
 #define MRD_READ_COUNT_MAX 10000u
 /* Longest long-poll wait a node accepts for one request. */
 #define MRD_WAIT_MS_MAX 60000u
+/* Acknowledgement levels of an append (mrd_append_opts.ack). */
+#define MRD_ACK_LOCAL 0 /* durable on the node that took it (the default) */
+#define MRD_ACK_REGION 1 /* durable on k replicas of that node's region */
+#define MRD_ACK_GLOBAL 2 /* durable in at least n regions */
+/* k or n: a cluster has at most this many regions or replicas to count. */
+#define MRD_ACK_COUNT_MAX 64u
+/* The longest an append waits for its level: as long as a long-poll. */
+#define MRD_ACK_WAIT_MS_MAX 60000u
+#define MRD_ACK_WAIT_MS_DEFAULT 5000u
 /* Largest frame the protocol allows at all; nodes may set a lower limit. */
 #define MRD_FRAME_SIZE_MAX (64u * 1024u * 1024u)
 
@@ -113,7 +122,9 @@ extern "C" {
     X(EINTERNAL, 16, "internal error")                                         \
     X(EBUSY, 17, "the node is overloaded; retry later")                        \
     X(ENAME, 18, "invalid stream name")                                        \
-    X(ETYPE, 19, "the state field holds another type")
+    X(ETYPE, 19, "the state field holds another type")                         \
+    X(EDURABILITY, 20,                                                         \
+        "written, but the acknowledgement level was not reached in time")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -236,6 +247,17 @@ typedef struct mrd_append_opts {
      * retries never write twice. Borrowed for the call only. */
     const void *idempotency_key;
     size_t      idempotency_key_size;
+    /* How durable the events must be before the call returns:
+     * MRD_ACK_LOCAL (default), MRD_ACK_REGION (on ack_count replicas of
+     * the receiving node's region, that node included) or MRD_ACK_GLOBAL
+     * (in ack_count regions, its own included). ack_count 0 means 2. The
+     * node waits up to ack_wait_ms (0: MRD_ACK_WAIT_MS_DEFAULT) and then
+     * answers with what it reached: the events are written either way, and
+     * the call returns MRD_EDURABILITY with the result filled in when the
+     * level was not reached. Never a false success. */
+    int      ack;
+    uint32_t ack_count;
+    uint32_t ack_wait_ms;
 } mrd_append_opts;
 
 typedef struct mrd_append_result {
@@ -245,6 +267,12 @@ typedef struct mrd_append_result {
     uint32_t count; /* events appended */
     uint64_t hlc; /* timestamp of the first event */
     int      replayed; /* 1 when this is the stored answer to a retry */
+    /* The acknowledgement level reached (MRD_ACK_*), and what the node
+     * counted: replicas of its region and regions holding every event of
+     * the append (itself included). For a local ack: MRD_ACK_LOCAL, 1, 1. */
+    int      ack_reached;
+    uint32_t ack_replicas;
+    uint32_t ack_regions;
 } mrd_append_result;
 
 typedef struct mrd_stream_info {
@@ -371,6 +399,48 @@ MRD_API int64_t mrd_events_version(const mrd_events *events);
 /* NULL is a no-op. */
 MRD_API void mrd_events_free(mrd_events *events);
 
+/* ------------------------------------------------------- causal cursors -- */
+
+/* A position is local to the node that gave it: every node appends
+ * replicated events in its own causal order. A cursor is the portable
+ * position: per origin node, the highest seq of the stream's events
+ * delivered. A read or tail from a cursor, on any node of any region,
+ * returns exactly the stream's events it does not cover, in that node's
+ * (causal) order: no gap, no duplicate. One cursor follows one stream.
+ * Not thread-safe: one thread uses a cursor at a time. */
+typedef struct mrd_cursor mrd_cursor; /* opaque */
+
+/* Origins one cursor holds: node ids are never reused, so this bounds
+ * the nodes a cluster ever had (the wire vector's limit). */
+#define MRD_CURSOR_ORIGINS_MAX 1024u
+
+/* An empty cursor: the start of the stream. Free with mrd_cursor_free(). */
+MRD_API int  mrd_cursor_new(mrd_cursor **cursor_out);
+MRD_API void mrd_cursor_free(mrd_cursor *cursor); /* NULL is a no-op */
+MRD_API int  mrd_cursor_copy(const mrd_cursor *cursor, mrd_cursor **copy_out);
+/* 1 when the event with this dot was delivered (is covered). */
+MRD_API int mrd_cursor_covers(const mrd_cursor *cursor, mrd_dot dot);
+/* Marks an event as delivered. The reads below do it themselves. */
+MRD_API int     mrd_cursor_add(mrd_cursor *cursor, mrd_dot dot);
+MRD_API size_t  mrd_cursor_origin_count(const mrd_cursor *cursor);
+MRD_API mrd_dot mrd_cursor_origin_at(const mrd_cursor *cursor, size_t i);
+/* Text form, to store a cursor: ASCII without spaces or quotes. Writes at
+ * most size bytes with a NUL, like snprintf, and returns the length the
+ * whole text needs. */
+MRD_API size_t mrd_cursor_format(
+    const mrd_cursor *cursor, char *buf, size_t size);
+/* MRD_EINVAL for text mrd_cursor_format() did not make. */
+MRD_API int mrd_cursor_parse(const char *text, mrd_cursor **cursor_out);
+
+/* Reads up to count_max events of the stream that the cursor does not
+ * cover, waiting up to wait_ms (<= MRD_WAIT_MS_MAX) when there are none,
+ * and moves the cursor over the events returned. A batch may be empty and
+ * not at the end (mrd_events_end() is 0) when the node stopped at its scan
+ * bound: read again. Positions in the events are the serving node's. */
+MRD_API int mrd_read_cursor(mrd_client *client, const char *stream,
+    mrd_cursor *cursor, uint32_t count_max, uint32_t wait_ms,
+    mrd_events **events_out);
+
 /* ------------------------------------------------------------------ tail -- */
 
 /* A tail follows a stream from a position, forever, by long-polls on the
@@ -397,6 +467,19 @@ typedef void (*mrd_tail_err_cb)(void *arg, int err);
 MRD_API int mrd_tail_start(mrd_client *client, const char *stream,
     uint64_t from, mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg,
     mrd_tail **tail_out);
+
+/* Tails that follow a causal cursor instead of a position, so that they
+ * resume on any node, in any region, after a failover. from may be NULL
+ * (the start of the stream); it is copied. */
+MRD_API int mrd_tail_open_cursor(mrd_client *client, const char *stream,
+    const mrd_cursor *from, mrd_tail **tail_out);
+MRD_API int mrd_tail_start_cursor(mrd_client *client, const char *stream,
+    const mrd_cursor *from, mrd_tail_cb cb, mrd_tail_err_cb err_cb, void *arg,
+    mrd_tail **tail_out);
+/* A copy of a cursor tail's cursor: every event delivered so far (to
+ * mrd_tail_next()'s caller or to cb). Any thread. MRD_EINVAL for a
+ * position tail. */
+MRD_API int mrd_tail_cursor(const mrd_tail *tail, mrd_cursor **cursor_out);
 
 /* Stops a tail (joining its thread when it has one) and frees it. NULL is a
  * no-op. Must not be called from the tail's own callback. */

@@ -27,6 +27,8 @@
 /* Shards are LMDB named databases; maxdbs is fixed at open. */
 #define NODE_SHARDS_MAX 256u
 #define NODE_SHARDS_DEFAULT 16u
+_Static_assert(NODE_SHARDS_MAX <= PROTO_HINT_SHARDS_SIZE_MAX * 8u,
+    "a hint's bitmap names every shard");
 /* Named databases besides the shard logs (meta, streams, index, idem...). */
 #define NODE_DBS_FIXED 8u
 /* NNG contexts: requests the node holds at once (queued, parked or being
@@ -57,6 +59,10 @@ _Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
 #define NODE_CLOCK_AHEAD_MS_MAX 3600000u
 /* Peers one node pulls from: a full mesh of a few regions. */
 #define NODE_PEERS_MAX 32u
+/* Nodes that pull from this one and whose holdings it tracks for
+ * acknowledgement levels: every peer, plus nodes this one does not pull
+ * from (a new node that is catching up). Past it a node counts for nothing. */
+#define NODE_KNOWN_PEERS_MAX 64u
 /* LMDB map: start size and the most it may grow to (doubling). */
 #define NODE_MAP_SIZE_DEFAULT (1ull << 30)
 #define NODE_MAP_SIZE_MAX_DEFAULT (64ull << 30)
@@ -166,7 +172,11 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(clock_clamped)                                                           \
     X(events_replicated)                                                       \
     X(rejected_replication)                                                    \
-    X(pulls_served)
+    X(pulls_served)                                                            \
+    X(acks_reached)                                                            \
+    X(acks_timed_out)                                                          \
+    X(hints_sent)                                                              \
+    X(hints_received)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -360,9 +370,13 @@ MRD_MUST_USE int node_store_replicate(struct node_store *store, uint64_t peer,
 /* Reads, on any thread. Each takes its own read-only transaction. The stream
  * and log reads write a whole reply frame, header included, into out (which
  * the caller resets first). */
+/* Stream reads also say where the next forward read starts (*next_out)
+ * and whether this one examined the stream up to its end (*end_out): a
+ * cursor read may stop early at its scan bound. */
 MRD_MUST_USE int node_store_read_stream(struct node_store *store,
     const struct proto_read_req *req, struct proto_buf *out,
-    uint32_t *count_out, struct node_stats *stats, const char **why);
+    uint32_t *count_out, uint64_t *next_out, bool *end_out,
+    struct node_stats *stats, const char **why);
 MRD_MUST_USE int node_store_read_log(struct node_store *store,
     const struct proto_log_req *req, struct proto_buf *out, uint32_t *count_out,
     struct node_stats *stats, const char **why);
@@ -388,6 +402,14 @@ struct node_stats *node_server_stats(struct node_server *srv);
 void node_server_wake_all(struct node_server *srv);
 /* True once the writer hit a fail-stop error; main exits non-zero. */
 bool node_server_failed(const struct node_server *server);
+/* Hints: the server tells the puller about HINTs received (hint_in) and
+ * about shards its writer committed new events to (hint_out, called by the
+ * writer thread after each commit). Either may be NULL. */
+typedef void (*node_hint_in_fn)(
+    void *arg, uint64_t from, const uint8_t *shards, size_t len);
+typedef void (*node_hint_out_fn)(void *arg, const uint8_t *shards, size_t len);
+void node_server_set_hints(struct node_server *srv, node_hint_in_fn in,
+    node_hint_out_fn out, void *arg);
 
 /* ---------------------------------------------------------------- puller -- */
 

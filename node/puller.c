@@ -25,9 +25,11 @@
 #include <string.h>
 
 /* Sleep after a round that brought nothing, doubling while rounds stay
- * empty: an idle cluster costs a few pulls a second instead of hundreds, and
- * the first event after a quiet spell waits at most the maximum. Pushes
- * (hints that there is something new) will replace this. */
+ * empty: an idle cluster costs a few pulls a second instead of hundreds.
+ * New events normally arrive as hints (a peer's HINT after its commit),
+ * which cut the sleep short and pull just the shards named; the rounds are
+ * the safety net for a lost hint, so a lost one costs at most the maximum
+ * in latency. */
 #define NODE_PULL_IDLE_MS 10u
 #define NODE_PULL_IDLE_MS_MAX 160u
 /* Events asked for per pull. */
@@ -36,6 +38,24 @@
 #define NODE_PULL_TIMEOUT_MS 5000
 /* Largest pull reply accepted: a full read reply. */
 #define NODE_PULL_REPLY_MAX (PROTO_READ_REPLY_MAX + 64u * 1024u)
+/* A hint not answered by then is dropped: it is only a hint, and a peer
+ * that slow is better served by the rounds. */
+#define NODE_HINT_TIMEOUT_MS 1000
+
+/* Sending hints to one peer: one HINT in flight at a time on its own
+ * socket, so a slow peer never delays pulls; shards committed meanwhile
+ * are merged into the next one. */
+struct node_hint_peer {
+    nng_socket          sock;
+    nng_aio            *aio;
+    nng_ctx             ctx;
+    bool                ready; /* sock, ctx and aio are open */
+    bool                busy; /* a HINT is in flight (hint_mu) */
+    bool                receiving; /* its send is done, the reply is awaited */
+    _Atomic int         pipes;
+    uint8_t             pending[PROTO_HINT_SHARDS_SIZE_MAX]; /* hint_mu */
+    struct node_puller *p;
+};
 
 struct node_puller_peer {
     uint64_t   id;
@@ -50,6 +70,10 @@ struct node_puller_peer {
      * once instead of costing a pull timeout every round. */
     _Atomic int pipes;
     bool        down; /* last round failed: logged once, then on recovery */
+    /* Shards the peer hinted at since the last look (p->mu). */
+    uint8_t               hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    bool                  any_hint;
+    struct node_hint_peer hint;
 };
 
 struct node_puller {
@@ -67,6 +91,11 @@ struct node_puller {
     struct node_puller_peer *peers;
     uint8_t                 *vv; /* scratch: our vector for a shard */
     struct proto_buf         req;
+    char                     region[PROTO_REGION_SIZE_MAX + 1];
+    bool                     hinted; /* some peer has hinted (mu) */
+    /* Hints out: hint_mu guards every peer's busy and pending. */
+    pthread_mutex_t hint_mu;
+    bool            hint_stop;
 };
 
 /* Recomputes a shard's stable vector: the pointwise minimum of this node's
@@ -176,6 +205,7 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         .vv      = { (const char *) p->vv, vv_len },
         .from    = p->store->node_id,
         .cluster = { (const char *) p->store->cluster_id, 16 },
+        .region  = { p->region, (uint32_t) strlen(p->region) },
     };
     proto_buf_reset(&p->req);
     rv = proto_pull_req_encode(&p->req, &req);
@@ -254,64 +284,289 @@ node_puller_peer_state(struct node_puller_peer *peer, bool down)
     }
 }
 
+/* Pulls one shard from one peer until it has nothing more. Returns false
+ * when the peer is down; *busy is set when something came. */
+static bool
+node_puller_drain(struct node_puller *p, struct node_puller_peer *peer,
+    uint32_t shard, bool *busy, bool *fatal)
+{
+    for (;;) {
+        bool     more    = false;
+        uint32_t applied = 0;
+        int      rv      = node_pull_once(p, peer, shard, &more, &applied);
+        if (rv == MRD_EUNAVAIL) {
+            node_puller_peer_state(peer, true);
+            return false;
+        }
+        node_puller_peer_state(peer, false);
+        if (applied > 0) {
+            node_server_wake_all(p->srv);
+        }
+        *busy = *busy || more || applied > 0;
+        if (rv == MRD_EIO) {
+            *fatal = true;
+            return false;
+        }
+        pthread_mutex_lock(&p->mu);
+        bool stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        /* After events were applied, one more pull even at the end: it
+         * carries the new vector, which is how the peer learns that they
+         * are durable here (its acknowledgement levels wait for that). */
+        if (rv != MRD_OK || (!more && applied == 0) || stop) {
+            return true;
+        }
+    }
+}
+
+/* The shards peers hinted at: pulled now, each until caught up. */
+static bool
+node_puller_hinted(struct node_puller *p, bool *fatal)
+{
+    uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    bool    busy = false;
+
+    for (uint32_t i = 0; i < p->peer_count && !*fatal; i++) {
+        struct node_puller_peer *peer = &p->peers[i];
+        pthread_mutex_lock(&p->mu);
+        bool any = peer->any_hint;
+        memcpy(hinted, peer->hinted, sizeof hinted);
+        memset(peer->hinted, 0, sizeof peer->hinted);
+        peer->any_hint = false;
+        pthread_mutex_unlock(&p->mu);
+        if (!any || atomic_load(&peer->pipes) <= 0) {
+            continue;
+        }
+        for (uint32_t s = 0; s < p->store->shard_count; s++) {
+            if ((hinted[s / 8] & (1u << (s % 8))) != 0
+                && !node_puller_drain(p, peer, s, &busy, fatal)) {
+                break;
+            }
+        }
+    }
+    return busy;
+}
+
 static void *
 node_puller_main(void *arg)
 {
     struct node_puller *p = arg;
 
-    uint32_t idle_ms = NODE_PULL_IDLE_MS;
+    uint32_t idle_ms       = NODE_PULL_IDLE_MS;
+    uint64_t next_round_ms = 0; /* a round at once */
+    bool     fatal         = false;
 
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
+        bool hinted = p->hinted;
+        p->hinted   = false;
         pthread_mutex_unlock(&p->mu);
-        bool busy = false;
-        for (uint32_t i = 0; i < p->peer_count; i++) {
-            struct node_puller_peer *peer = &p->peers[i];
-            if (atomic_load(&peer->pipes) <= 0) {
-                node_puller_peer_state(peer, true);
-                continue; /* not connected: NNG keeps dialling */
-            }
-            for (uint32_t s = 0; s < p->store->shard_count; s++) {
-                bool     more    = false;
-                uint32_t applied = 0;
-                int      rv      = node_pull_once(p, peer, s, &more, &applied);
-                if (rv == MRD_EUNAVAIL) {
+        if (hinted) {
+            node_puller_hinted(p, &fatal);
+        }
+        if (!fatal && mrd_now_mono_ms() >= next_round_ms) {
+            bool busy = false;
+            for (uint32_t i = 0; i < p->peer_count && !fatal; i++) {
+                struct node_puller_peer *peer = &p->peers[i];
+                if (atomic_load(&peer->pipes) <= 0) {
                     node_puller_peer_state(peer, true);
-                    break; /* the peer is down: the next one */
+                    continue; /* not connected: NNG keeps dialling */
                 }
-                node_puller_peer_state(peer, false);
-                if (applied > 0) {
-                    node_server_wake_all(p->srv);
-                }
-                busy = busy || more || applied > 0;
-                if (rv == MRD_EIO) {
-                    node_log(NODE_LOG_ERROR,
-                        "replication stopped: storage "
-                        "error",
-                        NULL);
-                    return NULL;
+                for (uint32_t s = 0; s < p->store->shard_count; s++) {
+                    if (!node_puller_drain(p, peer, s, &busy, &fatal)) {
+                        break; /* the peer is down: the next one */
+                    }
                 }
             }
+            idle_ms       = busy                            ? NODE_PULL_IDLE_MS
+                      : idle_ms * 2 > NODE_PULL_IDLE_MS_MAX ? NODE_PULL_IDLE_MS_MAX
+                                                            : idle_ms * 2;
+            next_round_ms = mrd_now_mono_ms() + (busy ? 0 : idle_ms);
+        }
+        if (fatal) {
+            node_log(
+                NODE_LOG_ERROR, "replication stopped: storage error", NULL);
+            return NULL;
         }
         pthread_mutex_lock(&p->mu);
-        if (busy) {
-            idle_ms = NODE_PULL_IDLE_MS;
-        } else if (!p->stop) {
+        uint64_t now = mrd_now_mono_ms();
+        if (!p->stop && !p->hinted && now < next_round_ms) {
+            uint64_t        wait_ms = next_round_ms - now;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += (long) idle_ms * 1000000L;
+            ts.tv_sec += (time_t) (wait_ms / 1000u);
+            ts.tv_nsec += (long) (wait_ms % 1000u) * 1000000L;
             while (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
             pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-            idle_ms = idle_ms * 2 > NODE_PULL_IDLE_MS_MAX
-                ? NODE_PULL_IDLE_MS_MAX
-                : idle_ms * 2;
         }
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/* ---------------------------------------------------------------- hints -- */
+
+/* A HINT from a peer: mark its shards and wake the thread. NNG thread. */
+static void
+node_puller_hint_in(void *arg, uint64_t from, const uint8_t *shards, size_t len)
+{
+    struct node_puller *p = arg;
+
+    pthread_mutex_lock(&p->mu);
+    for (uint32_t i = 0; i < p->peer_count; i++) {
+        struct node_puller_peer *peer = &p->peers[i];
+        if (peer->id != from) {
+            continue;
+        }
+        for (size_t b = 0; b < len && b < sizeof peer->hinted; b++) {
+            peer->hinted[b] |= shards[b];
+        }
+        peer->any_hint = true;
+        p->hinted      = true;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static bool
+node_hint_bits(const uint8_t *bits, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (bits[i] != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Sends the peer's pending shards. Caller holds hint_mu, busy is false. */
+static void
+node_hint_send_locked(struct node_hint_peer *h)
+{
+    struct node_puller   *p   = h->p;
+    size_t                len = (p->store->shard_count + 7u) / 8u;
+    struct proto_buf      buf;
+    struct proto_hint_req req = { .from = p->store->node_id,
+        .shards = { (const char *) h->pending, (uint32_t) len } };
+    nng_msg              *msg = NULL;
+
+    proto_buf_init(&buf, 128);
+    if (proto_hint_req_encode(&buf, &req) != MRD_OK
+        || nng_msg_alloc(&msg, buf.len) != 0) {
+        proto_buf_fini(&buf);
+        return; /* only a hint: the rounds cover it */
+    }
+    memcpy(nng_msg_body(msg), buf.data, buf.len);
+    proto_buf_fini(&buf);
+    memset(h->pending, 0, sizeof h->pending);
+    h->busy      = true;
+    h->receiving = false;
+    nng_aio_set_msg(h->aio, msg);
+    nng_aio_set_timeout(h->aio, NODE_HINT_TIMEOUT_MS);
+    nng_ctx_send(h->ctx, h->aio);
+    NODE_STAT_ADD(p->stats, hints_sent, 1);
+}
+
+static void
+node_hint_cb(void *arg)
+{
+    struct node_hint_peer *h  = arg;
+    struct node_puller    *p  = h->p;
+    int                    rv = nng_aio_result(h->aio);
+
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(h->aio)); /* a failed send keeps it */
+        nng_aio_set_msg(h->aio, NULL);
+    } else if (!h->receiving) {
+        /* Re-arm only while not stopping: node_puller_stop() waits this
+         * callback out with nng_aio_stop() and must find nothing queued. */
+        pthread_mutex_lock(&p->hint_mu);
+        bool stop = p->hint_stop;
+        if (!stop) {
+            h->receiving = true;
+            nng_aio_set_timeout(h->aio, NODE_HINT_TIMEOUT_MS);
+            nng_ctx_recv(h->ctx, h->aio);
+        }
+        pthread_mutex_unlock(&p->hint_mu);
+        if (!stop) {
+            return;
+        }
+    } else {
+        nng_msg_free(nng_aio_get_msg(h->aio)); /* the empty reply */
+        nng_aio_set_msg(h->aio, NULL);
+    }
+    pthread_mutex_lock(&p->hint_mu);
+    h->busy = false;
+    if (!p->hint_stop && node_hint_bits(h->pending, sizeof h->pending)
+        && atomic_load(&h->pipes) > 0) {
+        node_hint_send_locked(h);
+    }
+    pthread_mutex_unlock(&p->hint_mu);
+}
+
+/* The writer committed new events to these shards: tell every peer. */
+static void
+node_puller_hint_out(void *arg, const uint8_t *shards, size_t len)
+{
+    struct node_puller *p = arg;
+
+    pthread_mutex_lock(&p->hint_mu);
+    for (uint32_t i = 0; i < p->peer_count && !p->hint_stop; i++) {
+        struct node_hint_peer *h = &p->peers[i].hint;
+        if (!h->ready) {
+            continue;
+        }
+        for (size_t b = 0; b < len && b < sizeof h->pending; b++) {
+            h->pending[b] |= shards[b];
+        }
+        /* A peer with no connection gets nothing: it catches up by its
+         * rounds when it is back. */
+        if (!h->busy && atomic_load(&h->pipes) > 0) {
+            node_hint_send_locked(h);
+        }
+    }
+    pthread_mutex_unlock(&p->hint_mu);
+}
+
+static void
+node_hint_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+    struct node_hint_peer *h = arg;
+    (void) pipe;
+    atomic_fetch_add(&h->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+}
+
+/* Opens the peer's hint socket; a failure only costs latency. */
+static void
+node_hint_peer_open(
+    struct node_hint_peer *h, struct node_puller *p, const char *url)
+{
+    h->p = p;
+    if (nng_req0_open(&h->sock) != 0) {
+        return;
+    }
+    nng_pipe_notify(h->sock, NNG_PIPE_EV_ADD_POST, node_hint_pipe_cb, h);
+    nng_pipe_notify(h->sock, NNG_PIPE_EV_REM_POST, node_hint_pipe_cb, h);
+    nng_socket_set_ms(h->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_ms(h->sock, NNG_OPT_RECONNMAXT, 1000);
+    if (nng_aio_alloc(&h->aio, node_hint_cb, h) != 0) {
+        return;
+    }
+    if (nng_ctx_open(&h->ctx, h->sock) != 0) {
+        nng_aio_free(h->aio);
+        h->aio = NULL;
+        return;
+    }
+    if (nng_dial(h->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+        nng_ctx_close(h->ctx);
+        nng_aio_free(h->aio);
+        h->aio = NULL;
+        return;
+    }
+    h->ready = true;
 }
 
 static void
@@ -343,7 +598,9 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     p->peer_count = cfg->peer_count;
     p->peers      = calloc(cfg->peer_count, sizeof(*p->peers));
     p->vv         = malloc(16u * CRDT_ORIGINS_MAX);
+    snprintf(p->region, sizeof p->region, "%s", cfg->region);
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->hint_mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     proto_buf_init(&p->req, 64u * 1024u);
     int rv = p->peers != NULL && p->vv != NULL
@@ -395,6 +652,9 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
                 rv = MRD_EINVAL;
             }
         }
+        if (rv == MRD_OK) {
+            node_hint_peer_open(&peer->hint, p, cfg->peers[i].url);
+        }
     }
     if (rv == MRD_OK
         && pthread_create(&p->thread, NULL, node_puller_main, p) != 0) {
@@ -413,6 +673,7 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         free(p);
         return rv;
     }
+    node_server_set_hints(srv, node_puller_hint_in, node_puller_hint_out, p);
     node_log(NODE_LOG_INFO, "replication started", "{s:i, s:s}", "peers",
         (int) cfg->peer_count, "region", cfg->region);
     *out = p;
@@ -424,6 +685,22 @@ node_puller_stop(struct node_puller *p)
 {
     if (p == NULL) {
         return;
+    }
+    /* No hint in or out from here: the server outlives the puller. */
+    node_server_set_hints(p->srv, NULL, NULL, NULL);
+    pthread_mutex_lock(&p->hint_mu);
+    p->hint_stop = true;
+    pthread_mutex_unlock(&p->hint_mu);
+    for (uint32_t i = 0; i < p->peer_count; i++) {
+        struct node_hint_peer *h = &p->peers[i].hint;
+        if (h->aio != NULL) {
+            nng_aio_stop(h->aio); /* waits out its callback */
+            nng_msg_free(nng_aio_get_msg(h->aio));
+            nng_aio_free(h->aio);
+        }
+        if (h->ready) {
+            nng_ctx_close(h->ctx);
+        }
     }
     pthread_mutex_lock(&p->mu);
     p->stop = true;
@@ -441,6 +718,7 @@ node_puller_stop(struct node_puller *p)
     free(p->vv);
     proto_buf_fini(&p->req);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->hint_mu);
     pthread_cond_destroy(&p->cv);
     free(p);
 }

@@ -138,27 +138,6 @@ node_vv_bin(const struct node_vv *vv, uint8_t *out)
     }
 }
 
-/* The seq a wire vector holds for origin (binary search: sorted). */
-static uint64_t
-node_vv_bin_get(struct proto_str vv, uint64_t origin)
-{
-    uint32_t lo = 0, hi = proto_vv_count(vv);
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        uint64_t o, s;
-        proto_vv_at(vv, mid, &o, &s);
-        if (o == origin) {
-            return s;
-        }
-        if (o < origin) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return 0;
-}
-
 int
 node_store_shard_vv(
     struct node_store *store, uint32_t shard, uint8_t *out, uint32_t *len_out)
@@ -215,21 +194,6 @@ node_store_progress(
 
 /* ---------------------------------------------------------------- pulls -- */
 
-/* Reads a record's origin and seq without decoding the rest. */
-static bool
-node_record_dot(const void *rec, size_t len, uint64_t *origin, uint64_t *seq)
-{
-    struct proto_rd rd;
-    uint32_t        n;
-    uint64_t        format;
-
-    proto_rd_init(&rd, rec, len);
-    return proto_rd_array(&rd, &n) == MRD_OK && n >= 3
-        && proto_rd_uint(&rd, &format) == MRD_OK
-        && proto_rd_uint(&rd, origin) == MRD_OK
-        && proto_rd_uint(&rd, seq) == MRD_OK;
-}
-
 int
 node_store_pull(struct node_store *store, const struct proto_pull_req *req,
     struct proto_buf *out, uint32_t *count_out, struct node_stats *stats,
@@ -280,7 +244,7 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
         if (seq == 0 || v.mv_size < 8 + 10
             || proto_record_verify((const char *) v.mv_data + 8, v.mv_size - 8)
                 != MRD_OK
-            || !node_record_dot((const char *) v.mv_data + 8, v.mv_size - 8,
+            || !proto_record_dot((const char *) v.mv_data + 8, v.mv_size - 8,
                 &origin, &dot_seq)) {
             NODE_STAT_ADD(stats, corrupt_records, 1);
             node_log(NODE_LOG_ERROR, "a stored record failed its checksum",
@@ -290,7 +254,7 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
             *why = "a stored event failed its checksum";
             break;
         }
-        if (dot_seq > node_vv_bin_get(req->vv, origin)) {
+        if (dot_seq > proto_vv_get(req->vv, origin)) {
             if (w.count > 0
                 && out->len + v.mv_size + PROTO_EVENT_REPLY_OVERHEAD + 64
                         + 16u * CRDT_ORIGINS_MAX

@@ -70,6 +70,17 @@ struct node_work {
     struct node_work *next;
 };
 
+/* What this node knows of a node that pulls from it: that node's region
+ * and, per shard, the highest seq of this node's own events it holds. A
+ * PULL carries the asker's vector, which is durable on the asker (it is
+ * what its last committed pull left), so this is what acknowledgement
+ * levels count. */
+struct node_known_peer {
+    uint64_t  id;
+    char      region[PROTO_REGION_SIZE_MAX + 1];
+    uint64_t *own_seq; /* [shard_count] */
+};
+
 struct node_queue {
     pthread_mutex_t   mu;
     pthread_cond_t    cv;
@@ -98,6 +109,18 @@ struct node_server {
     struct node_work *parked;
     uint32_t          parked_count;
     uint32_t          parked_max;
+    /* Appends waiting for their acknowledgement level, and what the node
+     * knows of the replicas that count towards it (park_mu). */
+    struct node_work      *acks;
+    struct node_known_peer known[NODE_KNOWN_PEERS_MAX];
+    uint32_t               known_count;
+    /* Hint callbacks (node_server_set_hints). hint_lock is held (read)
+     * across each call, so that once set_hints returns, no call into the
+     * old target is running or can start: the puller may be freed. */
+    pthread_rwlock_t  hint_lock;
+    node_hint_in_fn   hint_in;
+    node_hint_out_fn  hint_out;
+    void             *hint_arg;
     _Atomic uint64_t  commit_gen;
     _Atomic bool      stopping; /* new requests get MRD_ECLOSED */
     _Atomic bool      closing; /* aios are being torn down */
@@ -439,6 +462,27 @@ node_work_dispatch(struct node_work *w)
     case PROTO_T_APPEND:
         node_dispatch_append(w, &frame.body);
         return;
+    case PROTO_T_HINT: {
+        /* Answered here, on the NNG thread: it only sets a flag. */
+        struct proto_hint_req hint;
+        rv = proto_hint_req_decode(&frame.body, &hint, &why);
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+            return;
+        }
+        NODE_STAT_ADD(&srv->stats, hints_received, 1);
+        pthread_rwlock_rdlock(&srv->hint_lock);
+        if (srv->hint_in != NULL) {
+            srv->hint_in(srv->hint_arg, hint.from,
+                (const uint8_t *) hint.shards.ptr, hint.shards.len);
+        }
+        pthread_rwlock_unlock(&srv->hint_lock);
+        proto_buf_reset(&w->small);
+        proto_reply_begin(&w->small, PROTO_T_HINT, MRD_OK);
+        proto_wr_map(&w->small, 0);
+        node_work_send(w, &w->small);
+        return;
+    }
     case PROTO_T_NODE_INFO:
     case PROTO_T_STATS:
         rv = proto_empty_req_decode(&frame.body, &why);
@@ -523,6 +567,158 @@ node_writer_take(
     return n;
 }
 
+/* ----------------------------------------------- acknowledgement levels -- */
+
+/* Counts the replicas of this node's region and the regions that hold
+ * every event of the append (this node included), and says whether that
+ * is the level asked for. Caller holds park_mu. */
+static bool
+node_ack_count(struct node_server *srv, struct node_append *a)
+{
+    const char *own    = srv->cfg->region;
+    uint64_t    last   = a->rep.seq + a->rep.count - 1;
+    uint32_t    copies = 1, nregions = 1;
+    const char *regions[NODE_KNOWN_PEERS_MAX + 1];
+
+    regions[0] = own;
+    for (uint32_t i = 0; i < srv->known_count; i++) {
+        const struct node_known_peer *k = &srv->known[i];
+        if (k->own_seq[a->shard] < last || k->region[0] == '\0') {
+            continue;
+        }
+        if (strcmp(k->region, own) == 0) {
+            copies++;
+        }
+        bool seen = false;
+        for (uint32_t r = 0; r < nregions && !seen; r++) {
+            seen = strcmp(regions[r], k->region) == 0;
+        }
+        if (!seen) {
+            regions[nregions++] = k->region;
+        }
+    }
+    a->rep.ack_asked    = true;
+    a->rep.ack_replicas = copies;
+    a->rep.ack_regions  = nregions;
+    bool reached        = a->req.ack.level == MRD_ACK_REGION
+               ? copies >= a->req.ack.count
+               : nregions >= a->req.ack.count;
+    a->rep.ack_level    = reached ? a->req.ack.level : MRD_ACK_LOCAL;
+    return reached;
+}
+
+static void
+node_ack_answer(struct node_server *srv, struct node_work *w)
+{
+    if (w->append.rep.ack_level == w->append.req.ack.level) {
+        NODE_STAT_ADD(&srv->stats, acks_reached, 1);
+    } else {
+        NODE_STAT_ADD(&srv->stats, acks_timed_out, 1);
+    }
+    proto_buf_reset(&w->small);
+    proto_append_rep_encode(&w->small, &w->append.rep);
+    node_work_send(w, &w->small);
+}
+
+/* Answers an append at once if its level is reached, else parks it until
+ * a pull shows it is (node_ack_check) or its wait is over (the timer). */
+static void
+node_ack_wait(struct node_server *srv, struct node_work *w)
+{
+    pthread_mutex_lock(&srv->park_mu);
+    if (node_ack_count(srv, &w->append) || atomic_load(&srv->stopping)) {
+        pthread_mutex_unlock(&srv->park_mu);
+        node_ack_answer(srv, w);
+        return;
+    }
+    w->deadline_ms = mrd_now_mono_ms() + w->append.req.ack.wait_ms;
+    w->next        = srv->acks;
+    srv->acks      = w;
+    pthread_cond_signal(&srv->park_cv); /* the timer takes the new deadline */
+    pthread_mutex_unlock(&srv->park_mu);
+}
+
+/* A PULL from `pull->from` says what it holds of this node's events in one
+ * shard: remember it, and answer the appends of that shard it completes. */
+static void
+node_ack_learn(struct node_server *srv, const struct proto_pull_req *pull)
+{
+    uint64_t                seq = proto_vv_get(pull->vv, srv->store->node_id);
+    struct node_known_peer *k   = NULL;
+
+    if (pull->from == srv->store->node_id) {
+        return; /* ourselves, by a misconfiguration: counts for nothing */
+    }
+    pthread_mutex_lock(&srv->park_mu);
+    for (uint32_t i = 0; i < srv->known_count && k == NULL; i++) {
+        if (srv->known[i].id == pull->from) {
+            k = &srv->known[i];
+        }
+    }
+    if (k == NULL && srv->known_count < NODE_KNOWN_PEERS_MAX) {
+        uint64_t *own = calloc(srv->store->shard_count, sizeof(uint64_t));
+        if (own != NULL) {
+            k          = &srv->known[srv->known_count++];
+            k->id      = pull->from;
+            k->own_seq = own;
+        }
+    }
+    if (k == NULL) {
+        pthread_mutex_unlock(&srv->park_mu);
+        return;
+    }
+    /* The region a node names in its pulls; unauthenticated until secure
+     * links (issue 5), then taken from the signed topology instead. */
+    size_t rlen = pull->region.len;
+    memcpy(k->region, pull->region.ptr != NULL ? pull->region.ptr : "", rlen);
+    k->region[rlen] = '\0';
+    if (seq > k->own_seq[pull->shard]) {
+        k->own_seq[pull->shard] = seq;
+    }
+    struct node_work  *done = NULL;
+    struct node_work **link = &srv->acks;
+    while (*link != NULL) {
+        struct node_work *w = *link;
+        if (w->append.shard == pull->shard && node_ack_count(srv, &w->append)) {
+            *link   = w->next;
+            w->next = done;
+            done    = w;
+        } else {
+            link = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&srv->park_mu);
+    while (done != NULL) {
+        struct node_work *w = done;
+        done                = w->next;
+        node_ack_answer(srv, w);
+    }
+}
+
+/* Answers the appends whose wait is over (all of them once the node
+ * stops) with the level they reached, and lowers *next_ms to the next
+ * deadline. Caller holds park_mu. */
+static void
+node_ack_expire(struct node_server *srv, uint64_t now, uint64_t *next_ms)
+{
+    bool               all  = atomic_load(&srv->stopping);
+    struct node_work **link = &srv->acks;
+
+    while (*link != NULL) {
+        struct node_work *w = *link;
+        if (all || w->deadline_ms <= now) {
+            *link = w->next;
+            node_ack_count(srv, &w->append);
+            node_ack_answer(srv, w);
+        } else {
+            if (w->deadline_ms < *next_ms) {
+                *next_ms = w->deadline_ms;
+            }
+            link = &w->next;
+        }
+    }
+}
+
 static void
 node_writer_answer(struct node_server *srv, struct node_work *w)
 {
@@ -539,6 +735,10 @@ node_writer_answer(struct node_server *srv, struct node_work *w)
     } else {
         NODE_STAT_ADD(&srv->stats, events_appended, a->rep.count);
         NODE_STAT_ADD(&srv->stats, state_ops_applied, a->op_count);
+    }
+    if (a->req.ack.level != MRD_ACK_LOCAL) {
+        node_ack_wait(srv, w);
+        return;
     }
     proto_buf_reset(&w->small);
     proto_append_rep_encode(&w->small, &a->rep);
@@ -576,6 +776,17 @@ node_wake_parked(struct node_server *srv, const uint64_t *hashes, size_t n)
         }
     }
     pthread_mutex_unlock(&srv->park_mu);
+}
+
+void
+node_server_set_hints(struct node_server *srv, node_hint_in_fn in,
+    node_hint_out_fn out, void *arg)
+{
+    pthread_rwlock_wrlock(&srv->hint_lock);
+    srv->hint_arg = arg;
+    srv->hint_in  = in;
+    srv->hint_out = out;
+    pthread_rwlock_unlock(&srv->hint_lock);
 }
 
 struct node_stats *
@@ -665,6 +876,21 @@ node_writer_batch(struct node_server *srv, struct node_work **batch, size_t n,
     }
     qsort(hashes, touched, sizeof(uint64_t), node_hash_cmp);
     node_wake_parked(srv, hashes, touched);
+    if (touched > 0) {
+        uint8_t shards[PROTO_HINT_SHARDS_SIZE_MAX] = { 0 };
+        for (size_t i = 0; i < n; i++) {
+            const struct node_append *a = appends[i];
+            if (a->rv == MRD_OK && !a->rep.replayed) {
+                shards[a->shard / 8] |= (uint8_t) (1u << (a->shard % 8));
+            }
+        }
+        pthread_rwlock_rdlock(&srv->hint_lock);
+        if (srv->hint_out != NULL) {
+            srv->hint_out(
+                srv->hint_arg, shards, (srv->store->shard_count + 7u) / 8u);
+        }
+        pthread_rwlock_unlock(&srv->hint_lock);
+    }
     for (size_t i = 0; i < n; i++) {
         node_writer_answer(srv, batch[i]);
     }
@@ -762,12 +988,22 @@ node_reader_read(
 
     for (;;) {
         uint64_t gen = atomic_load(&srv->commit_gen);
+        uint64_t next;
+        bool     at_end;
         proto_buf_reset(buf);
-        rv = node_store_read_stream(
-            srv->store, &w->read, buf, &count, &srv->stats, &why);
+        rv = node_store_read_stream(srv->store, &w->read, buf, &count, &next,
+            &at_end, &srv->stats, &why);
         if (rv != MRD_OK || count > 0 || w->read.wait_ms == 0 || w->final
             || w->read.direction != MRD_FORWARD) {
             break;
+        }
+        if (w->read.has_cursor) {
+            if (!at_end) {
+                break; /* the scan stopped at its bound: the client goes on */
+            }
+            /* Everything before `next` is covered: the wait resumes there. */
+            w->read.from      = next;
+            w->read.hint_node = srv->store->node_id;
         }
         enum node_park_result p = node_park(srv, w, gen);
         if (p == NODE_PARKED) {
@@ -823,6 +1059,9 @@ node_reader_serve(
         rv = node_store_pull(
             srv->store, &w->pull, buf, &count, &srv->stats, &why);
         NODE_STAT_ADD(&srv->stats, pulls_served, 1);
+        if (rv == MRD_OK) {
+            node_ack_learn(srv, &w->pull); /* checked: our cluster */
+        }
         break;
     default:
         MRD_ASSERT(!"not a read-side type");
@@ -884,6 +1123,7 @@ node_timer_expire(struct node_server *srv, uint64_t now, uint64_t *next_ms)
             link = &w->next;
         }
     }
+    node_ack_expire(srv, now, next_ms);
 }
 
 /* The timer thread: holds park_mu except while it waits. */
@@ -1000,6 +1240,7 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     node_queue_init(&srv->rq);
     pthread_mutex_init(&srv->park_mu, NULL);
     pthread_cond_init(&srv->park_cv, NULL);
+    pthread_rwlock_init(&srv->hint_lock, NULL);
     if (nng_rep0_open(&srv->sock) != 0) {
         free(srv);
         return MRD_ENOMEM;
@@ -1117,9 +1358,13 @@ node_server_stop(struct node_server *srv)
         proto_buf_fini(&w->small);
     }
     free(srv->works);
+    for (uint32_t i = 0; i < srv->known_count; i++) {
+        free(srv->known[i].own_seq);
+    }
     node_queue_fini(&srv->wq);
     node_queue_fini(&srv->rq);
     pthread_mutex_destroy(&srv->park_mu);
     pthread_cond_destroy(&srv->park_cv);
+    pthread_rwlock_destroy(&srv->hint_lock);
     free(srv);
 }

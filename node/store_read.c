@@ -147,10 +147,82 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
     return rv;
 }
 
+/* Index entries one cursor read may examine, matching or not: bounds the
+ * work of a read whose cursor covers almost everything it walks over (a
+ * reader that failed over from another node scans from position 0). The
+ * reply says where it stopped; the client goes on from there. */
+#define NODE_CURSOR_SCAN_MAX 4096u
+
+/* A causal cursor read: walks the stream forward from `start` and adds the
+ * events whose dot the cursor does not cover, up to req->count. *next_out
+ * is the first position not examined. */
+static int
+node_read_cursor(struct node_rtxn *r, const struct node_stream *st,
+    uint64_t start, const struct proto_read_req *req, struct proto_buf *out,
+    struct proto_events_wr *w, uint64_t *next_out, struct node_stats *stats)
+{
+    MDB_cursor *log, *index;
+    uint64_t    last_seq = 0, pos = start;
+    int rc = mdb_cursor_open(r->txn, r->store->dbi_log[st->shard], &log);
+    int rv = MRD_OK;
+
+    *next_out = start;
+    if (rc != 0) {
+        return MRD_EIO;
+    }
+    rc = mdb_cursor_open(r->txn, r->store->dbi_index, &index);
+    if (rc != 0) {
+        mdb_cursor_close(log);
+        return MRD_EIO;
+    }
+    for (uint32_t i = 0;
+         i < NODE_CURSOR_SCAN_MAX && pos < st->count && w->count < req->count;
+         i++, pos++) {
+        uint8_t key[16];
+        mrd_be64_put(key, st->id);
+        mrd_be64_put(key + 8, pos);
+        MDB_val k = { 16, key }, v;
+        rc = mdb_cursor_get(index, &k, &v, i == 0 ? MDB_SET_KEY : MDB_NEXT);
+        if (rc != 0 || k.mv_size != 16 || memcmp(k.mv_data, key, 16) != 0
+            || v.mv_size != 8) {
+            rv = rc == MDB_NOTFOUND || rc == 0 ? MRD_ECORRUPT : MRD_EIO;
+            break;
+        }
+        uint64_t         seq = mrd_be64_get(v.mv_data), stored_pos;
+        uint64_t         origin, dot_seq;
+        struct proto_str record;
+        rv = node_log_entry(log, seq, &last_seq, &stored_pos, &record);
+        if (rv == MRD_OK
+            && (stored_pos != pos
+                || !proto_record_dot(
+                    record.ptr, record.len, &origin, &dot_seq))) {
+            rv = MRD_ECORRUPT;
+        }
+        if (rv != MRD_OK) {
+            if (rv == MRD_ECORRUPT) {
+                node_corrupt_log(st->shard, seq, stats);
+            }
+            break;
+        }
+        if (dot_seq <= proto_vv_get(req->cursor, origin)) {
+            continue; /* the reader has it, from here or another node */
+        }
+        if (w->count > 0 && !node_reply_fits(out, record.len)) {
+            break;
+        }
+        proto_events_reply_add(out, w, pos, seq, record.ptr, record.len);
+    }
+    *next_out = pos;
+    mdb_cursor_close(index);
+    mdb_cursor_close(log);
+    return rv;
+}
+
 int
 node_store_read_stream(struct node_store *store,
     const struct proto_read_req *req, struct proto_buf *out,
-    uint32_t *count_out, struct node_stats *stats, const char **why)
+    uint32_t *count_out, uint64_t *next_out, bool *end_out,
+    struct node_stats *stats, const char **why)
 {
     struct node_rtxn       r;
     struct node_stream     st;
@@ -171,6 +243,35 @@ node_store_read_stream(struct node_store *store,
     }
     uint64_t start = 0, next = req->from, last_pos = 0;
     uint32_t n = 0;
+    if (req->has_cursor) {
+        /* Positions are this node's: a hint from another node means
+         * nothing here, so the walk starts at the beginning. */
+        start = req->hint_node == store->node_id && req->from <= st.count
+            ? req->from
+            : 0;
+        next  = start;
+        proto_events_reply_begin(out, PROTO_T_READ, 4, &w);
+        if (start < st.count) {
+            rv = node_read_cursor(&r, &st, start, req, out, &w, &next, stats);
+        }
+        node_rtxn_end(&r);
+        if (rv != MRD_OK) {
+            *why = "a stored event failed its checksum";
+            return rv;
+        }
+        proto_events_reply_end(out, &w);
+        proto_wr_uint(out, PROTO_K_READ_NEXT);
+        proto_wr_uint(out, next);
+        proto_wr_uint(out, PROTO_K_READ_VERSION);
+        proto_wr_int(out, (int64_t) st.count - 1);
+        proto_wr_uint(out, PROTO_K_READ_NODE);
+        proto_wr_uint(out, store->node_id);
+        *count_out = w.count;
+        *next_out  = next;
+        *end_out   = next >= st.count;
+        NODE_STAT_ADD(stats, events_read, w.count);
+        return proto_buf_status(out);
+    }
     if (req->direction == MRD_FORWARD && req->from < st.count) {
         start = req->from;
         n     = (uint32_t) (st.count - start < req->count ? st.count - start
@@ -202,6 +303,8 @@ node_store_read_stream(struct node_store *store,
     proto_wr_uint(out, PROTO_K_READ_VERSION);
     proto_wr_int(out, (int64_t) st.count - 1);
     *count_out = w.count;
+    *next_out  = next;
+    *end_out   = req->direction == MRD_FORWARD ? next >= st.count : next == 0;
     NODE_STAT_ADD(stats, events_read, w.count);
     return proto_buf_status(out);
 }

@@ -707,6 +707,36 @@ proto_append_field(struct proto_rd *rd, uint32_t key,
         return MRD_OK;
     case PROTO_K_APPEND_EVENTS:
         return proto_append_events_read(rd, out, why);
+    case PROTO_K_APPEND_ACK:
+    case PROTO_K_APPEND_ACK_COUNT:
+    case PROTO_K_APPEND_ACK_WAIT: {
+        uint64_t v;
+        if (proto_rd_uint(rd, &v) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "ack field is not a uint");
+        }
+        if (key == PROTO_K_APPEND_ACK
+            && (v < MRD_ACK_REGION || v > MRD_ACK_GLOBAL)) {
+            return proto_fail(why, MRD_EPROTO, "ack level is not 1 or 2");
+        }
+        if (key == PROTO_K_APPEND_ACK_COUNT
+            && (v == 0 || v > MRD_ACK_COUNT_MAX)) {
+            return proto_fail(
+                why, MRD_EPROTO, "ack count is not 1..MRD_ACK_COUNT_MAX");
+        }
+        if (key == PROTO_K_APPEND_ACK_WAIT
+            && (v == 0 || v > MRD_ACK_WAIT_MS_MAX)) {
+            return proto_fail(
+                why, MRD_EPROTO, "ack wait is not 1..MRD_ACK_WAIT_MS_MAX");
+        }
+        if (key == PROTO_K_APPEND_ACK) {
+            out->ack.level = (uint32_t) v;
+        } else if (key == PROTO_K_APPEND_ACK_COUNT) {
+            out->ack.count = (uint32_t) v;
+        } else {
+            out->ack.wait_ms = (uint32_t) v;
+        }
+        return MRD_OK;
+    }
     default:
         MRD_ASSERT(!"proto_key_next let an unknown append key through");
         return MRD_EINTERNAL;
@@ -728,7 +758,7 @@ proto_append_req_decode(
         return proto_fail(why, MRD_EPROTO, "body is not a map");
     }
     for (uint32_t i = 0; i < count; i++) {
-        int rv = proto_key_next(&rd, PROTO_K_APPEND_EVENTS, &seen, &key, why);
+        int rv = proto_key_next(&rd, PROTO_K_APPEND_ACK_WAIT, &seen, &key, why);
         if (rv != MRD_OK) {
             return rv;
         }
@@ -742,6 +772,16 @@ proto_append_req_decode(
     }
     if ((seen & PROTO_BIT(PROTO_K_APPEND_EVENTS)) == 0) {
         return proto_fail(why, MRD_EPROTO, "append has no events");
+    }
+    uint32_t ack_keys = PROTO_BIT(PROTO_K_APPEND_ACK_COUNT)
+        | PROTO_BIT(PROTO_K_APPEND_ACK_WAIT);
+    if ((seen & ack_keys) != 0 && (seen & PROTO_BIT(PROTO_K_APPEND_ACK)) == 0) {
+        return proto_fail(why, MRD_EPROTO, "ack count or wait without a level");
+    }
+    if (out->ack.level != MRD_ACK_LOCAL) {
+        out->ack.count   = out->ack.count != 0 ? out->ack.count : 2;
+        out->ack.wait_ms = out->ack.wait_ms != 0 ? out->ack.wait_ms
+                                                 : MRD_ACK_WAIT_MS_DEFAULT;
     }
     *body = rd;
     return MRD_OK;
@@ -914,12 +954,31 @@ proto_append_req_encode(struct proto_buf *buf, const char *stream,
     size_t idem_key_len, const mrd_event_in *events,
     const struct proto_str *ops, size_t event_count)
 {
+    return proto_append_req_encode_ack(buf, stream, stream_len, expected,
+        idem_key, idem_key_len, events, ops, event_count, NULL);
+}
+
+int
+proto_append_req_encode_ack(struct proto_buf *buf, const char *stream,
+    size_t stream_len, int64_t expected, const void *idem_key,
+    size_t idem_key_len, const mrd_event_in *events,
+    const struct proto_str *ops, size_t event_count,
+    const struct proto_ack *ack)
+{
     int rv = proto_append_arg_check(stream, stream_len, expected, idem_key,
         idem_key_len, events, ops, event_count);
     if (rv != MRD_OK) {
         return rv; /* nothing written */
     }
-    uint32_t keys = 2 + (expected != MRD_EXPECT_ANY) + (idem_key_len > 0);
+    bool with_ack = ack != NULL && ack->level != MRD_ACK_LOCAL;
+    if (with_ack
+        && (ack->level > MRD_ACK_GLOBAL || ack->count == 0
+            || ack->count > MRD_ACK_COUNT_MAX || ack->wait_ms == 0
+            || ack->wait_ms > MRD_ACK_WAIT_MS_MAX)) {
+        return MRD_EINVAL;
+    }
+    uint32_t keys = 2 + (expected != MRD_EXPECT_ANY) + (idem_key_len > 0)
+        + (with_ack ? 3u : 0u);
 
     proto_request_begin(buf, PROTO_T_APPEND);
     proto_wr_map(buf, keys);
@@ -938,6 +997,14 @@ proto_append_req_encode(struct proto_buf *buf, const char *stream,
     for (size_t i = 0; i < event_count; i++) {
         proto_event_arg_write(buf, &events[i], ops != NULL ? &ops[i] : NULL);
     }
+    if (with_ack) {
+        proto_wr_uint(buf, PROTO_K_APPEND_ACK);
+        proto_wr_uint(buf, ack->level);
+        proto_wr_uint(buf, PROTO_K_APPEND_ACK_COUNT);
+        proto_wr_uint(buf, ack->count);
+        proto_wr_uint(buf, PROTO_K_APPEND_ACK_WAIT);
+        proto_wr_uint(buf, ack->wait_ms);
+    }
     return proto_buf_status(buf);
 }
 
@@ -948,7 +1015,7 @@ proto_append_rep_encode(
     struct proto_buf *buf, const struct proto_append_rep *rep)
 {
     proto_reply_begin(buf, PROTO_T_APPEND, MRD_OK);
-    proto_wr_map(buf, 7);
+    proto_wr_map(buf, rep->ack_asked ? 10 : 7);
     proto_wr_uint(buf, PROTO_K_APPENDED_ORIGIN);
     proto_wr_uint(buf, rep->origin);
     proto_wr_uint(buf, PROTO_K_APPENDED_SEQ);
@@ -963,26 +1030,47 @@ proto_append_rep_encode(
     proto_wr_uint(buf, rep->hlc);
     proto_wr_uint(buf, PROTO_K_APPENDED_REPLAYED);
     proto_wr_bool(buf, rep->replayed);
+    if (rep->ack_asked) {
+        proto_wr_uint(buf, PROTO_K_APPENDED_ACK);
+        proto_wr_uint(buf, rep->ack_level);
+        proto_wr_uint(buf, PROTO_K_APPENDED_REPLICAS);
+        proto_wr_uint(buf, rep->ack_replicas);
+        proto_wr_uint(buf, PROTO_K_APPENDED_REGIONS);
+        proto_wr_uint(buf, rep->ack_regions);
+    }
 }
 
 int
 proto_append_rep_decode(
     struct proto_rd *body, struct proto_append_rep *out, const char **why)
 {
-    static const enum proto_vt vts[]
-        = { PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_UINT,
-              PROTO_VT_U32, PROTO_VT_UINT, PROTO_VT_BOOL };
-    struct proto_val v[7];
+    static const enum proto_vt vts[]    = { PROTO_VT_UINT, PROTO_VT_UINT,
+           PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_U32, PROTO_VT_UINT,
+           PROTO_VT_BOOL, PROTO_VT_U32, PROTO_VT_U32, PROTO_VT_U32 };
+    static const uint32_t      ack_keys = PROTO_BIT(PROTO_K_APPENDED_ACK)
+        | PROTO_BIT(PROTO_K_APPENDED_REPLICAS)
+        | PROTO_BIT(PROTO_K_APPENDED_REGIONS);
+    struct proto_val v[10];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 7, PROTO_KEYS_ALL(7), v, &seen, why);
+    int rv = proto_flat_decode(&rd, vts, 10, PROTO_KEYS_ALL(7), v, &seen, why);
     if (rv != MRD_OK) {
         return rv;
     }
     if (v[4].u == 0 || v[4].u > MRD_APPEND_EVENTS_MAX) {
         return proto_fail(why, MRD_EPROTO, "appended count out of range");
+    }
+    if ((seen & ack_keys) != 0) {
+        if ((seen & ack_keys) != ack_keys || v[7].u > MRD_ACK_GLOBAL
+            || v[8].u == 0 || v[9].u == 0) {
+            return proto_fail(why, MRD_EPROTO, "invalid acknowledgement");
+        }
+        out->ack_asked    = true;
+        out->ack_level    = (uint32_t) v[7].u;
+        out->ack_replicas = (uint32_t) v[8].u;
+        out->ack_regions  = (uint32_t) v[9].u;
     }
     out->origin    = v[0].u;
     out->seq       = v[1].u;
@@ -1029,6 +1117,20 @@ proto_record_hash(const uint8_t *p, size_t len)
         h = (h << 8) | out[k];
     }
     return h;
+}
+
+bool
+proto_record_dot(const void *buf, size_t len, uint64_t *origin, uint64_t *seq)
+{
+    struct proto_rd rd;
+    uint32_t        n;
+    uint64_t        format;
+
+    proto_rd_init(&rd, buf, len);
+    return proto_rd_array(&rd, &n) == MRD_OK && n >= 3
+        && proto_rd_uint(&rd, &format) == MRD_OK
+        && proto_rd_uint(&rd, origin) == MRD_OK
+        && proto_rd_uint(&rd, seq) == MRD_OK;
 }
 
 int
@@ -1317,8 +1419,15 @@ proto_read_req_encode(struct proto_buf *buf, const struct proto_read_req *req)
     if (rv != MRD_OK) {
         return proto_arg_code(rv);
     }
+    if (req->has_cursor
+        && (req->direction != MRD_FORWARD
+            || proto_vv_check(req->cursor, NULL) != MRD_OK
+            || (req->cursor.len > 0 && req->cursor.ptr == NULL))) {
+        return MRD_EINVAL;
+    }
     uint32_t keys = 2 + (req->from != 0) + (req->direction != MRD_FORWARD)
-        + (req->wait_ms != 0);
+        + (req->wait_ms != 0) + (req->has_cursor ? 1u : 0u)
+        + (req->hint_node != 0);
 
     proto_request_begin(buf, PROTO_T_READ);
     proto_wr_map(buf, keys);
@@ -1338,6 +1447,14 @@ proto_read_req_encode(struct proto_buf *buf, const struct proto_read_req *req)
         proto_wr_uint(buf, PROTO_K_READ_WAIT_MS);
         proto_wr_uint(buf, req->wait_ms);
     }
+    if (req->has_cursor) {
+        proto_wr_uint(buf, PROTO_K_READ_CURSOR);
+        proto_wr_bin(buf, req->cursor.ptr, req->cursor.len);
+    }
+    if (req->hint_node != 0) {
+        proto_wr_uint(buf, PROTO_K_READ_HINT_NODE);
+        proto_wr_uint(buf, req->hint_node);
+    }
     return proto_buf_status(buf);
 }
 
@@ -1345,16 +1462,17 @@ int
 proto_read_req_decode(
     struct proto_rd *body, struct proto_read_req *out, const char **why)
 {
-    static const enum proto_vt vts[] = { PROTO_VT_STR, PROTO_VT_UINT,
-        PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_UINT };
-    static const uint32_t      required
+    static const enum proto_vt vts[]
+        = { PROTO_VT_STR, PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_UINT,
+              PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT };
+    static const uint32_t required
         = PROTO_BIT(PROTO_K_READ_STREAM) | PROTO_BIT(PROTO_K_READ_COUNT);
-    struct proto_val v[5];
+    struct proto_val v[7];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 5, required, v, &seen, why);
+    int rv = proto_flat_decode(&rd, vts, 7, required, v, &seen, why);
     if (rv != MRD_OK) {
         return rv;
     }
@@ -1365,6 +1483,18 @@ proto_read_req_decode(
     if (rv != MRD_OK) {
         return rv;
     }
+    if ((seen & PROTO_BIT(PROTO_K_READ_CURSOR)) != 0) {
+        if (v[2].u != MRD_FORWARD) {
+            return proto_fail(why, MRD_EPROTO, "cursor reads are forward");
+        }
+        rv = proto_vv_check(v[5].s, why);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+        out->has_cursor = true;
+        out->cursor     = v[5].s;
+    }
+    out->hint_node = v[6].u;
     out->stream    = v[0].s;
     out->from      = v[1].u;
     out->direction = (uint32_t) v[2].u;
@@ -1429,8 +1559,9 @@ proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
 {
     static const uint8_t array32[PROTO_ARRAY32_SIZE] = { PROTO_ARRAY32 };
 
-    /* The decoder insists on exactly these keys. */
-    MRD_ASSERT((type == PROTO_T_READ && key_count == 3)
+    /* The decoder insists on exactly these keys (a cursor read's answer
+     * adds READ_NODE). */
+    MRD_ASSERT((type == PROTO_T_READ && (key_count == 3 || key_count == 4))
         || (type == PROTO_T_READ_LOG && key_count == 2)
         || (type == PROTO_T_PULL && key_count == 4));
     proto_reply_begin(buf, type, MRD_OK);
@@ -1536,6 +1667,11 @@ proto_events_rep_field(struct proto_rd *rd, uint32_t key,
             return proto_fail(why, MRD_EPROTO, "invalid stream version");
         }
         return MRD_OK;
+    case PROTO_K_READ_NODE:
+        if (proto_rd_uint(rd, &out->node) != MRD_OK || out->node == 0) {
+            return proto_fail(why, MRD_EPROTO, "node is not a uint >= 1");
+        }
+        return MRD_OK;
     default:
         MRD_ASSERT(!"proto_key_next let an unknown read key through");
         return MRD_EINTERNAL;
@@ -1558,7 +1694,9 @@ proto_events_rep_decode(struct proto_rd *body, uint32_t type,
     if (type != PROTO_T_READ && type != PROTO_T_READ_LOG) {
         return proto_fail(why, MRD_EPROTO, "not a read or log reply");
     }
-    uint32_t key_max = type == PROTO_T_READ ? 3 : 2;
+    /* READ_NODE (4) comes with cursor reads only, so it is optional. */
+    uint32_t key_max  = type == PROTO_T_READ ? 4 : 2;
+    uint32_t required = type == PROTO_T_READ ? 3 : 2;
     if (proto_rd_map(&rd, &count) != MRD_OK) {
         return proto_fail(why, MRD_EPROTO, "body is not a map");
     }
@@ -1571,7 +1709,7 @@ proto_events_rep_decode(struct proto_rd *body, uint32_t type,
             return rv;
         }
     }
-    if (seen != PROTO_KEYS_ALL(key_max)) {
+    if ((seen & PROTO_KEYS_ALL(required)) != PROTO_KEYS_ALL(required)) {
         return proto_fail(why, MRD_EPROTO, "a required key is missing");
     }
     *body = rd;
@@ -1626,6 +1764,26 @@ proto_vv_check(struct proto_str vv, const char **why)
     return MRD_OK;
 }
 
+uint64_t
+proto_vv_get(struct proto_str vv, uint64_t origin)
+{
+    uint32_t lo = 0, hi = proto_vv_count(vv);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        uint64_t o, s;
+        proto_vv_at(vv, mid, &o, &s);
+        if (o == origin) {
+            return s;
+        }
+        if (o < origin) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return 0;
+}
+
 uint32_t
 proto_vv_count(struct proto_str vv)
 {
@@ -1673,9 +1831,16 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
     if (rv != MRD_OK) {
         return proto_arg_code(rv);
     }
+    if (req->region.len > PROTO_REGION_SIZE_MAX
+        || (req->region.len > 0
+            && (req->region.ptr == NULL
+                || !mrd_utf8_valid(req->region.ptr, req->region.len)))) {
+        return MRD_EINVAL;
+    }
     proto_request_begin(buf, PROTO_T_PULL);
     proto_wr_map(buf,
-        3 + (req->after != 0) + (req->vv.len > 0) + (req->cluster.len > 0));
+        3 + (req->after != 0) + (req->vv.len > 0) + (req->cluster.len > 0)
+            + (req->region.len > 0));
     proto_wr_uint(buf, PROTO_K_PULL_SHARD);
     proto_wr_uint(buf, req->shard);
     if (req->after != 0) {
@@ -1694,6 +1859,10 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
         proto_wr_uint(buf, PROTO_K_PULL_CLUSTER);
         proto_wr_bin(buf, req->cluster.ptr, req->cluster.len);
     }
+    if (req->region.len > 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_REGION);
+        proto_wr_str(buf, req->region.ptr, req->region.len);
+    }
     return proto_buf_status(buf);
 }
 
@@ -1701,16 +1870,17 @@ int
 proto_pull_req_decode(
     struct proto_rd *body, struct proto_pull_req *out, const char **why)
 {
-    static const enum proto_vt vts[]    = { PROTO_VT_U32, PROTO_VT_UINT,
-           PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT, PROTO_VT_BIN };
-    static const uint32_t      required = PROTO_BIT(PROTO_K_PULL_SHARD)
+    static const enum proto_vt vts[]
+        = { PROTO_VT_U32, PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_BIN,
+              PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_STR };
+    static const uint32_t required = PROTO_BIT(PROTO_K_PULL_SHARD)
         | PROTO_BIT(PROTO_K_PULL_COUNT) | PROTO_BIT(PROTO_K_PULL_FROM);
-    struct proto_val v[6];
+    struct proto_val v[7];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 6, required, v, &seen, why);
+    int rv = proto_flat_decode(&rd, vts, 7, required, v, &seen, why);
     if (rv == MRD_OK) {
         rv = proto_pull_check(v[2].u, v[3].s, v[4].u, why);
     }
@@ -1728,6 +1898,16 @@ proto_pull_req_decode(
     out->from  = v[4].u;
     if ((seen & PROTO_BIT(PROTO_K_PULL_CLUSTER)) != 0) {
         out->cluster = v[5].s;
+    }
+    if ((seen & PROTO_BIT(PROTO_K_PULL_REGION)) != 0) {
+        if (v[6].s.len == 0 || v[6].s.len > PROTO_REGION_SIZE_MAX) {
+            return proto_fail(why, MRD_EPROTO,
+                "region is not 1..PROTO_REGION_SIZE_MAX bytes");
+        }
+        if (!mrd_utf8_valid(v[6].s.ptr, v[6].s.len)) {
+            return proto_fail(why, MRD_EPROTO, "region is not UTF-8");
+        }
+        out->region = v[6].s;
     }
     *body = rd;
     return MRD_OK;
@@ -2022,6 +2202,54 @@ proto_state_rep_decode(
     out->version = v[0].i;
     out->state   = v[1].s;
     *body        = rd;
+    return MRD_OK;
+}
+
+/* ---------------------------------------------------------------- hint -- */
+
+int
+proto_hint_req_encode(struct proto_buf *buf, const struct proto_hint_req *req)
+{
+    if (req->from == 0 || req->shards.len == 0
+        || req->shards.len > PROTO_HINT_SHARDS_SIZE_MAX
+        || req->shards.ptr == NULL) {
+        return MRD_EINVAL;
+    }
+    proto_request_begin(buf, PROTO_T_HINT);
+    proto_wr_map(buf, 2);
+    proto_wr_uint(buf, PROTO_K_HINT_FROM);
+    proto_wr_uint(buf, req->from);
+    proto_wr_uint(buf, PROTO_K_HINT_SHARDS);
+    proto_wr_bin(buf, req->shards.ptr, req->shards.len);
+    return proto_buf_status(buf);
+}
+
+int
+proto_hint_req_decode(
+    struct proto_rd *body, struct proto_hint_req *out, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT, PROTO_VT_BIN };
+    static const uint32_t      required
+        = PROTO_BIT(PROTO_K_HINT_FROM) | PROTO_BIT(PROTO_K_HINT_SHARDS);
+    struct proto_val v[2];
+    struct proto_rd  rd = *body;
+    uint32_t         seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(&rd, vts, 2, required, v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].u == 0) {
+        return proto_fail(why, MRD_EPROTO, "hint from node 0");
+    }
+    if (v[1].s.len == 0 || v[1].s.len > PROTO_HINT_SHARDS_SIZE_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "hint shard bitmap is not 1..PROTO_HINT_SHARDS_SIZE_MAX bytes");
+    }
+    out->from   = v[0].u;
+    out->shards = v[1].s;
+    *body       = rd;
     return MRD_OK;
 }
 

@@ -100,7 +100,8 @@ enum proto_type {
     PROTO_T_STATS     = 6, /* node counters, for tools and tests */
     PROTO_T_STATE     = 7, /* a stream's state document */
     PROTO_T_PULL      = 8, /* node to node: anti-entropy pull of a shard log */
-    PROTO_T_MAX_      = 8,
+    PROTO_T_HINT      = 9, /* node to node: "these shards have new events" */
+    PROTO_T_MAX_      = 9,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -110,6 +111,11 @@ enum proto_key_append_req {
     PROTO_K_APPEND_EXPECTED = 2, /* int, default MRD_EXPECT_ANY */
     PROTO_K_APPEND_IDEM     = 3, /* bin 1..MRD_IDEMPOTENCY_KEY_SIZE_MAX */
     PROTO_K_APPEND_EVENTS   = 4, /* array 1..MRD_APPEND_EVENTS_MAX, required */
+    /* Acknowledgement level (absent: MRD_ACK_LOCAL). The node answers once
+     * the level is reached or the wait is over, saying what it reached. */
+    PROTO_K_APPEND_ACK       = 5, /* uint MRD_ACK_REGION or MRD_ACK_GLOBAL */
+    PROTO_K_APPEND_ACK_COUNT = 6, /* uint 1..MRD_ACK_COUNT_MAX: k or n */
+    PROTO_K_APPEND_ACK_WAIT  = 7, /* uint 1..MRD_ACK_WAIT_MS_MAX */
 };
 enum proto_key_event_in {
     PROTO_K_EV_TYPE         = 1, /* str, required, non-empty */
@@ -128,6 +134,10 @@ enum proto_key_append_rep {
     PROTO_K_APPENDED_COUNT     = 5,
     PROTO_K_APPENDED_HLC       = 6,
     PROTO_K_APPENDED_REPLAYED  = 7, /* bool */
+    /* Only in answers to an append that asked for more than local. */
+    PROTO_K_APPENDED_ACK      = 8, /* uint: the level reached */
+    PROTO_K_APPENDED_REPLICAS = 9, /* uint: region replicas holding it */
+    PROTO_K_APPENDED_REGIONS  = 10, /* uint: regions holding it */
 };
 enum proto_key_read_req {
     PROTO_K_READ_STREAM    = 1, /* str, required */
@@ -135,11 +145,18 @@ enum proto_key_read_req {
     PROTO_K_READ_DIRECTION = 3, /* 0 forward, 1 backward */
     PROTO_K_READ_COUNT     = 4, /* uint 1..MRD_READ_COUNT_MAX, required */
     PROTO_K_READ_WAIT_MS   = 5, /* uint <= MRD_WAIT_MS_MAX, forward only */
+    /* Causal cursor reads (forward only): the events not covered by this
+     * vv bin, in the node's log order. FROM is then only a hint, valid on
+     * the node named by HINT_NODE (positions are local to a node): every
+     * event before it is covered. Another node scans from 0. */
+    PROTO_K_READ_CURSOR    = 6, /* bin: vv (proto_vv_check) */
+    PROTO_K_READ_HINT_NODE = 7, /* uint: the node whose position FROM is */
 };
 enum proto_key_read_rep {
     PROTO_K_READ_EVENTS  = 1, /* array of [position, log_seq, record bin] */
     PROTO_K_READ_NEXT    = 2, /* uint */
     PROTO_K_READ_VERSION = 3, /* int */
+    PROTO_K_READ_NODE    = 4, /* uint: the answering node (cursor reads) */
 };
 enum proto_key_log_req {
     PROTO_K_LOG_SHARD = 1, /* uint, required */
@@ -186,7 +203,22 @@ enum proto_key_pull_req {
     PROTO_K_PULL_CLUSTER = 6, /* bin 16: the asker's cluster id (optional
                                  on the wire; nodes refuse a PULL without
                                  theirs) */
+    PROTO_K_PULL_REGION = 7, /* str 1..PROTO_REGION_SIZE_MAX: the asker's
+                                region, for acknowledgement levels */
 };
+
+/* A region name on the wire (the node's --region). */
+#define PROTO_REGION_SIZE_MAX 63u
+
+/* HINT: sent by a node after it commits new events, so that the peers that
+ * pull from it do so now instead of at their next idle poll. Only a hint:
+ * a lost one costs latency, never data. The reply is an empty map. */
+enum proto_key_hint {
+    PROTO_K_HINT_FROM   = 1, /* uint >= 1: the sender's node id, required */
+    PROTO_K_HINT_SHARDS = 2, /* bin 1..PROTO_HINT_SHARDS_SIZE_MAX: a bitmap,
+                                bit s (byte s / 8, bit s % 8) = shard s */
+};
+#define PROTO_HINT_SHARDS_SIZE_MAX 32u /* 256 shards */
 /* The reply's key 4 is PROTO_K_PULL_VV too (an enumerator cannot be
  * declared twice): the peer's shard version vector as of the end of the
  * scan, empty unless END. */
@@ -328,6 +360,14 @@ struct proto_event_in {
     struct proto_str ops; /* encoded ops; len 0 when absent */
 };
 
+/* An append's acknowledgement request (MRD_ACK_*; count is k replicas of
+ * the region for MRD_ACK_REGION, n regions for MRD_ACK_GLOBAL). */
+struct proto_ack {
+    uint32_t level;
+    uint32_t count;
+    uint32_t wait_ms;
+};
+
 struct proto_append_req {
     struct proto_str stream;
     int64_t          expected;
@@ -337,7 +377,8 @@ struct proto_append_req {
      * it with proto_events_next(). */
     struct proto_str events_raw;
     /* Sum of the events' encoded sizes, so the writer can size its work. */
-    uint64_t events_size;
+    uint64_t         events_size;
+    struct proto_ack ack; /* level 0 (local) when absent */
 };
 
 /* Encodes a whole APPEND request. events are the public type; the caller
@@ -352,6 +393,13 @@ MRD_MUST_USE int proto_append_req_encode(struct proto_buf *buf,
     const char *stream, size_t stream_len, int64_t expected,
     const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
     const struct proto_str *ops, size_t event_count);
+/* The same with an acknowledgement level (ack NULL or level MRD_ACK_LOCAL:
+ * none sent). MRD_EINVAL for a level, count or wait out of range. */
+MRD_MUST_USE int proto_append_req_encode_ack(struct proto_buf *buf,
+    const char *stream, size_t stream_len, int64_t expected,
+    const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
+    const struct proto_str *ops, size_t event_count,
+    const struct proto_ack *ack);
 /* Decodes and validates an APPEND body: stream name, expected version, every
  * event against every limit. On success the views point into the frame. */
 MRD_MUST_USE int proto_append_req_decode(
@@ -374,6 +422,12 @@ struct proto_append_rep {
     uint32_t count;
     uint64_t hlc;
     bool     replayed;
+    /* Acknowledgement: sent when ack_asked (the append asked for more than
+     * MRD_ACK_LOCAL); decoded as ack_asked when the keys are there. */
+    bool     ack_asked;
+    uint32_t ack_level; /* reached */
+    uint32_t ack_replicas;
+    uint32_t ack_regions;
 };
 void proto_append_rep_encode(
     struct proto_buf *buf, const struct proto_append_rep *rep);
@@ -417,6 +471,10 @@ MRD_MUST_USE int proto_record_decode(
     const void *buf, size_t len, struct proto_record *out, const char **why);
 /* Checksum only: MRD_OK or MRD_ECORRUPT. Cheap; used on every read. */
 MRD_MUST_USE int proto_record_verify(const void *buf, size_t len);
+/* Reads a record's dot without decoding the rest; false when the record
+ * does not start like one. For filters that look at many records. */
+bool proto_record_dot(
+    const void *buf, size_t len, uint64_t *origin, uint64_t *seq);
 
 /* Iterates a record's or an event's user metadata: returns MRD_OK per entry
  * and MRD_ENOTFOUND at the end (at once when meta_raw is empty); MRD_EPROTO
@@ -433,6 +491,9 @@ struct proto_read_req {
     uint32_t         direction; /* MRD_FORWARD or MRD_BACKWARD */
     uint32_t         count;
     uint32_t         wait_ms;
+    bool             has_cursor; /* a causal cursor read */
+    struct proto_str cursor; /* vv bin, validated; may be empty */
+    uint64_t         hint_node; /* the node `from` is a position of */
 };
 MRD_MUST_USE int proto_read_req_encode(
     struct proto_buf *buf, const struct proto_read_req *req);
@@ -457,7 +518,8 @@ struct proto_events_wr {
     uint32_t count;
 };
 /* Starts the whole reply frame (header with MRD_OK, body map of exactly 3
- * keys for READ, 2 for READ_LOG, 4 for PULL) and the events array. */
+ * keys for READ (4 for a cursor read), 2 for READ_LOG, 4 for PULL) and the
+ * events array. */
 void proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
     uint32_t key_count, struct proto_events_wr *w);
 void proto_events_reply_add(struct proto_buf *buf, struct proto_events_wr *w,
@@ -473,6 +535,7 @@ struct proto_events_rep {
     struct proto_str events_raw; /* array body bytes, validated */
     uint64_t         next; /* READ: NEXT; READ_LOG: LAST_SEQ */
     int64_t          version; /* READ only */
+    uint64_t         node; /* READ_NODE: cursor reads only, else 0 */
 };
 /* type is PROTO_T_READ or PROTO_T_READ_LOG. Validates every item's shape
  * ([uint, uint, bin]) but not the records inside (proto_record_decode). */
@@ -497,6 +560,8 @@ MRD_MUST_USE int proto_events_rep_next(struct proto_rd *rd, uint64_t *position,
  * a multiple of 16, more than PROTO_VV_ENTRIES_MAX entries, an origin or a
  * seq of 0, origins not strictly increasing). */
 MRD_MUST_USE int proto_vv_check(struct proto_str vv, const char **why);
+/* seq of origin in a validated vv bin (sorted by origin), 0 if absent. */
+uint64_t proto_vv_get(struct proto_str vv, uint64_t origin);
 /* Entries in a validated vv bin. */
 uint32_t proto_vv_count(struct proto_str vv);
 /* Reads entry i (< proto_vv_count) of a validated vv bin. */
@@ -511,12 +576,23 @@ struct proto_pull_req {
     struct proto_str vv; /* validated: proto_vv_check */
     uint64_t         from;
     struct proto_str cluster; /* 16 bytes, or len 0 when absent */
+    struct proto_str region; /* len 0 when absent */
 };
 /* MRD_EINVAL (count 0, from 0, a vv proto_vv_check refuses, or vv.len > 0
  * with a NULL ptr), MRD_ETOOBIG (count over MRD_READ_COUNT_MAX), else the
  * buf's status. Writes nothing when it refuses. */
 MRD_MUST_USE int proto_pull_req_encode(
     struct proto_buf *buf, const struct proto_pull_req *req);
+
+/* HINT request (see enum proto_key_hint). */
+struct proto_hint_req {
+    uint64_t         from;
+    struct proto_str shards;
+};
+MRD_MUST_USE int proto_hint_req_encode(
+    struct proto_buf *buf, const struct proto_hint_req *req);
+MRD_MUST_USE int proto_hint_req_decode(
+    struct proto_rd *body, struct proto_hint_req *out, const char **why);
 MRD_MUST_USE int proto_pull_req_decode(
     struct proto_rd *body, struct proto_pull_req *out, const char **why);
 

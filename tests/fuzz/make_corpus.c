@@ -205,6 +205,27 @@ requests(struct proto_buf *b)
     pr = (struct proto_pull_req) { .shard = 0, .count = 1, .from = 1 };
     ok(proto_pull_req_encode(b, &pr));
     emit_buf(t, "pull_min", b);
+    pr.region = (struct proto_str) { "eu-west", 7 };
+    ok(proto_pull_req_encode(b, &pr));
+    emit_buf(t, "pull_region", b);
+
+    /* HINT, an append with an acknowledgement level, a cursor read. */
+    struct proto_hint_req hr = { .from = 2, .shards = { "\x05\x80", 2 } };
+    ok(proto_hint_req_encode(b, &hr));
+    emit_cuts(t, "hint", b);
+    struct proto_ack ack = { MRD_ACK_GLOBAL, 2, 5000 };
+    ok(proto_append_req_encode_ack(
+        b, "order-4", 7, -2, "k", 1, evs + 1, NULL, 1, &ack));
+    emit_cuts(t, "append_ack", b);
+    rr = (struct proto_read_req) { .stream = { "s", 1 },
+        .from                              = 4,
+        .count                             = 10,
+        .wait_ms                           = 100,
+        .has_cursor                        = true,
+        .cursor                            = { PULL_VV2, 32 },
+        .hint_node                         = 3 };
+    ok(proto_read_req_encode(b, &rr));
+    emit_cuts(t, "read_cursor", b);
 }
 
 /* Raw byte strings: the malformed shapes, written out by hand. */
@@ -336,20 +357,28 @@ replies(struct proto_buf *b)
 {
     static const struct proto_stat stats[]
         = { { "frames_in", 12 }, { "frames_bad", 1 } };
-    struct proto_append_rep ar = { 1, 10, 0, 2, 3, 1u << 20, false };
-    mrd_stream_info         si = { 1, 2, 3, 4 };
-    mrd_node_info           ni = { .node_id = 1,
-                  .shard_count              = 16,
-                  .protocol_version         = PROTO_VERSION,
-                  .frame_size_max           = 1u << 24,
-                  .version                  = "0.1.0" };
-    struct proto_event_in   ev = { .type = { "T", 1 } };
-    struct proto_buf        rec;
-    struct proto_events_wr  w;
-    const char             *t = "reply_fuzz";
+    struct proto_append_rep ar
+        = { .origin = 1, .seq = 10, .version = 2, .count = 3, .hlc = 1u << 20 };
+    mrd_stream_info        si = { 1, 2, 3, 4 };
+    mrd_node_info          ni = { .node_id = 1,
+                 .shard_count              = 16,
+                 .protocol_version         = PROTO_VERSION,
+                 .frame_size_max           = 1u << 24,
+                 .version                  = "0.1.0" };
+    struct proto_event_in  ev = { .type = { "T", 1 } };
+    struct proto_buf       rec;
+    struct proto_events_wr w;
+    const char            *t = "reply_fuzz";
 
     proto_append_rep_encode(b, &ar);
     emit_cuts(t, "append", b);
+    struct proto_append_rep ack = ar;
+    ack.ack_asked               = true;
+    ack.ack_level               = MRD_ACK_REGION;
+    ack.ack_replicas            = 2;
+    ack.ack_regions             = 1;
+    proto_append_rep_encode(b, &ack);
+    emit_buf(t, "append_ack", b);
     proto_info_rep_encode(b, &si);
     emit_buf(t, "info", b);
     proto_node_rep_encode(b, &ni);
@@ -398,6 +427,16 @@ replies(struct proto_buf *b)
     proto_wr_uint(b, PROTO_K_READ_VERSION);
     proto_wr_int(b, MRD_VERSION_NONE);
     emit_buf(t, "read_empty", b);
+    proto_events_reply_begin(b, PROTO_T_READ, 4, &w);
+    proto_events_reply_add(b, &w, 3, 9, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_wr_uint(b, PROTO_K_READ_NEXT);
+    proto_wr_uint(b, 4);
+    proto_wr_uint(b, PROTO_K_READ_VERSION);
+    proto_wr_int(b, 7);
+    proto_wr_uint(b, PROTO_K_READ_NODE);
+    proto_wr_uint(b, 2);
+    emit_buf(t, "read_cursor", b);
     /* PULL: events and the end with the peer's vv; a page mid-log. */
     proto_events_reply_begin(b, PROTO_T_PULL, 4, &w);
     proto_events_reply_add(b, &w, 0, 41, rec.data, rec.len);

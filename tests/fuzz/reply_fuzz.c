@@ -95,6 +95,12 @@ fuzz_append(struct proto_rd *body)
     CHECK(rep.first_pos == again.first_pos && rep.version == again.version);
     CHECK(rep.count == again.count && rep.hlc == again.hlc);
     CHECK(rep.replayed == again.replayed);
+    CHECK(rep.ack_asked == again.ack_asked);
+    CHECK(!rep.ack_asked
+        || (rep.ack_level == again.ack_level && rep.ack_level <= MRD_ACK_GLOBAL
+            && rep.ack_replicas == again.ack_replicas
+            && rep.ack_regions == again.ack_regions && rep.ack_replicas >= 1
+            && rep.ack_regions >= 1));
     proto_buf_fini(&b);
 }
 
@@ -144,7 +150,8 @@ fuzz_events(struct proto_rd *body, uint32_t type)
     records_decode(&rep);
     /* Written again the way a node writes it. */
     proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
-    proto_events_reply_begin(&b, type, type == PROTO_T_READ ? 3 : 2, &w);
+    uint32_t keys = type == PROTO_T_READ ? 3u + (rep.node != 0) : 2u;
+    proto_events_reply_begin(&b, type, keys, &w);
     proto_events_rep_begin(&rep, &rd);
     while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {
         proto_events_reply_add(&b, &w, pos, seq, rec.ptr, rec.len);
@@ -156,9 +163,15 @@ fuzz_events(struct proto_rd *body, uint32_t type)
         proto_wr_uint(&b, PROTO_K_READ_VERSION);
         proto_wr_int(&b, rep.version);
     }
+    if (rep.node != 0) {
+        CHECK(type == PROTO_T_READ);
+        proto_wr_uint(&b, PROTO_K_READ_NODE);
+        proto_wr_uint(&b, rep.node);
+    }
     rd = reopen(&b, type, MRD_OK);
     CHECK(proto_events_rep_decode(&rd, type, &again, &why) == MRD_OK);
     CHECK(again.count == rep.count && again.next == rep.next);
+    CHECK(again.node == rep.node);
     CHECK(type == PROTO_T_READ_LOG || again.version == rep.version);
     proto_events_rep_begin(&rep, &rd);
     proto_events_rep_begin(&again, &rd2);

@@ -181,9 +181,14 @@ append_reencode(const struct proto_append_req *req, size_t size)
         ops[i] = ev.ops; /* sent as they came: proto never reads them */
     }
     proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
-    CHECK(proto_append_req_encode(&b, req->stream.ptr, req->stream.len,
+    CHECK(req->ack.level <= MRD_ACK_GLOBAL);
+    CHECK(req->ack.level == MRD_ACK_LOCAL
+        || (req->ack.count >= 1 && req->ack.count <= MRD_ACK_COUNT_MAX
+            && req->ack.wait_ms >= 1
+            && req->ack.wait_ms <= MRD_ACK_WAIT_MS_MAX));
+    CHECK(proto_append_req_encode_ack(&b, req->stream.ptr, req->stream.len,
               req->expected, req->idem_key.len > 0 ? req->idem_key.ptr : NULL,
-              req->idem_key.len, evs, ops, req->event_count)
+              req->idem_key.len, evs, ops, req->event_count, &req->ack)
         == MRD_OK);
 
     struct proto_frame      f;
@@ -197,6 +202,10 @@ append_reencode(const struct proto_append_req *req, size_t size)
     CHECK(again.expected == req->expected);
     CHECK(str_eq(again.idem_key, req->idem_key));
     CHECK(again.event_count == req->event_count);
+    CHECK(again.ack.level == req->ack.level);
+    CHECK(req->ack.level == MRD_ACK_LOCAL
+        || (again.ack.count == req->ack.count
+            && again.ack.wait_ms == req->ack.wait_ms));
     proto_events_begin(req, &rd);
     proto_events_begin(&again, &rd2);
     for (uint32_t i = 0; i < req->event_count; i++) {
@@ -277,6 +286,11 @@ fuzz_read(struct proto_rd *body)
     CHECK(str_eq(req.stream, again.stream) && req.from == again.from);
     CHECK(req.direction == again.direction && req.count == again.count);
     CHECK(req.wait_ms == again.wait_ms);
+    CHECK(
+        req.has_cursor == again.has_cursor && str_eq(req.cursor, again.cursor));
+    CHECK(req.hint_node == again.hint_node);
+    CHECK(!req.has_cursor || req.direction == MRD_FORWARD);
+    CHECK(!req.has_cursor || proto_vv_check(req.cursor, NULL) == MRD_OK);
     proto_buf_fini(&b);
 }
 
@@ -381,6 +395,31 @@ fuzz_pull(struct proto_rd *body)
     CHECK(req.shard == again.shard && req.after == again.after);
     CHECK(req.count == again.count && req.from == again.from);
     CHECK(str_eq(req.vv, again.vv));
+    CHECK(str_eq(req.region, again.region));
+    CHECK(req.region.len <= PROTO_REGION_SIZE_MAX);
+    proto_buf_fini(&b);
+}
+
+static void
+fuzz_hint(struct proto_rd *body)
+{
+    struct proto_hint_req req;
+    struct proto_hint_req again;
+    struct proto_buf      b;
+    struct proto_frame    f;
+    const char           *why = NULL;
+
+    if (proto_hint_req_decode(body, &req, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(req.from >= 1);
+    CHECK(req.shards.len >= 1 && req.shards.len <= PROTO_HINT_SHARDS_SIZE_MAX);
+    proto_buf_init(&b, 256);
+    CHECK(proto_hint_req_encode(&b, &req) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_hint_req_decode(&f.body, &again, &why) == MRD_OK);
+    CHECK(req.from == again.from && str_eq(req.shards, again.shards));
     proto_buf_fini(&b);
 }
 
@@ -417,6 +456,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_PULL:
         fuzz_pull(&f.body);
+        break;
+    case PROTO_T_HINT:
+        fuzz_hint(&f.body);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

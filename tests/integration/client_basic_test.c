@@ -148,7 +148,7 @@ test_append_read(void **state)
     char              stream[64];
     mrd_event_in      evs[5];
     mrd_meta_entry    meta[] = { { "k1", "v1" }, { "k2", "" } };
-    mrd_append_opts   opts   = { MRD_EXPECT_NO_STREAM, NULL, 0 };
+    mrd_append_opts   opts   = { .expected_version = MRD_EXPECT_NO_STREAM };
     mrd_append_result res;
     mrd_events       *got = NULL;
     char              data[5][32];
@@ -373,7 +373,7 @@ test_limits(void **state)
         mrd_append(basic.client, stream, &bad, 1, NULL, NULL), MRD_ETOOBIG);
     assert_int_equal(
         mrd_append(basic.client, "", &ev, 1, NULL, NULL), MRD_ENAME);
-    mrd_append_opts opts = { -3, NULL, 0 };
+    mrd_append_opts opts = { .expected_version = -3 };
     assert_int_equal(
         mrd_append(basic.client, stream, &ev, 1, &opts, NULL), MRD_EINVAL);
 }
@@ -428,7 +428,9 @@ test_idempotency(void **state)
     mrd_event_in      ev    = basic_event("T", "once");
     mrd_event_in      other = basic_event("T", "other");
     static const char key[] = "idem-key-1";
-    mrd_append_opts   opts  = { MRD_EXPECT_ANY, key, sizeof key - 1 };
+    mrd_append_opts   opts  = { .expected_version = MRD_EXPECT_ANY,
+           .idempotency_key                       = key,
+           .idempotency_key_size                  = sizeof key - 1 };
     mrd_append_result first;
     mrd_append_result again;
     mrd_stream_info   info;
@@ -451,7 +453,8 @@ test_idempotency(void **state)
     assert_int_equal(mrd_append(basic.client, stream, &other, 1, &opts, NULL),
         MRD_EIDEMPOTENCY);
     /* A key with no bytes is an error, not "no key". */
-    mrd_append_opts empty = { MRD_EXPECT_ANY, NULL, 4 };
+    mrd_append_opts empty
+        = { .expected_version = MRD_EXPECT_ANY, .idempotency_key_size = 4 };
     assert_int_equal(
         mrd_append(basic.client, stream, &ev, 1, &empty, NULL), MRD_EINVAL);
 }

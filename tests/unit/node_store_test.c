@@ -139,10 +139,12 @@ read_stream(struct fixture *f, const char *stream, uint64_t from, int dir,
     struct proto_rd         rd;
     const char             *why = NULL;
     uint32_t                n;
+    uint64_t                next;
+    bool                    at_end;
 
     proto_buf_init(&buf, 4u << 20);
-    assert_int_equal(
-        node_store_read_stream(&f->store, &req, &buf, &n, &f->stats, &why),
+    assert_int_equal(node_store_read_stream(&f->store, &req, &buf, &n, &next,
+                         &at_end, &f->stats, &why),
         MRD_OK);
     assert_int_equal(proto_reply_open(buf.data, buf.len, &frame, &why), MRD_OK);
     assert_int_equal(
@@ -422,9 +424,11 @@ test_corrupt_record_detected(void **state)
     struct proto_read_req req = { .stream = { "c", 1 }, .count = 10 };
     const char           *why = NULL;
     uint32_t              n;
+    uint64_t              next;
+    bool                  at_end;
     proto_buf_init(&buf, 1u << 20);
-    assert_int_equal(
-        node_store_read_stream(&f->store, &req, &buf, &n, &f->stats, &why),
+    assert_int_equal(node_store_read_stream(&f->store, &req, &buf, &n, &next,
+                         &at_end, &f->stats, &why),
         MRD_ECORRUPT);
     assert_int_equal(atomic_load(&f->stats.corrupt_records), 1);
     proto_buf_fini(&buf);

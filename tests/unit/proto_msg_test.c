@@ -166,6 +166,7 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     struct proto_log_req    lr;
     struct proto_state_req  sr;
     struct proto_pull_req   pr;
+    struct proto_hint_req   hr;
     struct proto_str        stream;
     int                     rv;
 
@@ -190,6 +191,9 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
         break;
     case PROTO_T_PULL:
         rv = proto_pull_req_decode(body, &pr, why);
+        break;
+    case PROTO_T_HINT:
+        rv = proto_hint_req_decode(body, &hr, why);
         break;
     default:
         rv = proto_empty_req_decode(body, why);
@@ -434,9 +438,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u9 u3 M0");
+    pk(&b, "A4 u1 u10 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u9 M0");
+    pk(&b, "A3 u1 u10 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -600,8 +604,34 @@ test_append_keys(void **state)
     pk(&b, "M0");
     EXPECT_REQ(&b, MRD_EPROTO, NULL);
     req_begin(&b, PROTO_T_APPEND);
-    pk(&b, "M3 u1 s u4 A1 M1 u1 s u5 N", "s", "t");
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 N", "s", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Acknowledgement keys: a level of 1 or 2, a count and a wait in
+     * range, and the count or wait only with a level. */
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u5 N", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack field is not a uint");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u5 u3", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack level is not 1 or 2");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u5 u0", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack level is not 1 or 2");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M4 u1 s u4 A1 M1 u1 s u5 u1 u6 u0", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack count is not 1..MRD_ACK_COUNT_MAX");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M4 u1 s u4 A1 M1 u1 s u5 u1 u6 u65", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack count is not 1..MRD_ACK_COUNT_MAX");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M4 u1 s u4 A1 M1 u1 s u5 u2 u7 u60001", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack wait is not 1..MRD_ACK_WAIT_MS_MAX");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u6 u2", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "ack count or wait without a level");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M5 u1 s u4 A1 M1 u1 s u5 u2 u6 u3 u7 u100", "s", "t");
+    EXPECT_REQ(&b, MRD_OK, NULL);
     req_begin(&b, PROTO_T_APPEND);
     pk(&b, "M3 u0 N u1 s u4 A1 M1 u1 s", "s", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
@@ -1307,8 +1337,17 @@ test_read_errors(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "only forward reads can wait");
     READ("M4 u1 s u4 u1 u3 u1 u5 u0", "s");
     EXPECT_REQ(&b, MRD_OK, NULL);
-    READ("M3 u1 s u4 u1 u6 u0", "s");
+    READ("M3 u1 s u4 u1 u8 u0", "s");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Cursor reads: a valid vv bin, forward only. */
+    READ("M3 u1 s u4 u1 u6 u0", "s");
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    READ("M3 u1 s u4 u1 u6 b", "s", "abc", (size_t) 3);
+    EXPECT_REQ(&b, MRD_EPROTO, "version vector length is not a multiple of 16");
+    READ("M4 u1 s u4 u1 u3 u1 u6 b", "s", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_EPROTO, "cursor reads are forward");
+    READ("M4 u1 s u4 u1 u6 b u7 u3", "s", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_OK, NULL);
     READ("M3 u1 s u4 u1 u4 u1", "s");
     EXPECT_REQ(&b, MRD_EPROTO, "duplicate key");
     READ("M2 u1 b u4 u1", "s", (size_t) 1);
@@ -1766,8 +1805,18 @@ test_append_rep(void **state)
     EXPECT_REP(&b, MRD_OK, NULL);
     AREP("M6 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0");
     EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
-    AREP("M8 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u8 u0");
+    AREP("M8 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u11 u0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown key");
+    /* The acknowledgement: all three keys or none, a level <= 2, counts
+     * of at least 1 (the node itself). */
+    AREP("M10 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u8 u1 u9 u2 u10 u1");
+    EXPECT_REP(&b, MRD_OK, NULL);
+    AREP("M8 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u8 u0");
+    EXPECT_REP(&b, MRD_EPROTO, "invalid acknowledgement");
+    AREP("M10 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u8 u3 u9 u2 u10 u1");
+    EXPECT_REP(&b, MRD_EPROTO, "invalid acknowledgement");
+    AREP("M10 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 F u8 u1 u9 u0 u10 u1");
+    EXPECT_REP(&b, MRD_EPROTO, "invalid acknowledgement");
     AREP("M7 u1 u1 u2 u1 u3 u0 u4 u0 u5 u1 u6 u0 u7 u0");
     EXPECT_REP(&b, MRD_EPROTO, "a value has the wrong type");
     AREP("M7 u1 u1 u2 u1 u3 u0 u4 u0 u5 u0 u6 u0 u7 F");
@@ -2115,8 +2164,13 @@ test_events_reply_errors(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
     RREP(PROTO_T_READ_LOG, "M3 u1 A0 u2 u1 u3 i-1");
     EXPECT_REP(&b, MRD_EPROTO, "unknown key");
-    RREP(PROTO_T_READ, "M4 u1 A0 u2 u1 u3 i-1 u4 u0");
+    RREP(PROTO_T_READ, "M4 u1 A0 u2 u1 u3 i-1 u5 u0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown key");
+    /* Key 4, the answering node, comes with cursor reads: >= 1. */
+    RREP(PROTO_T_READ, "M4 u1 A0 u2 u1 u3 i-1 u4 u0");
+    EXPECT_REP(&b, MRD_EPROTO, "node is not a uint >= 1");
+    RREP(PROTO_T_READ, "M4 u1 A0 u2 u1 u3 i-1 u4 u3");
+    EXPECT_REP(&b, MRD_OK, NULL);
     RREP(PROTO_T_READ, "M3 u1 A0 u2 u1 u3 i-2");
     EXPECT_REP(&b, MRD_EPROTO, "invalid stream version");
     RREP(PROTO_T_READ, "M3 u1 A0 u2 i-1 u3 i-1");
@@ -2236,6 +2290,57 @@ test_vv(void **state)
 }
 
 static void
+test_hint_req(void **state)
+{
+    struct proto_buf      b;
+    struct proto_frame    f;
+    struct proto_hint_req in = { .from = 4, .shards = { "\x01\x80", 2 } };
+    struct proto_hint_req out;
+    const char           *why = NULL;
+    (void) state;
+
+    proto_buf_init(&b, 4096);
+    assert_int_equal(proto_hint_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_HINT);
+    assert_int_equal(proto_hint_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_int_equal(out.from, 4);
+    assert_int_equal(out.shards.len, 2);
+    assert_memory_equal(out.shards.ptr, "\x01\x80", 2);
+    /* Refused by the encoder: node 0, no bitmap, one too long. */
+    struct proto_hint_req bad = in;
+    bad.from                  = 0;
+    assert_int_equal(proto_hint_req_encode(&b, &bad), MRD_EINVAL);
+    bad            = in;
+    bad.shards.len = 0;
+    assert_int_equal(proto_hint_req_encode(&b, &bad), MRD_EINVAL);
+    bad.shards
+        = (struct proto_str) { PULL_VV2, PROTO_HINT_SHARDS_SIZE_MAX + 1 };
+    assert_int_equal(proto_hint_req_encode(&b, &bad), MRD_EINVAL);
+#define HINT(...)                                                              \
+    do {                                                                       \
+        req_begin(&b, PROTO_T_HINT);                                           \
+        pk(&b, __VA_ARGS__);                                                   \
+    } while (0)
+    HINT("M2 u1 u3 u2 b", "\x01", (size_t) 1);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    HINT("M1 u1 u3");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    HINT("M2 u1 u0 u2 b", "\x01", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "hint from node 0");
+    HINT("M2 u1 u3 u2 b", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_EPROTO,
+        "hint shard bitmap is not 1..PROTO_HINT_SHARDS_SIZE_MAX bytes");
+    HINT("M2 u1 u3 u2 b", PULL_VV2, (size_t) 33);
+    EXPECT_REQ(&b, MRD_EPROTO,
+        "hint shard bitmap is not 1..PROTO_HINT_SHARDS_SIZE_MAX bytes");
+    HINT("M3 u1 u3 u2 b u3 u0", "\x01", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+#undef HINT
+    proto_buf_fini(&b);
+}
+
+static void
 test_pull_req(void **state)
 {
     struct proto_buf      b;
@@ -2330,8 +2435,13 @@ test_pull_req(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "from is 0");
     PULL("M3 u1 u0 u3 u1 u5 i-1");
     EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
-    PULL("M4 u1 u0 u3 u1 u5 u1 u7 u0");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u8 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Key 7, the asker's region: 1..PROTO_REGION_SIZE_MAX bytes. */
+    PULL("M4 u1 u0 u3 u1 u5 u1 u7 s", "");
+    EXPECT_REQ(&b, MRD_EPROTO, "region is not 1..PROTO_REGION_SIZE_MAX bytes");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u7 s", "eu-west");
+    EXPECT_REQ(&b, MRD_OK, NULL);
     /* Key 6, the cluster id: a bin of exactly 16 bytes. */
     PULL("M4 u1 u0 u3 u1 u5 u1 u6 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
@@ -2588,7 +2698,12 @@ static int
 sample_encode_reply(int k, struct proto_buf *b)
 {
     static const struct proto_stat stats[] = { { "a", 1 }, { "bb", 300 } };
-    const struct proto_append_rep  ar      = { 1, 2, 3, 4, 2, 5, false };
+    const struct proto_append_rep  ar      = { .origin = 1,
+              .seq                                     = 2,
+              .first_pos                               = 3,
+              .version                                 = 4,
+              .count                                   = 2,
+              .hlc                                     = 5 };
     const mrd_stream_info          si      = { 1, 6, 7, 3 };
     const struct proto_state_rep   st      = { 4, { "\x93\x01\x90\x90", 4 } };
     const mrd_node_info            ni      = { .node_id = 1,
@@ -3081,6 +3196,7 @@ main(void)
         cmocka_unit_test(test_log_req),
         cmocka_unit_test(test_vv),
         cmocka_unit_test(test_pull_req),
+        cmocka_unit_test(test_hint_req),
         cmocka_unit_test(test_pull_rep),
         cmocka_unit_test(test_info_and_empty),
         cmocka_unit_test(test_append_ops),
