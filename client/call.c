@@ -234,8 +234,10 @@ client_reply_handle(
             memcpy(call->detail, message.ptr, n);
         }
         call->detail[n] = '\0';
-        if (frame.status == MRD_EBUSY || frame.status == MRD_ECLOSED) {
-            /* The node refused without acting: another node may serve. */
+        if (frame.status == MRD_EBUSY || frame.status == MRD_ECLOSED
+            || frame.status == MRD_ENOTREPLICA) {
+            /* The node refused without acting: another node may serve (a
+             * replica of the stream's shard, for MRD_ENOTREPLICA). */
             call->node_err = (int) frame.status;
             *retry         = true;
         }

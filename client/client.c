@@ -481,6 +481,9 @@ client_call_reset(struct client_call *call)
     call->err             = MRD_OK;
     call->events          = NULL;
     call->doc_state       = NULL;
+    call->blob            = NULL;
+    call->blob_len        = 0;
+    call->topo_version    = 0;
     call->detail[0]       = '\0';
     memset(&call->out, 0, sizeof call->out);
     proto_buf_reset(&call->req);
@@ -558,6 +561,8 @@ client_call_put(struct client_call *call)
     call->events = NULL;
     mrd_state_free(call->doc_state);
     call->doc_state = NULL;
+    free(call->blob);
+    call->blob = NULL;
     if (call->req.cap > CLIENT_BUF_KEEP_SIZE) {
         proto_buf_fini(&call->req);
         proto_buf_init(&call->req, client->opts.frame_size_max);

@@ -179,6 +179,11 @@ struct client_call {
     int         err;
     mrd_events *events; /* READ, READ_LOG; freed by put unless taken */
     mrd_state  *doc_state; /* STATE; freed by put unless taken */
+    /* TOPOLOGY: a copy of the signed document (NULL when not newer) and
+     * the node's version; freed by put unless taken. */
+    uint8_t *blob;
+    size_t   blob_len;
+    uint64_t topo_version;
     union {
         mrd_append_result append;
         mrd_stream_info   info;

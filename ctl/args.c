@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "topo.h"
+
 /* ------------------------------------------------------------ help texts -- */
 
 static const char ctl_help_global[]
@@ -155,16 +157,75 @@ static const char ctl_help_node_info[]
 static const char ctl_help_cluster[]
     = "Usage: meridianctl cluster init [--dir DIR] [--regions A,B,C]\n"
       "                                [--nodes-per-region N] [--base-port P]\n"
-      "                                [--shards N]\n"
+      "                                [--shards N] [--replicas-per-region R]\n"
       "\n"
       "Writes the configs of a local multi-region cluster into DIR (default\n"
       "meridian-cluster): one meridiand JSON config per node, every node a\n"
       "peer of every other, all with one new cluster id, and DIR/cluster.json\n"
       "listing the nodes. Regions default to eu-west,us-east,ap-south, one\n"
-      "node each (at most 8 regions and 16 nodes); node i listens on\n"
-      "127.0.0.1 at base port + i - 1 (default 7401); 16 shards. Starts\n"
-      "nothing: it prints the meridiand commands that do. Refuses a DIR that\n"
-      "already holds a cluster.json.\n";
+      "node each (at most 8 regions and 16 nodes; region names are 1..63 of\n"
+      "a-z, 0-9 and '-'); node i listens on 127.0.0.1 at base port + i - 1\n"
+      "(default 7401); 16 shards.\n"
+      "\n"
+      "It also makes the cluster's keys and first topology: DIR/admin.key\n"
+      "(the admin's secret key: it signs every topology change; keep it\n"
+      "safe), DIR/node-N/node.key (each node's secret key), and\n"
+      "DIR/topology.signed (version 1: the regions, R replicas of each\n"
+      "shard per region, default N, and every node's name node-ID, address\n"
+      "and public key, signed by the admin key). Keys are mode 0600.\n"
+      "\n"
+      "Starts nothing: it prints the meridiand commands that do. Refuses a\n"
+      "DIR that already holds a cluster.json, and never overwrites a key.\n";
+
+static const char ctl_help_keygen[]
+    = "Usage: meridianctl keygen --out FILE\n"
+      "\n"
+      "Makes a new Ed25519 key pair, writes the secret key to FILE (128 hex\n"
+      "digits, mode 0600; an existing FILE is never overwritten) and prints\n"
+      "the public key (64 hex digits) on stdout. Use it for the admin key\n"
+      "and for each node's key ('topology add-node --public-key').\n";
+
+static const char ctl_help_topology[]
+    = "Usage: meridianctl topology SUBCOMMAND [ARGS] --file FILE [OPTIONS]\n"
+      "\n"
+      "Shows a signed topology file, or writes its next version signed by\n"
+      "the admin key. FILE must verify first: a tampered or damaged file is\n"
+      "refused. A change writes --out, or replaces FILE atomically.\n"
+      "\n"
+      "Subcommands:\n"
+      "  show                      the version, regions, and nodes with how\n"
+      "                            many shards each holds (--json: all of it)\n"
+      "  push                      sends FILE to --node, which keeps it if\n"
+      "                            the admin key signed it and it is newer,\n"
+      "                            then spreads it to every node by gossip\n"
+      "  add-node NAME --region REGION --address tcp://HOST:PORT\n"
+      "           --public-key HEX a new node, ACTIVE, with the next id (ids\n"
+      "                            are never reused); HEX is what\n"
+      "                            'meridianctl keygen' printed for it\n"
+      "  drain-node NAME           the node gets no shards; it stays a member\n"
+      "  undrain-node NAME         back to ACTIVE\n"
+      "  remove-node NAME          for good: it stays as a tombstone so its\n"
+      "                            id is never reused; it never comes back\n"
+      "                            (a rebuilt machine joins as a new node)\n"
+      "  add-region NAME R         a new region with R replicas per shard\n"
+      "  drain-region REGION       the region takes no client traffic but\n"
+      "                            keeps replicating\n"
+      "  undrain-region REGION     takes client traffic again\n"
+      "  set-rf REGION R           R (1..8) replicas of each shard there\n"
+      "\n"
+      "Options:\n"
+      "  --file FILE               the signed topology (required)\n"
+      "  --admin-key FILE          the admin's secret key (changes only)\n"
+      "  --out FILE                write the new version here instead\n"
+      "\n"
+      "Every change adds 1 to the version. Nodes take a version only if the\n"
+      "admin key signed it and it is newer than theirs.\n"
+      "\n"
+      "Example:\n"
+      "  PK=$(meridianctl keygen --out node-4.key)\n"
+      "  meridianctl topology add-node node-4 --region us-east \\\n"
+      "      --address tcp://10.0.2.4:7401 --public-key $PK \\\n"
+      "      --file topology.signed --admin-key admin.key\n";
 
 static const char ctl_help_help[]
     = "Usage: meridianctl help [COMMAND]\n"
@@ -187,6 +248,10 @@ const struct ctl_cmd ctl_cmds[] = {
         ctl_help_node_info, 0, 0, 0, ctl_cmd_node_info },
     { "cluster", "init: write the configs of a local multi-region cluster",
         ctl_help_cluster, CTL_OPTS_CLUSTER, 1, 0, ctl_cmd_cluster },
+    { "keygen", "make an Ed25519 key pair: secret to a file, public shown",
+        ctl_help_keygen, CTL_OPTS_KEYGEN, 0, 0, ctl_cmd_keygen },
+    { "topology", "show a signed topology, or sign its next version",
+        ctl_help_topology, CTL_OPTS_TOPOLOGY, 1, 2, ctl_cmd_topology },
     { "help", "show this help or a command's help", ctl_help_help, 0, 0, 0,
         NULL },
     { NULL, NULL, NULL, 0, 0, 0, NULL },
@@ -237,6 +302,13 @@ enum ctl_opt_id {
     CTL_OPT_PER_REGION,
     CTL_OPT_BASE_PORT,
     CTL_OPT_SHARDS,
+    CTL_OPT_REPLICAS,
+    CTL_OPT_OUT,
+    CTL_OPT_FILE,
+    CTL_OPT_ADMIN_KEY,
+    CTL_OPT_REGION,
+    CTL_OPT_ADDRESS,
+    CTL_OPT_PUBLIC_KEY,
 };
 
 struct ctl_opt {
@@ -272,8 +344,15 @@ static const struct ctl_opt ctl_opts[] = {
     { "nodes-per-region", CTL_OPT_PER_REGION, true, false, CTL_OPTS_CLUSTER },
     { "base-port", CTL_OPT_BASE_PORT, true, false, CTL_OPTS_CLUSTER },
     { "shards", CTL_OPT_SHARDS, true, false, CTL_OPTS_CLUSTER },
+    { "replicas-per-region", CTL_OPT_REPLICAS, true, false, CTL_OPTS_CLUSTER },
+    { "out", CTL_OPT_OUT, true, false, CTL_OPTS_KEYGEN | CTL_OPTS_TOPOLOGY },
+    { "file", CTL_OPT_FILE, true, false, CTL_OPTS_TOPOLOGY },
+    { "admin-key", CTL_OPT_ADMIN_KEY, true, false, CTL_OPTS_TOPOLOGY },
+    { "region", CTL_OPT_REGION, true, false, CTL_OPTS_TOPOLOGY },
+    { "address", CTL_OPT_ADDRESS, true, false, CTL_OPTS_TOPOLOGY },
+    { "public-key", CTL_OPT_PUBLIC_KEY, true, false, CTL_OPTS_TOPOLOGY },
 };
-_Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 32, "seen mask is 32 bits");
+_Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 64, "seen mask is 64 bits");
 
 bool
 ctl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -410,6 +489,41 @@ ctl_apply_global(struct ctl_args *args, enum ctl_opt_id id, const char *v)
     return CTL_EXIT_OK;
 }
 
+/* The options of keygen, topology and cluster init's keys. */
+static int
+ctl_apply_topology(
+    struct ctl_args *args, const struct ctl_opt *opt, const char *v)
+{
+    uint64_t n;
+
+    if (opt->id == CTL_OPT_REPLICAS) {
+        if (!ctl_parse_u64(v, 1, TOPO_RF_MAX, &n)) {
+            return ctl_fail_usage("--%s: '%s' is not a number from 1 to %u",
+                opt->name, v, TOPO_RF_MAX);
+        }
+        args->replicas_per_region = (uint32_t) n;
+        return CTL_EXIT_OK;
+    }
+    if (v[0] == '\0') {
+        return ctl_fail_usage("--%s: empty value", opt->name);
+    }
+    if (opt->id == CTL_OPT_OUT) {
+        args->out_path = v;
+    } else if (opt->id == CTL_OPT_FILE) {
+        args->topo_file = v;
+    } else if (opt->id == CTL_OPT_ADMIN_KEY) {
+        args->admin_key_file = v;
+    } else if (opt->id == CTL_OPT_REGION) {
+        args->region = v;
+    } else if (opt->id == CTL_OPT_ADDRESS) {
+        args->address = v;
+    } else {
+        MRD_ASSERT(opt->id == CTL_OPT_PUBLIC_KEY);
+        args->public_key = v;
+    }
+    return CTL_EXIT_OK;
+}
+
 static int
 ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
 {
@@ -464,6 +578,14 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
     case CTL_OPT_REGIONS:
         args->regions = v;
         return CTL_EXIT_OK;
+    case CTL_OPT_REPLICAS:
+    case CTL_OPT_OUT:
+    case CTL_OPT_FILE:
+    case CTL_OPT_ADMIN_KEY:
+    case CTL_OPT_REGION:
+    case CTL_OPT_ADDRESS:
+    case CTL_OPT_PUBLIC_KEY:
+        return ctl_apply_topology(args, opt, v);
     case CTL_OPT_PER_REGION:
     case CTL_OPT_BASE_PORT:
     case CTL_OPT_SHARDS: {
@@ -517,9 +639,9 @@ ctl_cmd_find(const char *name)
 /* Checks that opt may appear here and only once. */
 static int
 ctl_opt_check(
-    const struct ctl_args *args, const struct ctl_opt *opt, uint32_t *seen)
+    const struct ctl_args *args, const struct ctl_opt *opt, uint64_t *seen)
 {
-    uint32_t bit = 1u << (opt - ctl_opts);
+    uint64_t bit = (uint64_t) 1 << (opt - ctl_opts);
 
     if (opt->cmds != 0 && args->cmd == NULL) {
         return ctl_fail_usage("--%s goes after the command", opt->name);
@@ -538,7 +660,7 @@ ctl_opt_check(
 /* Handles the option at argv[*i], and its value; moves *i past them. */
 static int
 ctl_parse_opt(
-    struct ctl_args *args, int argc, char **argv, int *i, uint32_t *seen)
+    struct ctl_args *args, int argc, char **argv, int *i, uint64_t *seen)
 {
     const char *arg = argv[*i];
     if (strcmp(arg, "-h") == 0) {
@@ -667,7 +789,7 @@ ctl_args_finish(struct ctl_args *args)
 int
 ctl_args_parse(struct ctl_args *args, int argc, char **argv)
 {
-    uint32_t seen      = 0;
+    uint64_t seen      = 0;
     bool     opts_done = false;
 
     memset(args, 0, sizeof(*args));

@@ -117,6 +117,15 @@ struct ctl_args {
     uint32_t    nodes_per_region; /* --nodes-per-region (1) */
     uint32_t    base_port; /* --base-port (7401) */
     uint32_t    cluster_shards; /* --shards (16) */
+    uint32_t    replicas_per_region; /* --replicas-per-region; 0: default */
+
+    /* keygen, topology */
+    const char *out_path; /* --out */
+    const char *topo_file; /* --file */
+    const char *admin_key_file; /* --admin-key */
+    const char *region; /* --region (topology add-node) */
+    const char *address; /* --address (topology add-node) */
+    const char *public_key; /* --public-key HEX (topology add-node) */
 };
 
 /* One command: its name, its help and how it runs. run() gets an open client
@@ -136,6 +145,8 @@ struct ctl_cmd {
 #define CTL_OPTS_READ (1u << 1)
 #define CTL_OPTS_TAIL (1u << 2)
 #define CTL_OPTS_CLUSTER (1u << 3)
+#define CTL_OPTS_KEYGEN (1u << 4)
+#define CTL_OPTS_TOPOLOGY (1u << 5)
 
 /* The command table, terminated by a NULL name (args.c). */
 extern const struct ctl_cmd ctl_cmds[];
@@ -162,6 +173,39 @@ int ctl_cmd_info(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_node_info(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_state(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_cluster(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_keygen(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_topology(const struct ctl_args *args, mrd_client *client);
+
+/* ----------------------------------------------------------------- files --
+ * files.c: key files and signed topology files. Each returns a ctl_exit
+ * code after printing what went wrong. */
+
+/* A secret key file holds a libsodium Ed25519 secret key (64 bytes: seed
+ * and public key) as 128 hex digits and a newline, mode 0600. */
+#define CTL_SECRET_KEY_SIZE 64u
+#define CTL_PUBLIC_KEY_SIZE 32u
+/* Creates path (never overwrites one; mode 0600), writes sk, syncs. */
+MRD_MUST_USE int ctl_key_write(
+    const char *path, const uint8_t sk[CTL_SECRET_KEY_SIZE]);
+/* Reads a key file written by ctl_key_write; refuses one whose halves
+ * disagree, warns about one others may read. */
+MRD_MUST_USE int ctl_key_read(
+    const char *path, uint8_t sk[CTL_SECRET_KEY_SIZE]);
+/* Creates path (never overwrites one) with data, mode 0644, synced. */
+MRD_MUST_USE int ctl_file_create(
+    const char *path, const void *data, size_t len);
+/* Replaces path atomically: a temp file beside it, synced, renamed over it,
+ * the directory synced. */
+MRD_MUST_USE int ctl_file_replace(
+    const char *path, const void *data, size_t len);
+/* Reads a whole file of at most size_max bytes into a new malloc'd buffer
+ * (*data_out, the caller frees it). */
+MRD_MUST_USE int ctl_file_read(
+    const char *path, size_t size_max, uint8_t **data_out, size_t *len_out);
+/* "meridianctl: <what>: <why> (<mrd_errname>)" on stderr; CTL_EXIT_FAIL. For
+ * errors that come with their own reason rather than from the client. */
+MRD_PRINTF(3, 4)
+int ctl_fail_why(int err, const char *why, const char *what_fmt, ...);
 
 /* ---------------------------------------------------------------- output -- */
 

@@ -124,7 +124,8 @@ extern "C" {
     X(ENAME, 18, "invalid stream name")                                        \
     X(ETYPE, 19, "the state field holds another type")                         \
     X(EDURABILITY, 20,                                                         \
-        "written, but the acknowledgement level was not reached in time")
+        "written, but the acknowledgement level was not reached in time")      \
+    X(ENOTREPLICA, 21, "this node does not hold the stream's shard")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -484,6 +485,26 @@ MRD_API int mrd_tail_cursor(const mrd_tail *tail, mrd_cursor **cursor_out);
 /* Stops a tail (joining its thread when it has one) and frees it. NULL is a
  * no-op. Must not be called from the tail's own callback. */
 MRD_API void mrd_tail_close(mrd_tail *tail);
+
+/* -------------------------------------------------------------- topology -- */
+
+/* The cluster's signed topology (docs/ARCHITECTURE.md, "Topology"), as
+ * the serving node holds it. *signed_out is NULL when the node's version
+ * is not newer than `have` (0: always send it); else malloc'd, for
+ * mrd_free(). MRD_ENOTFOUND from a node without a topology. */
+MRD_API int mrd_topology_get(mrd_client *client, uint64_t have,
+    uint64_t *version_out, void **signed_out, size_t *len_out);
+/* Hands a node a newer signed topology. The node verifies it against the
+ * version it holds (the admin's signature, and that the change is one an
+ * admin could make) before it keeps it, and spreads it by gossip.
+ * *version_out (may be NULL) is the node's version after. A refusal comes
+ * with the node's words in mrd_errdetail(): MRD_ECORRUPT (not signed by
+ * the admin key), MRD_EVERSION (not newer), MRD_EINVAL (a change no admin
+ * may make), MRD_EPROTO. */
+MRD_API int mrd_topology_push(mrd_client *client, const void *signed_topo,
+    size_t len, uint64_t *version_out);
+/* Frees what the library allocated for the caller. NULL is a no-op. */
+MRD_API void mrd_free(void *p);
 
 /* ---------------------------------------------------------------- state -- */
 

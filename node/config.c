@@ -30,6 +30,7 @@ enum node_opt {
     NODE_OPT_REGION,
     NODE_OPT_CLUSTER_ID,
     NODE_OPT_PEERS,
+    NODE_OPT_TOPOLOGY,
     NODE_OPT_WORKERS,
     NODE_OPT_READERS,
     NODE_OPT_LOG_LEVEL,
@@ -52,6 +53,7 @@ static const struct option node_options[] = {
     { "region", required_argument, NULL, NODE_OPT_REGION },
     { "cluster-id", required_argument, NULL, NODE_OPT_CLUSTER_ID },
     { "peers", required_argument, NULL, NODE_OPT_PEERS },
+    { "topology", required_argument, NULL, NODE_OPT_TOPOLOGY },
     { "workers", required_argument, NULL, NODE_OPT_WORKERS },
     { "readers", required_argument, NULL, NODE_OPT_READERS },
     { "log-level", required_argument, NULL, NODE_OPT_LOG_LEVEL },
@@ -102,6 +104,13 @@ node_config_usage(FILE *out)
         "  --peers LIST             the other nodes this node replicates\n"
         "                           with: ID@URL,ID@URL,... (every node holds\n"
         "                           every shard; at most %u peers)\n"
+        "  --topology FILE          a signed topology (meridianctl cluster\n"
+        "                           init writes one): the cluster id,\n"
+        "                           shards, region, peers and the listen\n"
+        "                           address (unless --listen) come from it,\n"
+        "                           and this node holds only the shards\n"
+        "                           placed on it. Newer versions arrive by\n"
+        "                           gossip and `meridianctl topology push`\n"
         "  --workers N              requests held at once (default %u, max "
         "%u)\n"
         "  --readers N              reader threads (default %u, max %u)\n"
@@ -256,7 +265,11 @@ node_config_set(
         return node_config_string(
             cfg->data_dir, sizeof(cfg->data_dir), name, v);
     case NODE_OPT_LISTEN:
+        cfg->listen_given = true;
         return node_config_string(cfg->listen, sizeof(cfg->listen), name, v);
+    case NODE_OPT_TOPOLOGY:
+        return node_config_string(
+            cfg->topology_file, sizeof(cfg->topology_file), name, v);
     case NODE_OPT_READY_FILE:
         return node_config_string(
             cfg->ready_file, sizeof(cfg->ready_file), name, v);
@@ -418,6 +431,12 @@ node_config_check(struct node_config *cfg)
     }
     if (cfg->map_size > cfg->map_size_max) {
         cfg->map_size_max = cfg->map_size;
+    }
+    if (cfg->topology_file[0] != '\0' && cfg->peer_count > 0) {
+        fprintf(stderr,
+            "meridiand: --peers and --topology exclude each "
+            "other: the topology names the peers\n");
+        return -1;
     }
     if (cfg->peer_count > 0 && !cfg->has_cluster_id) {
         fprintf(stderr,

@@ -39,16 +39,21 @@ node_ready_file_write(const char *path, const char *url)
 int
 main(int argc, char **argv)
 {
-    struct node_config  cfg;
-    struct node_store   store;
-    struct node_server *srv    = NULL;
-    struct node_puller *puller = NULL;
-    sigset_t            set;
-    int                 sig = 0;
+    struct node_config    cfg;
+    struct node_store     store;
+    struct node_server   *srv      = NULL;
+    struct node_puller   *puller   = NULL;
+    struct node_topology *topology = NULL;
+    sigset_t              set;
+    int                   sig = 0;
 
     int rv = node_config_parse(&cfg, argc, argv);
     if (rv != 0) {
         return rv > 0 ? 0 : 2;
+    }
+    if (cfg.topology_file[0] != '\0'
+        && node_topology_open(&cfg, cfg.listen_given, &topology) != 0) {
+        return 2;
     }
     node_log_setup(cfg.node_id, cfg.log_level);
     /* Block the stop signals in every thread; the main thread waits for them
@@ -61,11 +66,24 @@ main(int argc, char **argv)
 
     if (node_store_open(&store, &cfg) != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot open the store; not starting", NULL);
+        node_topology_close(topology);
         return 1;
     }
-    rv = node_server_start(&cfg, &store, &srv);
+    /* The store may hold a newer topology than the file: its peers win. */
+    if (node_topology_attach(topology, &store) != MRD_OK
+        || (topology != NULL
+            && node_topology_peers(
+                   topology, cfg.peers, NODE_PEERS_MAX, &cfg.peer_count)
+                != MRD_OK)) {
+        node_log(NODE_LOG_ERROR, "cannot use the topology; not starting", NULL);
+        node_store_close(&store);
+        node_topology_close(topology);
+        return 1;
+    }
+    rv = node_server_start(&cfg, &store, topology, &srv);
     if (rv != MRD_OK) {
         node_store_close(&store);
+        node_topology_close(topology);
         return 1;
     }
     if (cfg.ready_file[0] != '\0'
@@ -76,11 +94,13 @@ main(int argc, char **argv)
         node_store_close(&store);
         return 1;
     }
-    if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), &puller)
+    if (node_puller_start(
+            &cfg, &store, srv, node_server_stats(srv), topology, &puller)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
         node_server_stop(srv);
         node_store_close(&store);
+        node_topology_close(topology);
         return 1;
     }
     node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:i}", "listen",
@@ -93,6 +113,7 @@ main(int argc, char **argv)
     node_puller_stop(puller);
     node_server_stop(srv);
     node_store_close(&store);
+    node_topology_close(topology);
     node_log(failed ? NODE_LOG_ERROR : NODE_LOG_INFO, "stopped", "{s:b}",
         "failed", failed);
     return failed ? 3 : 0;

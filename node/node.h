@@ -108,9 +108,14 @@ struct node_config {
     uint8_t          cluster_id[16];
     struct node_peer peers[NODE_PEERS_MAX];
     uint32_t         peer_count;
-    uint32_t         workers;
-    uint32_t         readers;
-    int              log_level;
+    /* --topology: a signed topology file (replication/topo.h); then the
+     * cluster id, shards, region, peers and (unless --listen) the listen
+     * address come from it. Empty: static mode (--peers). */
+    char     topology_file[4096];
+    bool     listen_given;
+    uint32_t workers;
+    uint32_t readers;
+    int      log_level;
 };
 
 /* Fills defaults, then reads --config FILE (JSON) if given, then the other
@@ -176,7 +181,10 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(acks_reached)                                                            \
     X(acks_timed_out)                                                          \
     X(hints_sent)                                                              \
-    X(hints_received)
+    X(hints_received)                                                          \
+    X(rejected_not_replica)                                                    \
+    X(rejected_topology)                                                       \
+    X(topology_updates)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -185,6 +193,44 @@ struct node_stats {
 };
 #define NODE_STAT_ADD(stats, name, n)                                          \
     atomic_fetch_add_explicit(&(stats)->name, (n), memory_order_relaxed)
+
+/* -------------------------------------------------------------- topology -- */
+
+/* The node's signed topology (topology.c). NULL everywhere below means
+ * static mode: no topology, every node holds every shard. */
+struct node_topology;
+struct node_store;
+
+/* Reads and verifies cfg->topology_file and fills cfg from it. Returns 0,
+ * or -1 after printing why (exit 2). */
+int node_topology_open(
+    struct node_config *cfg, bool listen_given, struct node_topology **out);
+/* Reconciles with the version the store holds (the newer wins; a newer
+ * file must follow from the stored one) and keeps the store for later
+ * versions. */
+MRD_MUST_USE int node_topology_attach(
+    struct node_topology *nt, struct node_store *store);
+void     node_topology_close(struct node_topology *nt);
+uint64_t node_topology_version(const struct node_topology *nt);
+/* A signed topology from a peer or an operator: kept if topo_accept()
+ * takes it after the current one. MRD_OK, or the refusal and its words. */
+MRD_MUST_USE int node_topology_offer(
+    struct node_topology *nt, const void *buf, size_t len, const char **why);
+/* Encodes the TOPOLOGY answer for an asker at version `have`. */
+MRD_MUST_USE int node_topology_reply(
+    struct node_topology *nt, uint64_t have, struct proto_buf *out);
+/* True when this node is one of the shard's replicas (always, static). */
+bool node_topology_holds(struct node_topology *nt, uint32_t shard);
+/* The same for any node. */
+bool node_topology_is_replica(
+    struct node_topology *nt, uint32_t shard, uint64_t node_id);
+/* The shard's replicas as text, "2 (tcp://...), 5 (tcp://...)", for an
+ * MRD_ENOTREPLICA answer; returns how many. */
+int node_topology_replicas(
+    struct node_topology *nt, uint32_t shard, char *out, size_t size);
+/* Every node but this one and the removed ones. MRD_EFULL past max. */
+MRD_MUST_USE int node_topology_peers(struct node_topology *nt,
+    struct node_peer *peers, uint32_t max, uint32_t *count_out);
 
 /* ----------------------------------------------------------------- store -- */
 
@@ -257,7 +303,14 @@ struct node_store {
  * mdb_reader_check. Logs and returns an MRD_ error on failure. */
 MRD_MUST_USE int node_store_open(
     struct node_store *store, const struct node_config *cfg);
-void     node_store_close(struct node_store *store);
+void node_store_close(struct node_store *store);
+/* A document kept in the meta database under key (the signed topology):
+ * *out is malloc'd. MRD_ENOTFOUND when there is none, MRD_EIO. */
+MRD_MUST_USE int node_store_meta_get(
+    struct node_store *store, const char *key, uint8_t **out, size_t *len_out);
+/* Writes it in a transaction of its own. MRD_ENOSPACE, MRD_EIO. */
+MRD_MUST_USE int node_store_meta_put(
+    struct node_store *store, const char *key, const void *buf, size_t len);
 uint32_t node_store_shard_of(
     const struct node_store *store, const char *stream, size_t len);
 
@@ -389,7 +442,8 @@ struct node_server;
 
 /* Starts listening and serving; cfg and store must outlive the server. */
 MRD_MUST_USE int node_server_start(const struct node_config *cfg,
-    struct node_store *store, struct node_server **server_out);
+    struct node_store *store, struct node_topology *topology,
+    struct node_server **server_out);
 /* The URL actually bound (port 0 resolved). */
 const char *node_server_url(const struct node_server *server);
 /* Graceful stop: queued appends are committed and answered, new requests
@@ -419,7 +473,7 @@ struct node_puller;
  * none: *out stays NULL). */
 MRD_MUST_USE int node_puller_start(const struct node_config *cfg,
     struct node_store *store, struct node_server *srv, struct node_stats *stats,
-    struct node_puller **out);
+    struct node_topology *topology, struct node_puller **out);
 /* Stops and frees it (NULL is fine); waits for a pull in flight. */
 void node_puller_stop(struct node_puller *p);
 

@@ -38,6 +38,12 @@
 #define NODE_PULL_TIMEOUT_MS 5000
 /* Largest pull reply accepted: a full read reply. */
 #define NODE_PULL_REPLY_MAX (PROTO_READ_REPLY_MAX + 64u * 1024u)
+/* Topology gossip: every so often the puller asks one peer, at random,
+ * for its topology if it is newer. A version spreads to every node in a
+ * few rounds (push-pull epidemic: O(log n) rounds), without a coordinator;
+ * pushes by an operator start it at once on one node. */
+#define NODE_GOSSIP_MS 500u
+
 /* A hint not answered by then is dropped: it is only a hint, and a peer
  * that slow is better served by the rounds. */
 #define NODE_HINT_TIMEOUT_MS 1000
@@ -74,29 +80,42 @@ struct node_puller_peer {
     uint8_t               hinted[PROTO_HINT_SHARDS_SIZE_MAX];
     bool                  any_hint;
     struct node_hint_peer hint;
+    struct node_puller   *p;
 };
 
 struct node_puller {
-    struct node_store  *store;
-    struct node_server *srv;
-    struct node_stats  *stats;
-    pthread_t           thread;
-    pthread_mutex_t     mu;
-    pthread_cond_t      cv;
-    bool                stop;
+    struct node_store    *store;
+    struct node_topology *topology; /* NULL: static mode */
+    uint64_t              topo_version; /* the peers were made for */
+    uint64_t              gossip_next_ms;
+    uint32_t              gossip_rng;
+    struct node_server   *srv;
+    struct node_stats    *stats;
+    pthread_t             thread;
+    pthread_mutex_t       mu;
+    pthread_cond_t        cv;
+    bool                  stop;
     /* The one operation in flight, cancelled by node_puller_stop() so that
      * stopping never waits for a dead peer's timeout. */
     nng_aio                 *aio;
     uint32_t                 peer_count;
     struct node_puller_peer *peers;
-    uint8_t                 *vv; /* scratch: our vector for a shard */
-    struct proto_buf         req;
-    char                     region[PROTO_REGION_SIZE_MAX + 1];
-    bool                     hinted; /* some peer has hinted (mu) */
+    /* The peer the operation on aio is for: when its last connection
+     * goes, the operation is cancelled at once. NNG's req would otherwise
+     * keep the request for a pipe that may never come, until the pull
+     * timeout, and the other peers would wait that long. */
+    struct node_puller_peer *_Atomic inflight;
+    uint8_t                         *vv; /* scratch: our vector for a shard */
+    struct proto_buf                 req;
+    char                             region[PROTO_REGION_SIZE_MAX + 1];
+    bool                             hinted; /* some peer has hinted (mu) */
     /* Hints out: hint_mu guards every peer's busy and pending. */
     pthread_mutex_t hint_mu;
     bool            hint_stop;
 };
+
+static void node_puller_gossip(struct node_puller *p);
+static void node_puller_sync_peers(struct node_puller *p);
 
 /* Recomputes a shard's stable vector: the pointwise minimum of this node's
  * vector (read before the pull: older is only more careful) and every
@@ -114,6 +133,11 @@ node_puller_stable(struct node_puller *p, uint32_t shard, uint32_t own_len)
             mrd_be64_get(p->vv + 16 * i + 8));
     }
     for (uint32_t i = 0; rv == MRD_OK && i < p->peer_count; i++) {
+        /* Stable means held by every replica: a node that is not one
+         * (elsewhere in the placement) never applies this shard's ops. */
+        if (!node_topology_is_replica(p->topology, shard, p->peers[i].id)) {
+            continue;
+        }
         if (!p->peers[i].reported[shard]) {
             crdt_vv_free(&st);
             return; /* not yet known: nothing is stable */
@@ -167,17 +191,28 @@ node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
     }
     nng_aio_set_timeout(p->aio, NODE_PULL_TIMEOUT_MS);
     nng_aio_set_msg(p->aio, req);
+    atomic_store(&p->inflight, peer);
     nng_ctx_send(ctx, p->aio);
+    /* With no connection, req holds the send for a pipe until the timeout;
+     * a pipe that went before inflight was set sends no event to cancel. */
+    if (atomic_load(&peer->pipes) <= 0) {
+        nng_aio_cancel(p->aio);
+    }
     nng_aio_wait(p->aio);
     rv = nng_aio_result(p->aio);
     if (rv != 0) {
+        atomic_store(&p->inflight, NULL);
         nng_msg_free(nng_aio_get_msg(p->aio)); /* a failed send keeps it */
         nng_aio_set_msg(p->aio, NULL);
         nng_ctx_close(ctx);
         return rv;
     }
     nng_ctx_recv(ctx, p->aio);
+    if (atomic_load(&peer->pipes) <= 0) {
+        nng_aio_cancel(p->aio); /* gone between the send and now */
+    }
     nng_aio_wait(p->aio);
+    atomic_store(&p->inflight, NULL);
     rv = nng_aio_result(p->aio);
     if (rv == 0) {
         *rep = nng_aio_get_msg(p->aio);
@@ -268,7 +303,12 @@ node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
     struct node_puller_peer *peer = arg;
     (void) pipe;
-    atomic_fetch_add(&peer->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    int was
+        = atomic_fetch_add(&peer->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    if (ev == NNG_PIPE_EV_REM_POST && was <= 1 && peer->p != NULL
+        && atomic_load(&peer->p->inflight) == peer) {
+        nng_aio_cancel(peer->p->aio);
+    }
 }
 
 /* Logs a peer going down or coming back, once per change. */
@@ -339,6 +379,7 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
         }
         for (uint32_t s = 0; s < p->store->shard_count; s++) {
             if ((hinted[s / 8] & (1u << (s % 8))) != 0
+                && node_topology_holds(p->topology, s)
                 && !node_puller_drain(p, peer, s, &busy, fatal)) {
                 break;
             }
@@ -361,6 +402,8 @@ node_puller_main(void *arg)
         bool hinted = p->hinted;
         p->hinted   = false;
         pthread_mutex_unlock(&p->mu);
+        node_puller_gossip(p);
+        node_puller_sync_peers(p);
         if (hinted) {
             node_puller_hinted(p, &fatal);
         }
@@ -373,6 +416,12 @@ node_puller_main(void *arg)
                     continue; /* not connected: NNG keeps dialling */
                 }
                 for (uint32_t s = 0; s < p->store->shard_count; s++) {
+                    /* Only the shards placed here; from every node, since
+                     * one placed away from a shard may still hold what it
+                     * took before. */
+                    if (!node_topology_holds(p->topology, s)) {
+                        continue;
+                    }
                     if (!node_puller_drain(p, peer, s, &busy, &fatal)) {
                         break; /* the peer is down: the next one */
                     }
@@ -389,9 +438,13 @@ node_puller_main(void *arg)
             return NULL;
         }
         pthread_mutex_lock(&p->mu);
-        uint64_t now = mrd_now_mono_ms();
-        if (!p->stop && !p->hinted && now < next_round_ms) {
-            uint64_t        wait_ms = next_round_ms - now;
+        uint64_t now     = mrd_now_mono_ms();
+        uint64_t wake_ms = next_round_ms;
+        if (p->topology != NULL && p->gossip_next_ms < wake_ms) {
+            wake_ms = p->gossip_next_ms;
+        }
+        if (!p->stop && !p->hinted && now < wake_ms) {
+            uint64_t        wait_ms = wake_ms - now;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += (time_t) (wait_ms / 1000u);
@@ -580,24 +633,183 @@ node_puller_peer_free(struct node_puller_peer *peer, uint32_t shards)
     free(peer->after);
 }
 
+/* Opens a peer slot: progress from the store, a pull socket and a hint
+ * socket, both dialled in the background. The slot is made visible by the
+ * caller (peer_count) only once this succeeded. */
+static int
+node_puller_peer_open(struct node_puller *p, struct node_puller_peer *peer,
+    uint64_t id, const char *url)
+{
+    struct node_store *store = p->store;
+    int                rv    = MRD_OK;
+
+    memset(peer, 0, sizeof *peer);
+    peer->p        = p;
+    peer->id       = id;
+    peer->after    = calloc(store->shard_count, sizeof(*peer->after));
+    peer->vv       = calloc(store->shard_count, sizeof(*peer->vv));
+    peer->reported = calloc(store->shard_count, sizeof(*peer->reported));
+    if (peer->after == NULL || peer->vv == NULL || peer->reported == NULL) {
+        return MRD_ENOMEM;
+    }
+    for (uint32_t s = 0; rv == MRD_OK && s < store->shard_count; s++) {
+        rv = node_store_progress(store, peer->id, s, &peer->after[s]);
+    }
+    if (rv != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "cannot read replication progress",
+            "{s:I, s:s}", "peer", (json_int_t) peer->id, "error",
+            mrd_errname(rv));
+        return rv;
+    }
+    if (nng_req0_open(&peer->sock) != 0) {
+        return MRD_ENOMEM;
+    }
+    peer->open = true;
+    nng_pipe_notify(
+        peer->sock, NNG_PIPE_EV_ADD_POST, node_puller_pipe_cb, peer);
+    nng_pipe_notify(
+        peer->sock, NNG_PIPE_EV_REM_POST, node_puller_pipe_cb, peer);
+    nng_socket_set_ms(peer->sock, NNG_OPT_RECVTIMEO, NODE_PULL_TIMEOUT_MS);
+    nng_socket_set_ms(peer->sock, NNG_OPT_SENDTIMEO, NODE_PULL_TIMEOUT_MS);
+    nng_socket_set_ms(
+        peer->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_size(peer->sock, NNG_OPT_RECVMAXSZ, NODE_PULL_REPLY_MAX);
+    nng_socket_set_ms(peer->sock, NNG_OPT_RECONNMAXT, 1000);
+    /* Non-blocking: a peer that is down now is dialled again in the
+     * background until it is up. */
+    if (nng_dial(peer->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+        node_log(NODE_LOG_ERROR, "cannot dial peer", "{s:I, s:s}", "peer",
+            (json_int_t) peer->id, "url", url);
+        return MRD_EINVAL;
+    }
+    node_hint_peer_open(&peer->hint, p, url);
+    return MRD_OK;
+}
+
+/* After a topology change: a slot for every node added since. Removed
+ * nodes keep their slot (they may still hold events to pull; they stop
+ * answering when they are shut down). */
+static void
+node_puller_sync_peers(struct node_puller *p)
+{
+    struct node_peer peers[NODE_PEERS_MAX];
+    uint32_t         count   = 0;
+    uint64_t         version = node_topology_version(p->topology);
+
+    if (p->topology == NULL || version == p->topo_version) {
+        return;
+    }
+    if (node_topology_peers(p->topology, peers, NODE_PEERS_MAX, &count)
+        != MRD_OK) {
+        node_log(NODE_LOG_WARN,
+            "more peers than NODE_PEERS_MAX: some are not "
+            "pulled from",
+            NULL);
+    }
+    p->topo_version = version;
+    for (uint32_t i = 0; i < count; i++) {
+        bool known = false;
+        for (uint32_t j = 0; j < p->peer_count && !known; j++) {
+            known = p->peers[j].id == peers[i].id;
+        }
+        if (known || p->peer_count == NODE_PEERS_MAX) {
+            continue;
+        }
+        struct node_puller_peer *slot = &p->peers[p->peer_count];
+        if (node_puller_peer_open(p, slot, peers[i].id, peers[i].url)
+            != MRD_OK) {
+            node_puller_peer_free(slot, p->store->shard_count);
+            continue;
+        }
+        /* Visible to the hint callbacks only now, whole. */
+        pthread_mutex_lock(&p->mu);
+        pthread_mutex_lock(&p->hint_mu);
+        p->peer_count++;
+        pthread_mutex_unlock(&p->hint_mu);
+        pthread_mutex_unlock(&p->mu);
+        node_log(NODE_LOG_INFO, "a new peer from the topology", "{s:I, s:s}",
+            "peer", (json_int_t) peers[i].id, "url", peers[i].url);
+    }
+}
+
+/* One gossip round: ask a random connected peer for a newer topology. */
+static void
+node_puller_gossip(struct node_puller *p)
+{
+    uint64_t now = mrd_now_mono_ms();
+
+    if (p->topology == NULL || p->peer_count == 0 || now < p->gossip_next_ms) {
+        return;
+    }
+    p->gossip_next_ms = now + NODE_GOSSIP_MS;
+    p->gossip_rng ^= p->gossip_rng << 13;
+    p->gossip_rng ^= p->gossip_rng >> 17;
+    p->gossip_rng ^= p->gossip_rng << 5;
+    struct node_puller_peer *peer = &p->peers[p->gossip_rng % p->peer_count];
+    if (atomic_load(&peer->pipes) <= 0) {
+        return;
+    }
+    proto_buf_reset(&p->req);
+    if (proto_topo_req_encode(&p->req, node_topology_version(p->topology))
+        != MRD_OK) {
+        return;
+    }
+    nng_msg *msg;
+    if (nng_msg_alloc(&msg, p->req.len) != 0) {
+        return;
+    }
+    memcpy(nng_msg_body(msg), p->req.data, p->req.len);
+    if (node_puller_io(p, peer, msg, &msg) != 0) {
+        return;
+    }
+    struct proto_frame frame;
+    struct proto_str   signed_topo;
+    uint64_t           version;
+    const char        *why = NULL;
+    int                rv
+        = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why);
+    if (rv == MRD_OK && frame.type == PROTO_T_TOPOLOGY
+        && frame.status == MRD_OK) {
+        rv = proto_topo_rep_decode(&frame.body, &version, &signed_topo, &why);
+        if (rv == MRD_OK && signed_topo.len > 0) {
+            rv = node_topology_offer(
+                p->topology, signed_topo.ptr, signed_topo.len, &why);
+            if (rv == MRD_OK) {
+                NODE_STAT_ADD(p->stats, topology_updates, 1);
+            } else {
+                NODE_STAT_ADD(p->stats, rejected_topology, 1);
+                node_log(NODE_LOG_WARN, "refused a topology from a peer",
+                    "{s:I, s:s, s:s}", "peer", (json_int_t) peer->id, "error",
+                    mrd_errname(rv), "why", why);
+            }
+        }
+    }
+    nng_msg_free(msg);
+}
+
 int
 node_puller_start(const struct node_config *cfg, struct node_store *store,
-    struct node_server *srv, struct node_stats *stats, struct node_puller **out)
+    struct node_server *srv, struct node_stats *stats,
+    struct node_topology *topology, struct node_puller **out)
 {
     *out = NULL;
-    if (cfg->peer_count == 0) {
-        return MRD_OK;
+    if (cfg->peer_count == 0 && topology == NULL) {
+        return MRD_OK; /* a lone node: nothing to pull, ever */
     }
     struct node_puller *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         return MRD_ENOMEM;
     }
-    p->store      = store;
-    p->srv        = srv;
-    p->stats      = stats;
-    p->peer_count = cfg->peer_count;
-    p->peers      = calloc(cfg->peer_count, sizeof(*p->peers));
-    p->vv         = malloc(16u * CRDT_ORIGINS_MAX);
+    p->store        = store;
+    p->topology     = topology;
+    p->topo_version = node_topology_version(topology);
+    p->gossip_rng   = (uint32_t) (store->node_id * 2654435761u) | 1u;
+    p->srv          = srv;
+    p->stats        = stats;
+    /* Slots for every peer a topology may add later: pipe callbacks hold
+     * pointers into this array, so it never moves. */
+    p->peers = calloc(NODE_PEERS_MAX, sizeof(*p->peers));
+    p->vv    = malloc(16u * CRDT_ORIGINS_MAX);
     snprintf(p->region, sizeof p->region, "%s", cfg->region);
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->hint_mu, NULL);
@@ -608,53 +820,9 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         ? MRD_OK
         : MRD_ENOMEM;
     for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
-        struct node_puller_peer *peer = &p->peers[i];
-        peer->id                      = cfg->peers[i].id;
-        peer->after    = calloc(store->shard_count, sizeof(*peer->after));
-        peer->vv       = calloc(store->shard_count, sizeof(*peer->vv));
-        peer->reported = calloc(store->shard_count, sizeof(*peer->reported));
-        if (peer->after == NULL || peer->vv == NULL || peer->reported == NULL) {
-            rv = MRD_ENOMEM;
-            break;
-        }
-        for (uint32_t s = 0; rv == MRD_OK && s < store->shard_count; s++) {
-            rv = node_store_progress(store, peer->id, s, &peer->after[s]);
-        }
-        if (rv != MRD_OK) {
-            node_log(NODE_LOG_ERROR, "cannot read replication progress",
-                "{s:I, s:s}", "peer", (json_int_t) peer->id, "error",
-                mrd_errname(rv));
-        }
-        if (rv == MRD_OK && nng_req0_open(&peer->sock) != 0) {
-            rv = MRD_ENOMEM;
-        }
-        if (rv == MRD_OK) {
-            peer->open = true;
-            nng_pipe_notify(
-                peer->sock, NNG_PIPE_EV_ADD_POST, node_puller_pipe_cb, peer);
-            nng_pipe_notify(
-                peer->sock, NNG_PIPE_EV_REM_POST, node_puller_pipe_cb, peer);
-            nng_socket_set_ms(
-                peer->sock, NNG_OPT_RECVTIMEO, NODE_PULL_TIMEOUT_MS);
-            nng_socket_set_ms(
-                peer->sock, NNG_OPT_SENDTIMEO, NODE_PULL_TIMEOUT_MS);
-            nng_socket_set_ms(
-                peer->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-            nng_socket_set_size(
-                peer->sock, NNG_OPT_RECVMAXSZ, NODE_PULL_REPLY_MAX);
-            nng_socket_set_ms(peer->sock, NNG_OPT_RECONNMAXT, 1000);
-            /* Non-blocking: a peer that is down now is dialled again in the
-             * background until it is up. */
-            if (nng_dial(peer->sock, cfg->peers[i].url, NULL, NNG_FLAG_NONBLOCK)
-                != 0) {
-                node_log(NODE_LOG_ERROR, "cannot dial peer", "{s:I, s:s}",
-                    "peer", (json_int_t) peer->id, "url", cfg->peers[i].url);
-                rv = MRD_EINVAL;
-            }
-        }
-        if (rv == MRD_OK) {
-            node_hint_peer_open(&peer->hint, p, cfg->peers[i].url);
-        }
+        rv = node_puller_peer_open(
+            p, &p->peers[i], cfg->peers[i].id, cfg->peers[i].url);
+        p->peer_count = i + 1; /* freed below on failure */
     }
     if (rv == MRD_OK
         && pthread_create(&p->thread, NULL, node_puller_main, p) != 0) {
@@ -674,8 +842,9 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         return rv;
     }
     node_server_set_hints(srv, node_puller_hint_in, node_puller_hint_out, p);
-    node_log(NODE_LOG_INFO, "replication started", "{s:i, s:s}", "peers",
-        (int) cfg->peer_count, "region", cfg->region);
+    node_log(NODE_LOG_INFO, "replication started", "{s:i, s:s, s:I}", "peers",
+        (int) cfg->peer_count, "region", cfg->region, "topology",
+        (json_int_t) p->topo_version);
     *out = p;
     return MRD_OK;
 }

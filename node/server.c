@@ -92,6 +92,7 @@ struct node_queue {
 struct node_server {
     const struct node_config *cfg;
     struct node_store        *store;
+    struct node_topology     *topology; /* NULL: static mode */
     nng_socket                sock;
     nng_listener              listener;
     char                      url[300];
@@ -260,6 +261,9 @@ node_count_reject(struct node_stats *stats, int status)
     case MRD_ETYPE:
         NODE_STAT_ADD(stats, rejected_state, 1);
         break;
+    case MRD_ENOTREPLICA:
+        NODE_STAT_ADD(stats, rejected_not_replica, 1);
+        break;
     default:
         break;
     }
@@ -357,6 +361,31 @@ node_check_ops(struct node_append *a, const char **why)
 }
 
 /* Decodes an append and hands it to the writer. */
+/* Refuses a stream request for a shard this node is not a replica of:
+ * MRD_ENOTREPLICA, with the replicas to ask instead. True when refused. */
+static bool
+node_not_replica(struct node_work *w, struct proto_str stream)
+{
+    struct node_server *srv = w->srv;
+    if (srv->topology == NULL) {
+        return false;
+    }
+    uint32_t shard = node_store_shard_of(srv->store, stream.ptr, stream.len);
+    if (node_topology_holds(srv->topology, shard)) {
+        return false;
+    }
+    char replicas[256];
+    char why[384];
+    node_topology_replicas(srv->topology, shard, replicas, sizeof replicas);
+    snprintf(why, sizeof why,
+        "node %llu is not a replica of shard %u (topology version %llu); its "
+        "replicas: %s",
+        (unsigned long long) srv->store->node_id, shard,
+        (unsigned long long) node_topology_version(srv->topology), replicas);
+    node_work_error(w, MRD_ENOTREPLICA, why, false, 0);
+    return true;
+}
+
 static void
 node_dispatch_append(struct node_work *w, struct proto_rd *body)
 {
@@ -368,6 +397,9 @@ node_dispatch_append(struct node_work *w, struct proto_rd *body)
     rv = proto_append_req_decode(body, &a->req, &why);
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    if (node_not_replica(w, a->req.stream)) {
         return;
     }
     rv = node_check_ops(a, &why);
@@ -419,6 +451,15 @@ node_dispatch_read(struct node_work *w, struct proto_rd *body)
     }
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
+        return;
+    }
+    /* Stream reads go to a replica; shard log reads and pulls are served
+     * by any node that has the log (a node placed away from a shard still
+     * holds what it took before, and its peers must be able to pull it). */
+    if ((w->type == PROTO_T_READ && node_not_replica(w, w->read.stream))
+        || (w->type == PROTO_T_INFO && node_not_replica(w, w->stream))
+        || (w->type == PROTO_T_STATE
+            && node_not_replica(w, w->state_req.stream))) {
         return;
     }
     w->parked_once = false;
@@ -480,6 +521,53 @@ node_work_dispatch(struct node_work *w)
         proto_buf_reset(&w->small);
         proto_reply_begin(&w->small, PROTO_T_HINT, MRD_OK);
         proto_wr_map(&w->small, 0);
+        node_work_send(w, &w->small);
+        return;
+    }
+    case PROTO_T_TOPOLOGY: {
+        uint64_t have;
+        rv = proto_topo_req_decode(&frame.body, &have, &why);
+        if (rv == MRD_OK && srv->topology == NULL) {
+            rv  = MRD_ENOTFOUND;
+            why = "this node runs without a topology (--peers)";
+        }
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+            return;
+        }
+        proto_buf_reset(&w->small);
+        if (node_topology_reply(srv->topology, have, &w->small) != MRD_OK) {
+            node_work_error(
+                w, MRD_ENOMEM, "cannot encode the topology", false, 0);
+            return;
+        }
+        node_work_send(w, &w->small);
+        return;
+    }
+    case PROTO_T_TOPOLOGY_PUSH: {
+        /* Verified against the topology held (signature, then the rules
+         * of topo_accept) before anything uses it; a refusal is logged and
+         * counted. */
+        struct proto_str signed_topo;
+        rv = proto_topo_push_decode(&frame.body, &signed_topo, &why);
+        if (rv == MRD_OK) {
+            rv = node_topology_offer(
+                srv->topology, signed_topo.ptr, signed_topo.len, &why);
+            if (rv != MRD_OK) {
+                NODE_STAT_ADD(&srv->stats, rejected_topology, 1);
+                node_log(NODE_LOG_WARN, "refused a topology", "{s:s, s:s}",
+                    "error", mrd_errname(rv), "why", why);
+            } else {
+                NODE_STAT_ADD(&srv->stats, topology_updates, 1);
+            }
+        }
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+            return;
+        }
+        proto_buf_reset(&w->small);
+        proto_topo_push_rep_encode(
+            &w->small, node_topology_version(srv->topology));
         node_work_send(w, &w->small);
         return;
     }
@@ -1224,7 +1312,7 @@ node_server_threads_start(struct node_server *srv)
 
 int
 node_server_start(const struct node_config *cfg, struct node_store *store,
-    struct node_server **server_out)
+    struct node_topology *topology, struct node_server **server_out)
 {
     struct node_server *srv = calloc(1, sizeof(*srv));
     int                 rv;
@@ -1235,6 +1323,7 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     }
     srv->cfg        = cfg;
     srv->store      = store;
+    srv->topology   = topology;
     srv->parked_max = NODE_PARKED_MAX(cfg->workers);
     node_queue_init(&srv->wq);
     node_queue_init(&srv->rq);

@@ -146,6 +146,69 @@ node_store_shard_of(
     return (uint32_t) (v % store->shard_count);
 }
 
+/* ------------------------------------------------------ meta documents -- */
+
+int
+node_store_meta_get(
+    struct node_store *store, const char *key, uint8_t **out, size_t *len_out)
+{
+    MDB_txn *txn;
+    MDB_val  k = node_val(key, strlen(key)), v;
+
+    *out     = NULL;
+    *len_out = 0;
+    pthread_rwlock_rdlock(&store->resize_lock);
+    int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&store->resize_lock);
+        return MRD_EIO;
+    }
+    rc     = mdb_get(txn, store->dbi_meta, &k, &v);
+    int rv = rc == MDB_NOTFOUND ? MRD_ENOTFOUND : rc != 0 ? MRD_EIO : MRD_OK;
+    if (rv == MRD_OK) {
+        *out = malloc(v.mv_size > 0 ? v.mv_size : 1);
+        if (*out == NULL) {
+            rv = MRD_ENOMEM;
+        } else {
+            memcpy(*out, v.mv_data, v.mv_size);
+            *len_out = v.mv_size;
+        }
+    }
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&store->resize_lock);
+    return rv;
+}
+
+int
+node_store_meta_put(
+    struct node_store *store, const char *key, const void *buf, size_t len)
+{
+    MDB_txn *txn;
+    MDB_val  k = node_val(key, strlen(key)), v = node_val(buf, len);
+
+    /* A small write of its own: the writer and the puller take write_mu
+     * around theirs, and LMDB serialises the rest. */
+    pthread_mutex_lock(&store->write_mu);
+    pthread_rwlock_rdlock(&store->resize_lock);
+    int rc = mdb_txn_begin(store->env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_put(txn, store->dbi_meta, &k, &v, 0);
+        if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+        } else {
+            mdb_txn_abort(txn);
+        }
+    }
+    pthread_rwlock_unlock(&store->resize_lock);
+    pthread_mutex_unlock(&store->write_mu);
+    if (rc != 0) {
+        node_log(NODE_LOG_ERROR, "cannot write store metadata", "{s:s, s:s}",
+            "key", key, "error", mdb_strerror(rc));
+        return rc == MDB_MAP_FULL ? MRD_ENOSPACE : MRD_EIO;
+    }
+    return MRD_OK;
+}
+
 /* ---------------------------------------------------------------- open -- */
 
 /* First start: write the node's identity. */

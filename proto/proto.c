@@ -2253,6 +2253,172 @@ proto_hint_req_decode(
     return MRD_OK;
 }
 
+/* ------------------------------------------------------------ topology -- */
+
+int
+proto_topo_req_encode(struct proto_buf *buf, uint64_t have)
+{
+    proto_request_begin(buf, PROTO_T_TOPOLOGY);
+    proto_wr_map(buf, have != 0 ? 1 : 0);
+    if (have != 0) {
+        proto_wr_uint(buf, PROTO_K_TOPO_HAVE);
+        proto_wr_uint(buf, have);
+    }
+    return proto_buf_status(buf);
+}
+
+int
+proto_topo_req_decode(struct proto_rd *body, uint64_t *have, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT };
+    struct proto_val           v[1];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    *have  = 0;
+    int rv = proto_flat_decode(&rd, vts, 1, 0, v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    *have = v[0].u;
+    *body = rd;
+    return MRD_OK;
+}
+
+static int
+proto_topo_signed_check(struct proto_str s, const char **why)
+{
+    if (s.len == 0) {
+        return proto_fail(why, MRD_EPROTO, "signed topology is empty");
+    }
+    if (s.len > PROTO_TOPOLOGY_SIZE_MAX) {
+        return proto_fail(why, MRD_ETOOBIG,
+            "signed topology is larger than PROTO_TOPOLOGY_SIZE_MAX");
+    }
+    return MRD_OK;
+}
+
+void
+proto_topo_rep_encode(
+    struct proto_buf *buf, uint64_t version, struct proto_str signed_topo)
+{
+    MRD_ASSERT(version >= 1 && signed_topo.len <= PROTO_TOPOLOGY_SIZE_MAX);
+    proto_reply_begin(buf, PROTO_T_TOPOLOGY, MRD_OK);
+    proto_wr_map(buf, signed_topo.len > 0 ? 2 : 1);
+    proto_wr_uint(buf, PROTO_K_TOPO_VERSION);
+    proto_wr_uint(buf, version);
+    if (signed_topo.len > 0) {
+        proto_wr_uint(buf, PROTO_K_TOPO_SIGNED);
+        proto_wr_bin(buf, signed_topo.ptr, signed_topo.len);
+    }
+}
+
+int
+proto_topo_rep_decode(struct proto_rd *body, uint64_t *version,
+    struct proto_str *signed_topo, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT, PROTO_VT_BIN };
+    struct proto_val           v[2];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    *version     = 0;
+    *signed_topo = (struct proto_str) { NULL, 0 };
+    int rv       = proto_flat_decode(
+              &rd, vts, 2, PROTO_BIT(PROTO_K_TOPO_VERSION), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].u == 0) {
+        return proto_fail(why, MRD_EPROTO, "topology version 0");
+    }
+    if ((seen & PROTO_BIT(PROTO_K_TOPO_SIGNED)) != 0) {
+        rv = proto_topo_signed_check(v[1].s, why);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+        *signed_topo = v[1].s;
+    }
+    *version = v[0].u;
+    *body    = rd;
+    return MRD_OK;
+}
+
+int
+proto_topo_push_encode(struct proto_buf *buf, struct proto_str signed_topo)
+{
+    if (signed_topo.ptr == NULL
+        || proto_topo_signed_check(signed_topo, NULL) != MRD_OK) {
+        return signed_topo.len > PROTO_TOPOLOGY_SIZE_MAX ? MRD_ETOOBIG
+                                                         : MRD_EINVAL;
+    }
+    proto_request_begin(buf, PROTO_T_TOPOLOGY_PUSH);
+    proto_wr_map(buf, 1);
+    proto_wr_uint(buf, PROTO_K_TOPO_SIGNED);
+    proto_wr_bin(buf, signed_topo.ptr, signed_topo.len);
+    return proto_buf_status(buf);
+}
+
+int
+proto_topo_push_decode(
+    struct proto_rd *body, struct proto_str *signed_topo, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT, PROTO_VT_BIN };
+    struct proto_val           v[2];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    *signed_topo = (struct proto_str) { NULL, 0 };
+    /* Key 1 is not used in a push: only the signed document, key 2. */
+    int rv = proto_flat_decode(
+        &rd, vts, 2, PROTO_BIT(PROTO_K_TOPO_SIGNED), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if ((seen & PROTO_BIT(1)) != 0) {
+        return proto_fail(why, MRD_EPROTO, "unknown key");
+    }
+    rv = proto_topo_signed_check(v[1].s, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    *signed_topo = v[1].s;
+    *body        = rd;
+    return MRD_OK;
+}
+
+void
+proto_topo_push_rep_encode(struct proto_buf *buf, uint64_t version)
+{
+    proto_reply_begin(buf, PROTO_T_TOPOLOGY_PUSH, MRD_OK);
+    proto_wr_map(buf, 1);
+    proto_wr_uint(buf, PROTO_K_TOPO_VERSION);
+    proto_wr_uint(buf, version);
+}
+
+int
+proto_topo_push_rep_decode(
+    struct proto_rd *body, uint64_t *version, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT };
+    struct proto_val           v[1];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    *version = 0;
+    int rv   = proto_flat_decode(
+          &rd, vts, 1, PROTO_BIT(PROTO_K_TOPO_VERSION), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].u == 0) {
+        return proto_fail(why, MRD_EPROTO, "topology version 0");
+    }
+    *version = v[0].u;
+    *body    = rd;
+    return MRD_OK;
+}
+
 /* ------------------------------------------------- node info and stats -- */
 
 void

@@ -101,7 +101,9 @@ enum proto_type {
     PROTO_T_STATE     = 7, /* a stream's state document */
     PROTO_T_PULL      = 8, /* node to node: anti-entropy pull of a shard log */
     PROTO_T_HINT      = 9, /* node to node: "these shards have new events" */
-    PROTO_T_MAX_      = 9,
+    PROTO_T_TOPOLOGY  = 10, /* the node's signed topology, if newer */
+    PROTO_T_TOPOLOGY_PUSH = 11, /* a newer signed topology, to verify */
+    PROTO_T_MAX_          = 11,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -219,6 +221,22 @@ enum proto_key_hint {
                                 bit s (byte s / 8, bit s % 8) = shard s */
 };
 #define PROTO_HINT_SHARDS_SIZE_MAX 32u /* 256 shards */
+
+/* TOPOLOGY: "send me your topology if it is newer than mine"; the answer
+ * carries the node's version, and its signed topology (replication/topo.h
+ * envelope, opaque here) when that is newer than `have`. TOPOLOGY_PUSH
+ * hands a node a signed topology, which it verifies against its own
+ * (topo_accept) before it keeps it; the answer is the node's version
+ * after. Clients use TOPOLOGY to route; nodes gossip with both. */
+enum proto_key_topology {
+    PROTO_K_TOPO_HAVE    = 1, /* req: uint, default 0: the asker's version */
+    PROTO_K_TOPO_VERSION = 1, /* rep: uint >= 1, required */
+    PROTO_K_TOPO_SIGNED  = 2, /* rep and PUSH req: bin
+                                 1..PROTO_TOPOLOGY_SIZE_MAX */
+};
+/* A signed topology on the wire: 256 nodes and 16 regions at every limit
+ * are about 100 KiB (replication/topo.h checks it fits). */
+#define PROTO_TOPOLOGY_SIZE_MAX (256u * 1024u)
 /* The reply's key 4 is PROTO_K_PULL_VV too (an enumerator cannot be
  * declared twice): the peer's shard version vector as of the end of the
  * scan, empty unless END. */
@@ -583,6 +601,24 @@ struct proto_pull_req {
  * buf's status. Writes nothing when it refuses. */
 MRD_MUST_USE int proto_pull_req_encode(
     struct proto_buf *buf, const struct proto_pull_req *req);
+
+/* TOPOLOGY request: have (0: none). */
+MRD_MUST_USE int proto_topo_req_encode(struct proto_buf *buf, uint64_t have);
+MRD_MUST_USE int proto_topo_req_decode(
+    struct proto_rd *body, uint64_t *have, const char **why);
+/* TOPOLOGY reply: version, and signed (len 0: not sent). */
+void proto_topo_rep_encode(
+    struct proto_buf *buf, uint64_t version, struct proto_str signed_topo);
+MRD_MUST_USE int proto_topo_rep_decode(struct proto_rd *body, uint64_t *version,
+    struct proto_str *signed_topo, const char **why);
+/* TOPOLOGY_PUSH request (signed required) and reply (version). */
+MRD_MUST_USE int proto_topo_push_encode(
+    struct proto_buf *buf, struct proto_str signed_topo);
+MRD_MUST_USE int proto_topo_push_decode(
+    struct proto_rd *body, struct proto_str *signed_topo, const char **why);
+void proto_topo_push_rep_encode(struct proto_buf *buf, uint64_t version);
+MRD_MUST_USE int proto_topo_push_rep_decode(
+    struct proto_rd *body, uint64_t *version, const char **why);
 
 /* HINT request (see enum proto_key_hint). */
 struct proto_hint_req {

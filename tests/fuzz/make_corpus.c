@@ -226,6 +226,10 @@ requests(struct proto_buf *b)
         .hint_node                         = 3 };
     ok(proto_read_req_encode(b, &rr));
     emit_cuts(t, "read_cursor", b);
+    ok(proto_topo_req_encode(b, 3));
+    emit_buf(t, "topology", b);
+    ok(proto_topo_push_encode(b, (struct proto_str) { "signed-doc", 10 }));
+    emit_cuts(t, "topology_push", b);
 }
 
 /* Raw byte strings: the malformed shapes, written out by hand. */
@@ -379,6 +383,10 @@ replies(struct proto_buf *b)
     ack.ack_regions             = 1;
     proto_append_rep_encode(b, &ack);
     emit_buf(t, "append_ack", b);
+    proto_topo_rep_encode(b, 5, (struct proto_str) { "signed-doc", 10 });
+    emit_buf(t, "topology", b);
+    proto_topo_push_rep_encode(b, 5);
+    emit_buf(t, "topology_push", b);
     proto_info_rep_encode(b, &si);
     emit_buf(t, "info", b);
     proto_node_rep_encode(b, &ni);

@@ -316,6 +316,37 @@ fuzz_stats(const struct proto_rd *body)
     CHECK(copy.p == body->p && copy.end == body->end);
 }
 
+static void
+fuzz_topology_rep(struct proto_rd *body, uint32_t type)
+{
+    struct proto_buf b;
+    struct proto_str sig, sig2;
+    uint64_t         version, version2;
+    const char      *why = NULL;
+
+    proto_buf_init(&b, PROTO_TOPOLOGY_SIZE_MAX + 4096);
+    if (type == PROTO_T_TOPOLOGY) {
+        if (proto_topo_rep_decode(body, &version, &sig, &why) != MRD_OK) {
+            CHECK(why != NULL);
+        } else {
+            CHECK(version >= 1 && sig.len <= PROTO_TOPOLOGY_SIZE_MAX);
+            proto_topo_rep_encode(&b, version, sig);
+            struct proto_rd rd = reopen(&b, type, MRD_OK);
+            CHECK(proto_topo_rep_decode(&rd, &version2, &sig2, &why) == MRD_OK);
+            CHECK(version == version2 && str_eq(sig, sig2));
+        }
+    } else if (proto_topo_push_rep_decode(body, &version, &why) != MRD_OK) {
+        CHECK(why != NULL);
+    } else {
+        CHECK(version >= 1);
+        proto_topo_push_rep_encode(&b, version);
+        struct proto_rd rd = reopen(&b, type, MRD_OK);
+        CHECK(proto_topo_push_rep_decode(&rd, &version2, &why) == MRD_OK);
+        CHECK(version == version2);
+    }
+    proto_buf_fini(&b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -351,6 +382,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_STATE:
         fuzz_state(&f.body);
+        break;
+    case PROTO_T_TOPOLOGY:
+    case PROTO_T_TOPOLOGY_PUSH:
+        fuzz_topology_rep(&f.body, f.type);
         break;
     case PROTO_T_PULL:
         fuzz_pull(&f.body);

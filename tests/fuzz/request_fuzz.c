@@ -401,6 +401,37 @@ fuzz_pull(struct proto_rd *body)
 }
 
 static void
+fuzz_topology(struct proto_rd *body, uint32_t type)
+{
+    struct proto_buf   b;
+    struct proto_frame f;
+    struct proto_str   sig, sig2;
+    uint64_t           have, have2;
+    const char        *why = NULL;
+
+    proto_buf_init(&b, PROTO_TOPOLOGY_SIZE_MAX + 4096);
+    if (type == PROTO_T_TOPOLOGY) {
+        if (proto_topo_req_decode(body, &have, &why) != MRD_OK) {
+            CHECK(why != NULL);
+        } else {
+            CHECK(proto_topo_req_encode(&b, have) == MRD_OK);
+            CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+            CHECK(proto_topo_req_decode(&f.body, &have2, &why) == MRD_OK);
+            CHECK(have == have2);
+        }
+    } else if (proto_topo_push_decode(body, &sig, &why) != MRD_OK) {
+        CHECK(why != NULL);
+    } else {
+        CHECK(sig.len >= 1 && sig.len <= PROTO_TOPOLOGY_SIZE_MAX);
+        CHECK(proto_topo_push_encode(&b, sig) == MRD_OK);
+        CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+        CHECK(proto_topo_push_decode(&f.body, &sig2, &why) == MRD_OK);
+        CHECK(str_eq(sig, sig2));
+    }
+    proto_buf_fini(&b);
+}
+
+static void
 fuzz_hint(struct proto_rd *body)
 {
     struct proto_hint_req req;
@@ -459,6 +490,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_HINT:
         fuzz_hint(&f.body);
+        break;
+    case PROTO_T_TOPOLOGY:
+    case PROTO_T_TOPOLOGY_PUSH:
+        fuzz_topology(&f.body, f.type);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

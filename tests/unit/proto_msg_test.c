@@ -167,6 +167,7 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     struct proto_state_req  sr;
     struct proto_pull_req   pr;
     struct proto_hint_req   hr;
+    uint64_t                have;
     struct proto_str        stream;
     int                     rv;
 
@@ -194,6 +195,12 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
         break;
     case PROTO_T_HINT:
         rv = proto_hint_req_decode(body, &hr, why);
+        break;
+    case PROTO_T_TOPOLOGY:
+        rv = proto_topo_req_decode(body, &have, why);
+        break;
+    case PROTO_T_TOPOLOGY_PUSH:
+        rv = proto_topo_push_decode(body, &stream, why);
         break;
     default:
         rv = proto_empty_req_decode(body, why);
@@ -438,9 +445,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u10 u3 M0");
+    pk(&b, "A4 u1 u12 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u10 M0");
+    pk(&b, "A3 u1 u12 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -2290,6 +2297,81 @@ test_vv(void **state)
 }
 
 static void
+test_topology_msgs(void **state)
+{
+    struct proto_buf   b;
+    struct proto_frame f;
+    struct proto_str   sig;
+    uint64_t           have, version;
+    const char        *why = NULL;
+    (void) state;
+
+    proto_buf_init(&b, PROTO_TOPOLOGY_SIZE_MAX + 4096);
+    assert_int_equal(proto_topo_req_encode(&b, 7), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(f.type, PROTO_T_TOPOLOGY);
+    assert_int_equal(proto_topo_req_decode(&f.body, &have, &why), MRD_OK);
+    assert_int_equal(have, 7);
+    proto_buf_reset(&b);
+    assert_int_equal(proto_topo_req_encode(&b, 0), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_topo_req_decode(&f.body, &have, &why), MRD_OK);
+    assert_int_equal(have, 0);
+    /* The answer carries the document only when it is newer. */
+    proto_buf_reset(&b);
+    proto_topo_rep_encode(&b, 9, (struct proto_str) { "doc", 3 });
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(
+        proto_topo_rep_decode(&f.body, &version, &sig, &why), MRD_OK);
+    assert_int_equal(version, 9);
+    assert_int_equal(sig.len, 3);
+    proto_buf_reset(&b);
+    proto_topo_rep_encode(&b, 9, (struct proto_str) { NULL, 0 });
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(
+        proto_topo_rep_decode(&f.body, &version, &sig, &why), MRD_OK);
+    assert_int_equal(sig.len, 0);
+    /* A push, and what a push's encoder refuses. */
+    proto_buf_reset(&b);
+    assert_int_equal(
+        proto_topo_push_encode(&b, (struct proto_str) { "doc", 3 }), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_topo_push_decode(&f.body, &sig, &why), MRD_OK);
+    assert_memory_equal(sig.ptr, "doc", 3);
+    assert_int_equal(
+        proto_topo_push_encode(&b, (struct proto_str) { NULL, 0 }), MRD_EINVAL);
+    assert_int_equal(
+        proto_topo_push_encode(
+            &b, (struct proto_str) { "x", PROTO_TOPOLOGY_SIZE_MAX + 1 }),
+        MRD_ETOOBIG);
+    proto_buf_reset(&b);
+    proto_topo_push_rep_encode(&b, 4);
+    assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(
+        proto_topo_push_rep_decode(&f.body, &version, &why), MRD_OK);
+    assert_int_equal(version, 4);
+#define TREQ(type, ...)                                                        \
+    do {                                                                       \
+        req_begin(&b, (type));                                                 \
+        pk(&b, __VA_ARGS__);                                                   \
+    } while (0)
+    TREQ(PROTO_T_TOPOLOGY, "M1 u1 s", "x");
+    EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
+    TREQ(PROTO_T_TOPOLOGY, "M1 u2 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    TREQ(PROTO_T_TOPOLOGY_PUSH, "M0");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    TREQ(PROTO_T_TOPOLOGY_PUSH, "M1 u2 b", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_EPROTO, "signed topology is empty");
+    TREQ(PROTO_T_TOPOLOGY_PUSH, "M2 u1 u1 u2 b", "d", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    TREQ(PROTO_T_TOPOLOGY_PUSH, "M1 u2 b", "d", (size_t) 1);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+#undef TREQ
+    proto_buf_fini(&b);
+}
+
+static void
 test_hint_req(void **state)
 {
     struct proto_buf      b;
@@ -3197,6 +3279,7 @@ main(void)
         cmocka_unit_test(test_vv),
         cmocka_unit_test(test_pull_req),
         cmocka_unit_test(test_hint_req),
+        cmocka_unit_test(test_topology_msgs),
         cmocka_unit_test(test_pull_rep),
         cmocka_unit_test(test_info_and_empty),
         cmocka_unit_test(test_append_ops),
