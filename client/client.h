@@ -296,6 +296,10 @@ uint64_t client_events_node(const mrd_events *events);
  * malloc'd (NULL when empty); MRD_ENOMEM. */
 MRD_MUST_USE int client_cursor_bin(
     const mrd_cursor *cursor, uint8_t **bin_out, size_t *len_out);
+/* True when the cursor can cover every event of the batch (origins new to
+ * it still fit MRD_CURSOR_ORIGINS_MAX): checked before a batch is handed
+ * over, so that a cursor never covers events its caller did not get. */
+bool client_cursor_room(const mrd_cursor *cursor, const mrd_events *events);
 /* Covers one delivered event and moves the hint past it: events is what a
  * cursor read of stream returned, ev one of its events, in order. */
 MRD_MUST_USE int client_cursor_deliver(mrd_cursor *cursor, const char *stream,

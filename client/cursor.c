@@ -142,6 +142,27 @@ mrd_cursor_add(mrd_cursor *cursor, mrd_dot dot)
     return MRD_OK;
 }
 
+bool
+client_cursor_room(const mrd_cursor *cursor, const mrd_events *events)
+{
+    uint32_t added = 0;
+    size_t   count = mrd_events_count(events);
+
+    for (size_t i = 0; i < count; i++) {
+        const mrd_event *ev = mrd_events_at(events, i);
+        uint32_t         at = client_cursor_find(cursor, ev->dot.origin);
+        bool has = at < cursor->n && cursor->e[at].origin == ev->dot.origin;
+        /* An origin new to the cursor, counted once per batch. */
+        for (size_t j = 0; !has && j < i; j++) {
+            has = mrd_events_at(events, j)->dot.origin == ev->dot.origin;
+        }
+        if (!has) {
+            added++;
+        }
+    }
+    return cursor->n + added <= MRD_CURSOR_ORIGINS_MAX;
+}
+
 size_t
 mrd_cursor_origin_count(const mrd_cursor *cursor)
 {
@@ -251,9 +272,12 @@ mrd_cursor_format(const mrd_cursor *cursor, char *buf, size_t size)
 
 #define CURSOR_PUT(s, n)                                                       \
     do {                                                                       \
+        /* Like snprintf: as much as fits before the NUL, byte by byte. */     \
         size_t n_ = (n);                                                       \
-        if (len + n_ < size) {                                                 \
-            memcpy(buf + len, (s), n_);                                        \
+        for (size_t i_ = 0; i_ < n_; i_++) {                                   \
+            if (len + i_ + 1 < size) {                                         \
+                buf[len + i_] = (s)[i_];                                       \
+            }                                                                  \
         }                                                                      \
         len += n_;                                                             \
     } while (0)
@@ -358,7 +382,9 @@ mrd_cursor_parse(const char *text, mrd_cursor **cursor_out)
         prev    = d.origin;
         int arv = mrd_cursor_add(c, d);
         if (arv != MRD_OK) {
-            rv = arv;
+            /* More origins than a cursor holds: not a text
+             * mrd_cursor_format() made. */
+            rv = arv == MRD_EFULL ? MRD_EINVAL : arv;
             goto fail;
         }
     }

@@ -421,6 +421,10 @@ mrd_read_cursor(mrd_client *client, const char *stream, mrd_cursor *cursor,
     if (rv != MRD_OK) {
         return rv;
     }
+    if (!client_cursor_room(cursor, events)) {
+        mrd_events_free(events);
+        return MRD_EFULL; /* nothing delivered, the cursor unchanged */
+    }
     /* The batch is the caller's now: the cursor moves over all of it. */
     for (size_t i = 0; i < events->count; i++) {
         rv = client_cursor_deliver(

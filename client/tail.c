@@ -263,6 +263,15 @@ mrd_tail_next(mrd_tail *tail, uint32_t timeout_ms, mrd_events **events_out)
         if (rv != MRD_OK) {
             return rv;
         }
+        if (tail->cursor != NULL) {
+            pthread_mutex_lock(&tail->cursor_mu);
+            bool room = client_cursor_room(tail->cursor, events);
+            pthread_mutex_unlock(&tail->cursor_mu);
+            if (!room) {
+                mrd_events_free(events);
+                return MRD_EFULL; /* nothing delivered, nothing moved */
+            }
+        }
         atomic_store(&tail->position, mrd_events_next(events));
         /* Handed to the caller: the cursor covers the whole batch. */
         for (size_t i = 0; i < mrd_events_count(events) && rv == MRD_OK; i++) {
