@@ -73,6 +73,17 @@ static const char ctl_help_append[]
       "  --op SPEC                 an op on the stream's state, applied\n"
       "                            atomically with the event; repeat for\n"
       "                            more (at most 64). See below.\n"
+      "  --ack LEVEL               local (default: durable on the node that\n"
+      "                            took it), region (on --ack-count replicas\n"
+      "                            of its region, itself included) or global\n"
+      "                            (in --ack-count regions); the output says\n"
+      "                            what was reached. Exit 1 with \"written,\n"
+      "                            but...\" (MRD_EDURABILITY) when the level\n"
+      "                            was not reached in time: the event IS\n"
+      "                            written\n"
+      "  --ack-count N             k replicas or n regions (default 2)\n"
+      "  --ack-wait MS             how long the node waits for the level\n"
+      "                            (default 5000, at most 60000)\n"
       "\n"
       "Without --data or --data-file the event has empty data.\n"
       "\n"
@@ -110,6 +121,11 @@ static const char ctl_help_read[]
       "  --backward       read from the end towards the start\n"
       "  --count N        events to read at most (default 100; large counts\n"
       "                   are read in several calls)\n"
+      "  --cursor TEXT    read the events a causal cursor has not seen, on\n"
+      "                   any node of any region: '1;;' is the start of the\n"
+      "                   stream; the output ends with the cursor to pass\n"
+      "                   next time (JSON: a last line {\"cursor\": ...}).\n"
+      "                   Not with --from or --backward\n"
       "\n"
       "A stream that does not exist reads as empty.\n";
 
@@ -160,9 +176,10 @@ static const char ctl_help_cluster[]
       "                                [--shards N] [--replicas-per-region R]\n"
       "\n"
       "Writes the configs of a local multi-region cluster into DIR (default\n"
-      "meridian-cluster): one meridiand JSON config per node, every node a\n"
-      "peer of every other, all with one new cluster id, and DIR/cluster.json\n"
-      "listing the nodes. Regions default to eu-west,us-east,ap-south, one\n"
+      "meridian-cluster): one meridiand JSON config per node (its id, data\n"
+      "dir and the topology file, which names everything else), all of one\n"
+      "new cluster id, and DIR/cluster.json listing the nodes. Regions default "
+      "to eu-west,us-east,ap-south, one\n"
       "node each (at most 8 regions and 16 nodes; region names are 1..63 of\n"
       "a-z, 0-9 and '-'); node i listens on 127.0.0.1 at base port + i - 1\n"
       "(default 7401); 16 shards.\n"
@@ -309,6 +326,10 @@ enum ctl_opt_id {
     CTL_OPT_REGION,
     CTL_OPT_ADDRESS,
     CTL_OPT_PUBLIC_KEY,
+    CTL_OPT_ACK,
+    CTL_OPT_ACK_COUNT,
+    CTL_OPT_ACK_WAIT,
+    CTL_OPT_CURSOR,
 };
 
 struct ctl_opt {
@@ -351,6 +372,10 @@ static const struct ctl_opt ctl_opts[] = {
     { "region", CTL_OPT_REGION, true, false, CTL_OPTS_TOPOLOGY },
     { "address", CTL_OPT_ADDRESS, true, false, CTL_OPTS_TOPOLOGY },
     { "public-key", CTL_OPT_PUBLIC_KEY, true, false, CTL_OPTS_TOPOLOGY },
+    { "ack", CTL_OPT_ACK, true, false, CTL_OPTS_APPEND },
+    { "ack-count", CTL_OPT_ACK_COUNT, true, false, CTL_OPTS_APPEND },
+    { "ack-wait", CTL_OPT_ACK_WAIT, true, false, CTL_OPTS_APPEND },
+    { "cursor", CTL_OPT_CURSOR, true, false, CTL_OPTS_READ },
 };
 _Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 64, "seen mask is 64 bits");
 
@@ -370,6 +395,21 @@ ctl_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     }
     *out = (uint64_t) v;
     return true;
+}
+
+static int
+ctl_parse_ack(struct ctl_args *args, const char *v)
+{
+    if (strcmp(v, "local") == 0) {
+        args->ack = MRD_ACK_LOCAL;
+    } else if (strcmp(v, "region") == 0) {
+        args->ack = MRD_ACK_REGION;
+    } else if (strcmp(v, "global") == 0) {
+        args->ack = MRD_ACK_GLOBAL;
+    } else {
+        return ctl_fail_usage("--ack: '%s' is not local, region or global", v);
+    }
+    return CTL_EXIT_OK;
 }
 
 static int
@@ -567,6 +607,27 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
         return ctl_parse_position(opt->name, v, &args->from);
     case CTL_OPT_BACKWARD:
         args->backward = true;
+        break;
+    case CTL_OPT_ACK:
+        return ctl_parse_ack(args, v);
+    case CTL_OPT_ACK_COUNT:
+    case CTL_OPT_ACK_WAIT: {
+        uint64_t n;
+        bool     count = opt->id == CTL_OPT_ACK_COUNT;
+        if (!ctl_parse_u64(
+                v, 1, count ? MRD_ACK_COUNT_MAX : MRD_ACK_WAIT_MS_MAX, &n)) {
+            return ctl_fail_usage("--%s: '%s' is not a number from 1 to %u",
+                opt->name, v, count ? MRD_ACK_COUNT_MAX : MRD_ACK_WAIT_MS_MAX);
+        }
+        if (count) {
+            args->ack_count = (uint32_t) n;
+        } else {
+            args->ack_wait_ms = (uint32_t) n;
+        }
+        break;
+    }
+    case CTL_OPT_CURSOR:
+        args->cursor = v;
         break;
     case CTL_OPT_LIMIT:
         return ctl_parse_count(opt->name, v, &args->limit);

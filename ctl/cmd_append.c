@@ -274,8 +274,17 @@ ctl_data_load(
     return rv;
 }
 
+static const char *
+ctl_ack_name(int level)
+{
+    return level == MRD_ACK_GLOBAL ? "global"
+        : level == MRD_ACK_REGION  ? "region"
+                                   : "local";
+}
+
 static void
-ctl_append_print_human(const char *stream, const mrd_append_result *r)
+ctl_append_print_human(
+    const char *stream, const mrd_append_result *r, bool ack_asked)
 {
     char when[CTL_TIME_SIZE];
 
@@ -299,10 +308,18 @@ ctl_append_print_human(const char *stream, const mrd_append_result *r)
     printf("time       %s\n", when);
     printf("replayed   %s\n",
         r->replayed ? "yes (stored answer to a retry)" : "no");
+    if (ack_asked) {
+        printf("ack        %s (%" PRIu32 " replica%s of the region, %" PRIu32
+               " region%s hold it)\n",
+            ctl_ack_name(r->ack_reached), r->ack_replicas,
+            r->ack_replicas == 1 ? "" : "s", r->ack_regions,
+            r->ack_regions == 1 ? "" : "s");
+    }
 }
 
 static int
-ctl_append_print_json(const char *stream, const mrd_append_result *r)
+ctl_append_print_json(
+    const char *stream, const mrd_append_result *r, bool ack_asked)
 {
     char    when[CTL_TIME_SIZE];
     json_t *obj = json_object();
@@ -321,6 +338,14 @@ ctl_append_print_json(const char *stream, const mrd_append_result *r)
     rv |= json_object_set_new(obj, "hlc", ctl_json_u64(r->hlc));
     rv |= json_object_set_new(obj, "time", json_string(when));
     rv |= json_object_set_new(obj, "replayed", json_boolean(r->replayed));
+    if (ack_asked) {
+        rv |= json_object_set_new(
+            obj, "ack", json_string(ctl_ack_name(r->ack_reached)));
+        rv |= json_object_set_new(
+            obj, "ack_replicas", ctl_json_u64(r->ack_replicas));
+        rv |= json_object_set_new(
+            obj, "ack_regions", ctl_json_u64(r->ack_regions));
+    }
     if (rv != 0) {
         json_decref(obj);
         obj = NULL;
@@ -387,7 +412,10 @@ ctl_cmd_append(const struct ctl_args *args, mrd_client *client)
         return rv;
     }
     ctl_append_build(args, data, size, (size_t) count);
-    mrd_append_opts opts = { .expected_version = args->expected_version };
+    mrd_append_opts opts = { .expected_version = args->expected_version,
+        .ack                                   = args->ack,
+        .ack_count                             = args->ack_count,
+        .ack_wait_ms                           = args->ack_wait_ms };
     if (args->idempotency_key != NULL) {
         opts.idempotency_key      = args->idempotency_key;
         opts.idempotency_key_size = strlen(args->idempotency_key);
@@ -396,12 +424,23 @@ ctl_cmd_append(const struct ctl_args *args, mrd_client *client)
     int err = mrd_append(
         client, stream, ctl_append_events, (size_t) count, &opts, &result);
     free(owned);
+    bool ack_asked = args->ack != MRD_ACK_LOCAL;
+    if (err == MRD_EDURABILITY) {
+        /* Written: say where, then fail on the level. */
+        if (args->json) {
+            ctl_append_print_json(stream, &result, true);
+        } else {
+            ctl_append_print_human(stream, &result, true);
+        }
+        return ctl_fail_mrd(
+            err, "append to %s (%s ack)", stream, ctl_ack_name(args->ack));
+    }
     if (err != MRD_OK) {
         return ctl_fail_mrd(err, "append to %s", stream);
     }
     if (args->json) {
-        return ctl_append_print_json(stream, &result);
+        return ctl_append_print_json(stream, &result, ack_asked);
     }
-    ctl_append_print_human(stream, &result);
+    ctl_append_print_human(stream, &result, ack_asked);
     return CTL_EXIT_OK;
 }

@@ -3,16 +3,16 @@
  * local multi-region cluster so that a user starts one in two commands.
  *
  * It makes one cluster id, gives every node an id, a region, a data dir and
- * a loopback port, and writes one meridiand JSON config per node (every node
- * lists every other as a peer: the static full mesh replication has today)
- * and a cluster.json that says what it made. It starts nothing: the
- * printed commands do, and scripts/quickstart runs them.
+ * a loopback port, and writes one meridiand JSON config per node (its id,
+ * data dir and `topology`: the signed topology names its cluster, region,
+ * peers, shards and listen address) and a cluster.json that says what it
+ * made. It starts nothing: the printed commands do, and scripts/quickstart
+ * runs them.
  *
  * It also makes the cluster's identity: an admin key (DIR/admin.key), one
  * key per node (DIR/node-N/node.key) and the first signed topology
- * (DIR/topology.signed, version 1). The meridiand configs do not name them
- * yet: the node learns to load them with the rest of issue 4, and a config
- * key meridiand does not know would stop it. cluster.json lists them.
+ * (DIR/topology.signed, version 1). The node keys are for secure links
+ * (issue 5); cluster.json lists them.
  * Everything is written before cluster.json, which marks a finished init;
  * keys are never overwritten, so an interrupted init is refused rather
  * than half redone.
@@ -242,25 +242,19 @@ ctl_cluster_configs(const struct ctl_cluster_plan *p, const char *cluster_file)
     const char *dir        = p->dir;
     json_t     *topo_nodes = json_array();
     int         rv         = CTL_EXIT_OK;
+    char        topology[4096];
 
+    snprintf(topology, sizeof(topology), "%s/topology.signed", dir);
     for (uint32_t i = 0; i < p->total && rv == CTL_EXIT_OK; i++) {
         const struct ctl_cluster_node *n = &p->nodes[i];
-        char                           peers[CTL_CLUSTER_NODES_MAX * 80] = "";
-        for (uint32_t j = 0; j < p->total; j++) {
-            if (j != i) {
-                size_t at = strlen(peers);
-                snprintf(peers + at, sizeof(peers) - at, "%s%" PRIu64 "@%s",
-                    at > 0 ? "," : "", p->nodes[j].id, p->nodes[j].url);
-            }
-        }
-        char data_dir[4096], path[4096], key[4096];
+        char                           data_dir[4096], path[4096], key[4096];
         snprintf(
             data_dir, sizeof(data_dir), "%s/node-%" PRIu64 "-data", dir, n->id);
         snprintf(path, sizeof(path), "%s/node-%" PRIu64 ".json", dir, n->id);
-        json_t *cfg = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I}",
-            "node_id", (json_int_t) n->id, "data_dir", data_dir, "listen",
-            n->url, "region", n->region, "cluster_id", p->cid_hex, "peers",
-            peers, "shards", (json_int_t) p->shards);
+        /* The topology names the cluster, shards, region, peers and the
+         * listen address: the node's config only says who it is. */
+        json_t *cfg = json_pack("{s:I, s:s, s:s}", "node_id",
+            (json_int_t) n->id, "data_dir", data_dir, "topology", topology);
         rv          = ctl_cluster_write(path, cfg);
         snprintf(key, sizeof(key), "%s/%s/node.key", dir, n->name);
         json_array_append_new(topo_nodes,
@@ -273,9 +267,8 @@ ctl_cluster_configs(const struct ctl_cluster_plan *p, const char *cluster_file)
         json_decref(topo_nodes);
         return rv;
     }
-    char admin[4096], topology[4096];
+    char admin[4096];
     snprintf(admin, sizeof(admin), "%s/admin.key", dir);
-    snprintf(topology, sizeof(topology), "%s/topology.signed", dir);
     return ctl_cluster_write(cluster_file,
         json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "cluster_id", p->cid_hex,
             "shards", (json_int_t) p->shards, "replicas_per_region",

@@ -14,6 +14,7 @@
 #include "ctl.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 
 struct ctl_read {
     const struct ctl_args *args;
@@ -83,6 +84,70 @@ ctl_read_footer(const struct ctl_read *rd)
     }
 }
 
+/* --cursor: the events the cursor has not seen, on whichever node serves,
+ * then the cursor to pass next time. A batch may be empty and not at the
+ * end (the node stopped at its scan bound): read on. */
+static int
+ctl_read_cursor(const struct ctl_args *args, mrd_client *client)
+{
+    const char     *stream = args->positional[0];
+    mrd_cursor     *cursor = NULL;
+    struct ctl_read rd     = { .args = args,
+            .direction               = MRD_FORWARD,
+            .want    = args->count_set ? args->count : CTL_READ_COUNT_DEFAULT,
+            .version = MRD_VERSION_NONE };
+    int             rv     = CTL_EXIT_OK;
+
+    if (args->from_set || args->backward) {
+        return ctl_fail_usage("--cursor takes no --from or --backward");
+    }
+    if (mrd_cursor_parse(args->cursor, &cursor) != MRD_OK) {
+        return ctl_fail_usage("--cursor: '%s' is not a cursor (the start of "
+                              "a stream is '1;;')",
+            args->cursor);
+    }
+    while (rd.want > 0 && rv == CTL_EXIT_OK) {
+        uint32_t    batch  = rd.want < MRD_READ_COUNT_MAX ? (uint32_t) rd.want
+                                                          : MRD_READ_COUNT_MAX;
+        mrd_events *events = NULL;
+        int err = mrd_read_cursor(client, stream, cursor, batch, 0, &events);
+        if (err != MRD_OK) {
+            rv = ctl_fail_mrd(err, "read %s from a cursor", stream);
+            break;
+        }
+        size_t n   = mrd_events_count(events);
+        rd.version = mrd_events_version(events);
+        for (size_t i = 0; i < n && rv == CTL_EXIT_OK; i++) {
+            rv = ctl_read_show(&rd, mrd_events_at(events, i));
+            rd.shown++;
+            rd.want = rd.want > 0 ? rd.want - 1 : 0;
+        }
+        bool end = mrd_events_end(events);
+        mrd_events_free(events);
+        if (end) {
+            break;
+        }
+    }
+    size_t need = mrd_cursor_format(cursor, NULL, 0);
+    char  *text = malloc(need + 1);
+    if (text != NULL) {
+        mrd_cursor_format(cursor, text, need + 1);
+    }
+    mrd_cursor_free(cursor);
+    if (rv == CTL_EXIT_OK && text != NULL) {
+        if (args->json) {
+            rv = ctl_json_print(json_pack("{s:s}", "cursor", text));
+        } else {
+            printf("(%" PRIu64 " event%s, stream version %" PRId64 " on the "
+                   "serving node)\ncursor %s\n",
+                rd.shown, rd.shown == 1 ? "" : "s", rd.version, text);
+        }
+    }
+    bool oom = text == NULL;
+    free(text);
+    return oom && rv == CTL_EXIT_OK ? ctl_fail_mrd(MRD_ENOMEM, "cursor") : rv;
+}
+
 int
 ctl_cmd_read(const struct ctl_args *args, mrd_client *client)
 {
@@ -95,6 +160,9 @@ ctl_cmd_read(const struct ctl_args *args, mrd_client *client)
             .version   = MRD_VERSION_NONE,
     };
 
+    if (args->cursor != NULL) {
+        return ctl_read_cursor(args, client);
+    }
     if (args->from_set) {
         rd.from = args->from;
     }

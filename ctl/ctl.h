@@ -104,12 +104,16 @@ struct ctl_args {
     size_t          op_count;
     uint64_t        count; /* append: copies (1); read: events (100) */
     bool            count_set;
+    int             ack; /* --ack: MRD_ACK_* (local) */
+    uint32_t        ack_count; /* --ack-count (0: the library's 2) */
+    uint32_t        ack_wait_ms; /* --ack-wait (0: the library's default) */
 
     /* read, tail */
-    uint64_t from; /* MRD_POSITION_END for "end" */
-    bool     from_set;
-    bool     backward;
-    uint64_t limit; /* tail: 0 means no limit */
+    uint64_t    from; /* MRD_POSITION_END for "end" */
+    bool        from_set;
+    bool        backward;
+    uint64_t    limit; /* tail: 0 means no limit */
+    const char *cursor; /* --cursor TEXT: read from a causal cursor */
 
     /* cluster init */
     const char *cluster_dir; /* --dir */

@@ -140,6 +140,22 @@ ack_mesh_ready(void *arg)
     return ack_append("warm-up", MRD_ACK_GLOBAL, 2, 200, &res, &took) == MRD_OK;
 }
 
+/* Stream "c" has its two CLI appends on node 3 (region b). */
+static bool
+ack_stream_has_two(void *arg)
+{
+    struct harness_node *three[] = { &ack_nodes[2].h };
+    mrd_client          *c       = NULL;
+    mrd_stream_info      info    = { 0 };
+    (void) arg;
+    if (harness_client_open(three, 1, NULL, &c) != MRD_OK) {
+        return false;
+    }
+    int rv = mrd_stream_info_get(c, "c", &info);
+    mrd_client_close(c);
+    return rv == MRD_OK && info.count >= 2;
+}
+
 static void
 test_ack_levels(void **state)
 {
@@ -213,6 +229,29 @@ test_ack_levels(void **state)
     assert_int_equal(
         ack_append("s", MRD_ACK_REGION, 2, 10000, &res, &took), MRD_OK);
     assert_int_equal(res.ack_reached, MRD_ACK_REGION);
+
+    /* The CLI says the same. */
+    char        out[4096];
+    const char *ctl_ok[] = { "--node", ack_nodes[0].h.url, "--json", "append",
+        "c", "--type", "T", "--ack", "global", NULL };
+    assert_int_equal(harness_run_ctl(ctl_ok, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"ack\":\"global\""));
+    assert_non_null(strstr(out, "\"ack_regions\":2"));
+    const char *ctl_short[] = { "--node", ack_nodes[0].h.url, "--json",
+        "append", "c", "--type", "T", "--ack", "global", "--ack-count", "3",
+        "--ack-wait", "200", NULL };
+    assert_int_equal(harness_run_ctl(ctl_short, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"ack\":\"local\"")); /* and written */
+    const char *ctl_bad[] = { "--node", ack_nodes[0].h.url, "append", "c",
+        "--type", "T", "--ack", "everywhere", NULL };
+    assert_int_equal(harness_run_ctl(ctl_bad, out, sizeof out), 2);
+    /* A cursor read on the other region sees both appends, and says the
+     * cursor to go on with. */
+    const char *ctl_cur[] = { "--node", ack_nodes[2].h.url, "--json", "read",
+        "c", "--cursor", "1;;", NULL };
+    assert_true(harness_wait_for(ack_stream_has_two, NULL, 100, 50));
+    assert_int_equal(harness_run_ctl(ctl_cur, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"cursor\":\"1;1:"));
 
     /* 4. Counted. */
     assert_true(ack_stat(&ack_nodes[0], "acks_reached") >= 12);
