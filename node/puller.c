@@ -77,7 +77,10 @@ struct node_puller_peer {
     _Atomic int pipes;
     bool        down; /* last round failed: logged once, then on recovery */
     /* Shards the peer hinted at since the last look (p->mu). */
-    uint8_t               hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    /* Shards whose last pull applied events: one more pull, once no hint
+     * is waiting, tells the peer what is durable here (puller thread). */
+    uint8_t               confirm[PROTO_HINT_SHARDS_SIZE_MAX];
     bool                  any_hint;
     struct node_hint_peer hint;
     struct node_puller   *p;
@@ -350,10 +353,16 @@ node_puller_drain(struct node_puller *p, struct node_puller_peer *peer,
         pthread_mutex_lock(&p->mu);
         bool stop = p->stop;
         pthread_mutex_unlock(&p->mu);
-        /* After events were applied, one more pull even at the end: it
-         * carries the new vector, which is how the peer learns that they
-         * are durable here (its acknowledgement levels wait for that). */
-        if (rv != MRD_OK || (!more && applied == 0) || stop) {
+        if (applied > 0 && !more) {
+            /* The peer learns these are durable here from our next pull of
+             * the shard, which carries our vector: its acknowledgement
+             * levels wait for that. Made later, once no hint is waiting:
+             * under load the next hinted pull does it for free, and a
+             * pull (and a commit) per shard per hint would be twice the
+             * work. */
+            peer->confirm[shard / 8] |= (uint8_t) (1u << (shard % 8));
+        }
+        if (rv != MRD_OK || !more || stop) {
             return true;
         }
     }
@@ -388,6 +397,33 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
     return busy;
 }
 
+/* The confirming pulls owed (see node_puller_drain), when no hint waits. */
+static void
+node_puller_confirm(struct node_puller *p, bool *fatal)
+{
+    for (uint32_t i = 0; i < p->peer_count && !*fatal; i++) {
+        struct node_puller_peer *peer = &p->peers[i];
+        for (uint32_t s = 0; s < p->store->shard_count && !*fatal; s++) {
+            uint8_t bit = (uint8_t) (1u << (s % 8));
+            if ((peer->confirm[s / 8] & bit) == 0) {
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            bool hinted = p->hinted;
+            pthread_mutex_unlock(&p->mu);
+            if (hinted) {
+                return; /* hinted pulls first; they confirm as well */
+            }
+            peer->confirm[s / 8] &= (uint8_t) ~bit;
+            bool busy = false;
+            if (atomic_load(&peer->pipes) > 0
+                && !node_puller_drain(p, peer, s, &busy, fatal)) {
+                break; /* down: nothing to confirm to */
+            }
+        }
+    }
+}
+
 static void *
 node_puller_main(void *arg)
 {
@@ -406,6 +442,9 @@ node_puller_main(void *arg)
         node_puller_sync_peers(p);
         if (hinted) {
             node_puller_hinted(p, &fatal);
+        }
+        if (!fatal) {
+            node_puller_confirm(p, &fatal);
         }
         if (!fatal && mrd_now_mono_ms() >= next_round_ms) {
             bool busy = false;
@@ -427,10 +466,12 @@ node_puller_main(void *arg)
                     }
                 }
             }
-            idle_ms       = busy                            ? NODE_PULL_IDLE_MS
-                      : idle_ms * 2 > NODE_PULL_IDLE_MS_MAX ? NODE_PULL_IDLE_MS_MAX
-                                                            : idle_ms * 2;
-            next_round_ms = mrd_now_mono_ms() + (busy ? 0 : idle_ms);
+            idle_ms = busy                            ? NODE_PULL_IDLE_MS
+                : idle_ms * 2 > NODE_PULL_IDLE_MS_MAX ? NODE_PULL_IDLE_MS_MAX
+                                                      : idle_ms * 2;
+            /* Busy or not, rounds wait: new events come as hints, and a
+             * shard with more to pull is drained at once anyway. */
+            next_round_ms = mrd_now_mono_ms() + idle_ms;
         }
         if (fatal) {
             node_log(
