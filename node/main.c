@@ -44,6 +44,7 @@ main(int argc, char **argv)
     struct node_server   *srv      = NULL;
     struct node_puller   *puller   = NULL;
     struct node_topology *topology = NULL;
+    struct node_liveness *liveness = NULL;
     sigset_t              set;
     int                   sig = 0;
 
@@ -94,8 +95,17 @@ main(int argc, char **argv)
         node_store_close(&store);
         return 1;
     }
-    if (node_puller_start(
-            &cfg, &store, srv, node_server_stats(srv), topology, &puller)
+    if (node_liveness_start(&cfg, topology, node_server_stats(srv), &liveness)
+        != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "cannot start liveness (SWIM)", NULL);
+        node_server_stop(srv);
+        node_store_close(&store);
+        node_topology_close(topology);
+        return 1;
+    }
+    node_server_set_liveness(srv, liveness);
+    if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), topology,
+            liveness, &puller)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
         node_server_stop(srv);
@@ -111,6 +121,9 @@ main(int argc, char **argv)
     node_log(NODE_LOG_INFO, "stopping", "{s:s}", "signal",
         sig == SIGINT ? "SIGINT" : "SIGTERM");
     node_puller_stop(puller);
+    /* The server may still hand SWIM messages over until it stops. */
+    node_server_set_liveness(srv, NULL);
+    node_liveness_stop(liveness);
     node_server_stop(srv);
     node_store_close(&store);
     node_topology_close(topology);

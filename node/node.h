@@ -184,7 +184,8 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(hints_received)                                                          \
     X(rejected_not_replica)                                                    \
     X(rejected_topology)                                                       \
-    X(topology_updates)
+    X(topology_updates)                                                        \
+    X(liveness_changes)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -465,6 +466,26 @@ typedef void (*node_hint_out_fn)(void *arg, const uint8_t *shards, size_t len);
 void node_server_set_hints(struct node_server *srv, node_hint_in_fn in,
     node_hint_out_fn out, void *arg);
 
+/* -------------------------------------------------------------- liveness -- */
+
+/* SWIM over the node's sockets (liveness.c); only with a topology (else
+ * start leaves *out NULL and every call below is a no-op). */
+struct node_liveness;
+MRD_MUST_USE int node_liveness_start(const struct node_config *cfg,
+    struct node_topology *topology, struct node_stats *stats,
+    struct node_liveness **out);
+void             node_liveness_stop(struct node_liveness *lv);
+/* A SWIM message from a peer (the server's NNG thread): queued. */
+void node_liveness_recv(
+    struct node_liveness *lv, uint64_t from, const void *bytes, size_t len);
+/* True when SWIM holds the node DEAD: the puller skips it. */
+bool node_liveness_dead(struct node_liveness *lv, uint64_t id);
+/* A peer that gossip says runs a newer topology (then forgotten), or 0. */
+uint64_t node_liveness_topo_from(struct node_liveness *lv);
+/* Where the server hands SWIM messages (set once, before peers talk). */
+void node_server_set_liveness(
+    struct node_server *srv, struct node_liveness *lv);
+
 /* ---------------------------------------------------------------- puller -- */
 
 struct node_puller;
@@ -473,7 +494,8 @@ struct node_puller;
  * none: *out stays NULL). */
 MRD_MUST_USE int node_puller_start(const struct node_config *cfg,
     struct node_store *store, struct node_server *srv, struct node_stats *stats,
-    struct node_topology *topology, struct node_puller **out);
+    struct node_topology *topology, struct node_liveness *liveness,
+    struct node_puller **out);
 /* Stops and frees it (NULL is fine); waits for a pull in flight. */
 void node_puller_stop(struct node_puller *p);
 

@@ -89,6 +89,7 @@ struct node_puller_peer {
 struct node_puller {
     struct node_store    *store;
     struct node_topology *topology; /* NULL: static mode */
+    struct node_liveness *liveness; /* NULL: no SWIM */
     uint64_t              topo_version; /* the peers were made for */
     uint64_t              gossip_next_ms;
     uint32_t              gossip_rng;
@@ -327,6 +328,15 @@ node_puller_peer_state(struct node_puller_peer *peer, bool down)
     }
 }
 
+/* A peer worth a pull: connected, and not held DEAD by SWIM (a stopped or
+ * wedged node keeps its connections, and each pull would cost a timeout). */
+static bool
+node_puller_usable(struct node_puller *p, struct node_puller_peer *peer)
+{
+    return atomic_load(&peer->pipes) > 0
+        && !node_liveness_dead(p->liveness, peer->id);
+}
+
 /* Pulls one shard from one peer until it has nothing more. Returns false
  * when the peer is down; *busy is set when something came. */
 static bool
@@ -383,7 +393,7 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
         memset(peer->hinted, 0, sizeof peer->hinted);
         peer->any_hint = false;
         pthread_mutex_unlock(&p->mu);
-        if (!any || atomic_load(&peer->pipes) <= 0) {
+        if (!any || !node_puller_usable(p, peer)) {
             continue;
         }
         for (uint32_t s = 0; s < p->store->shard_count; s++) {
@@ -416,7 +426,7 @@ node_puller_confirm(struct node_puller *p, bool *fatal)
             }
             peer->confirm[s / 8] &= (uint8_t) ~bit;
             bool busy = false;
-            if (atomic_load(&peer->pipes) > 0
+            if (node_puller_usable(p, peer)
                 && !node_puller_drain(p, peer, s, &busy, fatal)) {
                 break; /* down: nothing to confirm to */
             }
@@ -450,7 +460,7 @@ node_puller_main(void *arg)
             bool busy = false;
             for (uint32_t i = 0; i < p->peer_count && !fatal; i++) {
                 struct node_puller_peer *peer = &p->peers[i];
-                if (atomic_load(&peer->pipes) <= 0) {
+                if (!node_puller_usable(p, peer)) {
                     node_puller_peer_state(peer, true);
                     continue; /* not connected: NNG keeps dialling */
                 }
@@ -787,7 +797,14 @@ node_puller_gossip(struct node_puller *p)
     p->gossip_rng ^= p->gossip_rng >> 17;
     p->gossip_rng ^= p->gossip_rng << 5;
     struct node_puller_peer *peer = &p->peers[p->gossip_rng % p->peer_count];
-    if (atomic_load(&peer->pipes) <= 0) {
+    /* A peer SWIM heard of with a newer topology goes first. */
+    uint64_t newer = node_liveness_topo_from(p->liveness);
+    for (uint32_t i = 0; newer != 0 && i < p->peer_count; i++) {
+        if (p->peers[i].id == newer) {
+            peer = &p->peers[i];
+        }
+    }
+    if (!node_puller_usable(p, peer)) {
         return;
     }
     proto_buf_reset(&p->req);
@@ -831,7 +848,8 @@ node_puller_gossip(struct node_puller *p)
 int
 node_puller_start(const struct node_config *cfg, struct node_store *store,
     struct node_server *srv, struct node_stats *stats,
-    struct node_topology *topology, struct node_puller **out)
+    struct node_topology *topology, struct node_liveness *liveness,
+    struct node_puller **out)
 {
     *out = NULL;
     if (cfg->peer_count == 0 && topology == NULL) {
@@ -843,6 +861,7 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     }
     p->store        = store;
     p->topology     = topology;
+    p->liveness     = liveness;
     p->topo_version = node_topology_version(topology);
     p->gossip_rng   = (uint32_t) (store->node_id * 2654435761u) | 1u;
     p->srv          = srv;

@@ -90,20 +90,21 @@ struct node_queue {
 };
 
 struct node_server {
-    const struct node_config *cfg;
-    struct node_store        *store;
-    struct node_topology     *topology; /* NULL: static mode */
-    nng_socket                sock;
-    nng_listener              listener;
-    char                      url[300];
-    struct node_work         *works;
-    uint32_t                  work_count;
-    struct node_queue         wq; /* appends, for the writer */
-    struct node_queue         rq; /* reads, for the readers */
-    pthread_t                 writer;
-    pthread_t                 timer;
-    pthread_t                 readers[NODE_READERS_MAX];
-    uint32_t                  reader_count;
+    const struct node_config     *cfg;
+    struct node_store            *store;
+    struct node_topology         *topology; /* NULL: static mode */
+    struct node_liveness *_Atomic liveness; /* NULL: no SWIM */
+    nng_socket                    sock;
+    nng_listener                  listener;
+    char                          url[300];
+    struct node_work             *works;
+    uint32_t                      work_count;
+    struct node_queue             wq; /* appends, for the writer */
+    struct node_queue             rq; /* reads, for the readers */
+    pthread_t                     writer;
+    pthread_t                     timer;
+    pthread_t                     readers[NODE_READERS_MAX];
+    uint32_t                      reader_count;
     /* Parked long-polls. */
     pthread_mutex_t   park_mu;
     pthread_cond_t    park_cv;
@@ -524,6 +525,22 @@ node_work_dispatch(struct node_work *w)
         node_work_send(w, &w->small);
         return;
     }
+    case PROTO_T_SWIM: {
+        /* Queued for the liveness thread; answered at once. */
+        uint64_t         from;
+        struct proto_str msg;
+        rv = proto_swim_req_decode(&frame.body, &from, &msg, &why);
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+            return;
+        }
+        node_liveness_recv(atomic_load(&srv->liveness), from, msg.ptr, msg.len);
+        proto_buf_reset(&w->small);
+        proto_reply_begin(&w->small, PROTO_T_SWIM, MRD_OK);
+        proto_wr_map(&w->small, 0);
+        node_work_send(w, &w->small);
+        return;
+    }
     case PROTO_T_TOPOLOGY: {
         uint64_t have;
         rv = proto_topo_req_decode(&frame.body, &have, &why);
@@ -864,6 +881,12 @@ node_wake_parked(struct node_server *srv, const uint64_t *hashes, size_t n)
         }
     }
     pthread_mutex_unlock(&srv->park_mu);
+}
+
+void
+node_server_set_liveness(struct node_server *srv, struct node_liveness *lv)
+{
+    atomic_store(&srv->liveness, lv);
 }
 
 void

@@ -2253,6 +2253,53 @@ proto_hint_req_decode(
     return MRD_OK;
 }
 
+/* ---------------------------------------------------------------- swim -- */
+
+int
+proto_swim_req_encode(
+    struct proto_buf *buf, uint64_t from, struct proto_str msg)
+{
+    if (from == 0 || msg.len == 0 || msg.len > PROTO_SWIM_MSG_SIZE_MAX
+        || msg.ptr == NULL) {
+        return MRD_EINVAL;
+    }
+    proto_request_begin(buf, PROTO_T_SWIM);
+    proto_wr_map(buf, 2);
+    proto_wr_uint(buf, PROTO_K_SWIM_FROM);
+    proto_wr_uint(buf, from);
+    proto_wr_uint(buf, PROTO_K_SWIM_MSG);
+    proto_wr_bin(buf, msg.ptr, msg.len);
+    return proto_buf_status(buf);
+}
+
+int
+proto_swim_req_decode(struct proto_rd *body, uint64_t *from,
+    struct proto_str *msg, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_UINT, PROTO_VT_BIN };
+    static const uint32_t      required
+        = PROTO_BIT(PROTO_K_SWIM_FROM) | PROTO_BIT(PROTO_K_SWIM_MSG);
+    struct proto_val v[2];
+    struct proto_rd  rd = *body;
+    uint32_t         seen;
+
+    int rv = proto_flat_decode(&rd, vts, 2, required, v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].u == 0) {
+        return proto_fail(why, MRD_EPROTO, "swim message from node 0");
+    }
+    if (v[1].s.len == 0 || v[1].s.len > PROTO_SWIM_MSG_SIZE_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "swim message is not 1..PROTO_SWIM_MSG_SIZE_MAX bytes");
+    }
+    *from = v[0].u;
+    *msg  = v[1].s;
+    *body = rd;
+    return MRD_OK;
+}
+
 /* ------------------------------------------------------------ topology -- */
 
 int

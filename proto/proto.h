@@ -103,7 +103,8 @@ enum proto_type {
     PROTO_T_HINT      = 9, /* node to node: "these shards have new events" */
     PROTO_T_TOPOLOGY  = 10, /* the node's signed topology, if newer */
     PROTO_T_TOPOLOGY_PUSH = 11, /* a newer signed topology, to verify */
-    PROTO_T_MAX_          = 11,
+    PROTO_T_SWIM          = 12, /* node to node: a SWIM liveness message */
+    PROTO_T_MAX_          = 12,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -234,6 +235,15 @@ enum proto_key_topology {
     PROTO_K_TOPO_SIGNED  = 2, /* rep and PUSH req: bin
                                  1..PROTO_TOPOLOGY_SIZE_MAX */
 };
+/* SWIM: one liveness message (replication/swim.h's format, opaque here)
+ * from a node; the reply is an empty map, and SWIM's own acks are messages
+ * of their own. */
+enum proto_key_swim {
+    PROTO_K_SWIM_FROM = 1, /* uint >= 1, required: the sender's node id */
+    PROTO_K_SWIM_MSG  = 2, /* bin 1..PROTO_SWIM_MSG_SIZE_MAX, required */
+};
+#define PROTO_SWIM_MSG_SIZE_MAX 1024u
+
 /* A signed topology on the wire: 256 nodes and 16 regions at every limit
  * are about 100 KiB (replication/topo.h checks it fits). */
 #define PROTO_TOPOLOGY_SIZE_MAX (256u * 1024u)
@@ -619,6 +629,12 @@ MRD_MUST_USE int proto_topo_push_decode(
 void proto_topo_push_rep_encode(struct proto_buf *buf, uint64_t version);
 MRD_MUST_USE int proto_topo_push_rep_decode(
     struct proto_rd *body, uint64_t *version, const char **why);
+
+/* SWIM request: from and the message bytes. */
+MRD_MUST_USE int proto_swim_req_encode(
+    struct proto_buf *buf, uint64_t from, struct proto_str msg);
+MRD_MUST_USE int proto_swim_req_decode(struct proto_rd *body, uint64_t *from,
+    struct proto_str *msg, const char **why);
 
 /* HINT request (see enum proto_key_hint). */
 struct proto_hint_req {

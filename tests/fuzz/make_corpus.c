@@ -230,6 +230,8 @@ requests(struct proto_buf *b)
     emit_buf(t, "topology", b);
     ok(proto_topo_push_encode(b, (struct proto_str) { "signed-doc", 10 }));
     emit_cuts(t, "topology_push", b);
+    ok(proto_swim_req_encode(b, 3, (struct proto_str) { "\x97\x01\x01", 3 }));
+    emit_cuts(t, "swim", b);
 }
 
 /* Raw byte strings: the malformed shapes, written out by hand. */

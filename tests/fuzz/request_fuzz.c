@@ -432,6 +432,28 @@ fuzz_topology(struct proto_rd *body, uint32_t type)
 }
 
 static void
+fuzz_swim(struct proto_rd *body)
+{
+    struct proto_buf   b;
+    struct proto_frame f;
+    struct proto_str   msg, msg2;
+    uint64_t           from, from2;
+    const char        *why = NULL;
+
+    if (proto_swim_req_decode(body, &from, &msg, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(from >= 1 && msg.len >= 1 && msg.len <= PROTO_SWIM_MSG_SIZE_MAX);
+    proto_buf_init(&b, PROTO_SWIM_MSG_SIZE_MAX + 64);
+    CHECK(proto_swim_req_encode(&b, from, msg) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_swim_req_decode(&f.body, &from2, &msg2, &why) == MRD_OK);
+    CHECK(from == from2 && str_eq(msg, msg2));
+    proto_buf_fini(&b);
+}
+
+static void
 fuzz_hint(struct proto_rd *body)
 {
     struct proto_hint_req req;
@@ -494,6 +516,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case PROTO_T_TOPOLOGY:
     case PROTO_T_TOPOLOGY_PUSH:
         fuzz_topology(&f.body, f.type);
+        break;
+    case PROTO_T_SWIM:
+        fuzz_swim(&f.body);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

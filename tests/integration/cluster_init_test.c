@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -79,6 +80,18 @@ ci_counter_is(void *arg)
     return n == w->want;
 }
 
+struct ci_log {
+    const struct harness_node *node;
+    const char                *needle;
+};
+
+static bool
+ci_log_has(void *arg)
+{
+    const struct ci_log *l = arg;
+    return harness_node_log_contains(l->node, l->needle);
+}
+
 static void
 test_cluster_init(void **state)
 {
@@ -140,6 +153,33 @@ test_cluster_init(void **state)
             fail_msg("node %u never showed n = 3", i + 1);
         }
     }
+
+    /* Liveness (SWIM over the nodes' sockets): a stopped node keeps its
+     * connections but answers nothing; the others call it dead within
+     * the bound SWIM gives (a probe interval, then the suspicion timeout:
+     * about 5 s for 3 nodes), keep acknowledging among themselves, and see
+     * it alive again once it resumes. */
+    assert_int_equal(kill(nodes[2].pid, SIGSTOP), 0); /* not reaped: it lives */
+    struct ci_log dead[] = { { &nodes[0], "peer is dead (SWIM)" },
+        { &nodes[1], "peer is dead (SWIM)" } };
+    for (uint32_t i = 0; i < 2; i++) {
+        if (!harness_wait_for(ci_log_has, &dead[i], 150, 100)) {
+            kill(nodes[2].pid, SIGCONT);
+            fail_msg("node %u never called the stopped node 3 dead", i + 1);
+        }
+    }
+    mrd_append_opts   opts;
+    mrd_append_result res;
+    mrd_append_opts_init(&opts);
+    opts.ack       = MRD_ACK_GLOBAL;
+    opts.ack_count = 2;
+    assert_int_equal(
+        mrd_append(clients[0], "trip", &ev, 1, &opts, &res), MRD_OK);
+    assert_int_equal(res.ack_reached, MRD_ACK_GLOBAL);
+    assert_int_equal(kill(nodes[2].pid, SIGCONT), 0);
+    struct ci_log alive = { &nodes[0], "peer is alive (SWIM)" };
+    assert_true(harness_wait_for(ci_log_has, &alive, 150, 100));
+
     for (uint32_t i = 0; i < CI_NODES; i++) {
         mrd_client_close(clients[i]);
         assert_int_equal(harness_node_stop(&nodes[i]), 0);

@@ -246,8 +246,9 @@ test_cluster_init_identity(void **state)
         tc_key_pk(path, pk);
         assert_memory_equal(n->public_key, pk, TOPO_KEY_SIZE);
     }
-    /* cluster.json names the files and the cluster id the configs carry;
-     * the meridiand configs get no key meridiand does not know. */
+    /* cluster.json names the files and the cluster id; each meridiand
+     * config names its node, data dir and the topology file, which says
+     * the rest (no cluster id, peers or keys of its own). */
     char cid[TOPO_CLUSTER_ID_SIZE * 2 + 1];
     sodium_bin2hex(cid, sizeof(cid), t->cluster_id, TOPO_CLUSTER_ID_SIZE);
     snprintf(path, sizeof(path), "%s/cluster.json", cdir);
@@ -257,9 +258,10 @@ test_cluster_init_identity(void **state)
     assert_non_null(strstr((char *) text, "admin.key"));
     snprintf(path, sizeof(path), "%s/node-1.json", cdir);
     text[tc_read(path, text, sizeof(text))] = '\0';
-    assert_non_null(strstr((char *) text, cid));
+    assert_null(strstr((char *) text, cid));
     assert_null(strstr((char *) text, "key"));
-    assert_null(strstr((char *) text, "topology"));
+    assert_null(strstr((char *) text, "peers"));
+    assert_non_null(strstr((char *) text, "topology.signed"));
 
     /* The default rf is the nodes per region; more is a usage error, and
      * so is a region name the topology would refuse. */

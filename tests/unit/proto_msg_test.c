@@ -202,6 +202,9 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     case PROTO_T_TOPOLOGY_PUSH:
         rv = proto_topo_push_decode(body, &stream, why);
         break;
+    case PROTO_T_SWIM:
+        rv = proto_swim_req_decode(body, &have, &stream, why);
+        break;
     default:
         rv = proto_empty_req_decode(body, why);
         break;
@@ -445,9 +448,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u12 u3 M0");
+    pk(&b, "A4 u1 u13 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u12 M0");
+    pk(&b, "A3 u1 u13 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -2367,6 +2370,16 @@ test_topology_msgs(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
     TREQ(PROTO_T_TOPOLOGY_PUSH, "M1 u2 b", "d", (size_t) 1);
     EXPECT_REQ(&b, MRD_OK, NULL);
+    /* SWIM: a sender and 1..1024 bytes of message. */
+    TREQ(PROTO_T_SWIM, "M2 u1 u3 u2 b", "m", (size_t) 1);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    TREQ(PROTO_T_SWIM, "M2 u1 u0 u2 b", "m", (size_t) 1);
+    EXPECT_REQ(&b, MRD_EPROTO, "swim message from node 0");
+    TREQ(PROTO_T_SWIM, "M2 u1 u3 u2 b", "", (size_t) 0);
+    EXPECT_REQ(
+        &b, MRD_EPROTO, "swim message is not 1..PROTO_SWIM_MSG_SIZE_MAX bytes");
+    TREQ(PROTO_T_SWIM, "M1 u1 u3");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
 #undef TREQ
     proto_buf_fini(&b);
 }
