@@ -345,8 +345,9 @@ client_append_prepare(struct mrd_client *client, const char *stream,
         key      = call->idem_key;
         key_size = sizeof call->idem_key;
     }
-    call->type        = PROTO_T_APPEND;
-    call->decode      = client_append_decode;
+    call->type   = PROTO_T_APPEND;
+    call->decode = client_append_decode;
+    client_route_stream(call, stream, stream_len);
     call->event_count = (uint32_t) event_count;
     call->ack_level   = (int) ack.level;
     /* The node holds the answer while it waits for the level: every

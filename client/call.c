@@ -17,11 +17,14 @@
  *            times out reports 0 and leaves the message in the aio.
  *
  * A failed attempt (transport error, undecodable reply, MRD_EBUSY or
- * MRD_ECLOSED from the node) moves the client to its next node and tries
- * again until the whole-call deadline. Every other answer from a node is
- * final. The request frame is encoded once by the caller and the same bytes
- * are sent on every attempt; an append carries one idempotency key for all
- * of them, so a retry never writes twice.
+ * MRD_ECLOSED from the node, or MRD_ENOTREPLICA: not this node's stream)
+ * moves the call to its next node (routing.c says which) and tries again
+ * until the whole-call deadline. MRD_ENOTREPLICA also means the client's
+ * topology may be stale: it starts a refresh, asking that node first, and
+ * the call's next attempt follows the newer version if it has arrived by
+ * then. Every other answer from a node is final. The request frame is encoded
+ * once by the caller and the same bytes are sent on every attempt; an append
+ * carries one idempotency key for all of them, so a retry never writes twice.
  *
  * Cancellation: `armed` says an operation is pending on one of the aios. An
  * operation is only started with the call's mutex held and `cancelled`
@@ -37,7 +40,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void client_attempt_failed(struct client_call *call);
+static void client_attempt_failed(struct client_call *call, bool node_fault);
 
 /* The call's end: hand it to its owner. Nothing touches call after this. */
 static void
@@ -134,8 +137,13 @@ client_attempt_start(struct client_call *call)
     int                 rv;
 
     MRD_ASSERT(!call->ctx_open && call->req.len > 0);
-    call->node = client_node_pick(client);
-    node       = &client->nodes[call->node];
+    if (call->route == CLIENT_ROUTE_STREAM) {
+        client_topo_refresh(client, false, -1); /* when one is due */
+    }
+    call->node = client_route_pick(call);
+    MRD_ASSERT(call->node < atomic_load(&client->node_count));
+    node                   = &client->nodes[call->node];
+    call->attempt_start_us = mrd_now_mono_us();
     /* A long-poll legitimately holds the reply for wait_ms. */
     attempt_ms = (uint64_t) client->opts.attempt_timeout_ms + call->wait_ms;
     if (now_ms + attempt_ms > call->deadline_ms) {
@@ -241,6 +249,12 @@ client_reply_handle(
             call->node_err = (int) frame.status;
             *retry         = true;
         }
+        if (frame.status == MRD_ENOTREPLICA) {
+            /* Our topology says otherwise, or we have none: ask for a
+             * newer one, from this node first. Its own call: nothing here
+             * waits for it. */
+            client_topo_refresh(call->client, true, (int) call->node);
+        }
         return (int) frame.status;
     }
     rv = call->decode(call, &frame.body);
@@ -276,7 +290,7 @@ client_call_sent(struct client_call *call, int rv, bool cancelled)
             client_call_finish(call, MRD_ECLOSED); /* not the node's fault */
             return;
         }
-        client_attempt_failed(call); /* the request never left */
+        client_attempt_failed(call, true); /* the request never left */
         return;
     }
     call->state = CLIENT_CALL_RECV;
@@ -302,7 +316,7 @@ client_call_received(struct client_call *call, int rv, bool cancelled)
             return;
         }
         call->outcome_unknown = true; /* sent, but no answer */
-        client_attempt_failed(call);
+        client_attempt_failed(call, true);
         return;
     }
     msg = nng_aio_get_msg(call->aio);
@@ -312,19 +326,57 @@ client_call_received(struct client_call *call, int rv, bool cancelled)
         call, nng_msg_body(msg), nng_msg_len(msg), &retry);
     nng_msg_free(msg);
     if (retry) {
-        client_attempt_failed(call);
+        /* A refusal for not being a replica says nothing bad about the
+         * node: it stays healthy for the streams it holds. */
+        client_attempt_failed(call, err != MRD_ENOTREPLICA);
         return;
     }
+    /* A final answer: the node works. Its round trip counts unless the
+     * node held the request on purpose (a long-poll, an ack wait). */
+    client_route_answered(call,
+        call->wait_ms == 0 ? mrd_now_mono_us() - call->attempt_start_us : 0);
     client_call_finish(call, err);
+}
+
+/* An async stream call made before the client's first topology answer
+ * sleeps a step instead of starting an attempt that would not be routed,
+ * until the answer comes or call->first_until_ms. True when it armed the
+ * sleep; false when it should go on (or was cancelled: *cancelled). */
+static bool
+client_call_defer(struct client_call *call, bool *cancelled)
+{
+    uint64_t now_ms = mrd_now_mono_ms();
+
+    *cancelled = false;
+    if (call->first_until_ms == 0 || now_ms >= call->first_until_ms
+        || !client_topo_first_pending(call->client)) {
+        call->first_until_ms = 0; /* never again for this call */
+        return false;
+    }
+    call->sleep_ms = CLIENT_TOPO_FIRST_POLL_MS;
+    call->state    = CLIENT_CALL_BACKOFF;
+    if (!client_call_arm(call)) {
+        *cancelled = true;
+        return false;
+    }
+    return true;
 }
 
 static void
 client_call_slept(struct client_call *call)
 {
-    int rv;
+    bool cancelled;
+    int  rv;
 
     if (mrd_now_mono_ms() >= call->deadline_ms) {
         client_call_finish(call, client_call_deadline_err(call));
+        return;
+    }
+    if (client_call_defer(call, &cancelled)) {
+        return;
+    }
+    if (cancelled) {
+        client_call_finish(call, MRD_ECLOSED);
         return;
     }
     rv = client_attempt_start(call);
@@ -337,13 +389,13 @@ client_call_slept(struct client_call *call)
  * [0, cap], the cap doubling per failure up to backoff_max_ms, so clients
  * that failed together do not come back together. */
 static void
-client_attempt_failed(struct client_call *call)
+client_attempt_failed(struct client_call *call, bool node_fault)
 {
     const mrd_client_opts *opts   = &call->client->opts;
     uint64_t               now_ms = mrd_now_mono_ms();
     uint32_t               sleep_ms;
 
-    client_node_failed(call->client, call->node);
+    client_route_failed(call, node_fault);
     if (now_ms >= call->deadline_ms) {
         client_call_finish(call, client_call_deadline_err(call));
         return;
@@ -403,8 +455,9 @@ client_call_cb(void *arg)
 
 /* ------------------------------------------------------------ the API -- */
 
-int
-client_call_start(struct client_call *call)
+/* Sets the call's deadline and first backoff. */
+static void
+client_call_begin(struct client_call *call)
 {
     const mrd_client_opts *opts = &call->client->opts;
 
@@ -412,6 +465,27 @@ client_call_start(struct client_call *call)
     MRD_ASSERT(call->type >= PROTO_T_APPEND && call->type <= PROTO_T_MAX_);
     call->deadline_ms = mrd_now_mono_ms() + opts->timeout_ms + call->wait_ms;
     call->backoff_ms  = opts->backoff_min_ms;
+}
+
+int
+client_call_start(struct client_call *call)
+{
+    bool cancelled;
+
+    client_call_begin(call);
+    if (call->route == CLIENT_ROUTE_STREAM && call->done_fn != NULL) {
+        /* Async: see client_call_defer(). Blocking calls wait in
+         * client_call_run() instead. */
+        uint64_t until = mrd_now_mono_ms() + CLIENT_TOPO_FIRST_WAIT_MS;
+        call->first_until_ms
+            = until < call->deadline_ms ? until : call->deadline_ms;
+        if (client_call_defer(call, &cancelled)) {
+            return MRD_OK;
+        }
+        if (cancelled) {
+            return MRD_ECLOSED;
+        }
+    }
     return client_attempt_start(call);
 }
 
@@ -430,7 +504,14 @@ client_call_run(struct client_call *call, struct client_cancel *cancel)
         cancel->call = call;
         pthread_mutex_unlock(&cancel->mtx);
     }
-    rv = client_call_start(call);
+    client_call_begin(call);
+    if (call->route == CLIENT_ROUTE_STREAM) {
+        /* The first stream call of a client may come before its first
+         * topology answer: a short wait, inside the call's own deadline,
+         * routes it instead of sending it where it may be refused. */
+        client_topo_first_wait(call->client, call->deadline_ms);
+    }
+    rv = client_attempt_start(call);
     if (rv == MRD_OK) {
         pthread_mutex_lock(&call->mtx);
         while (!call->done) {

@@ -9,15 +9,24 @@
  * node is connected at all, so a dead first address costs one short wait
  * instead of a whole attempt timeout.
  *
+ * Nodes the topology names that the caller did not list get a socket of
+ * their own the first time a call needs one (client_node_find_or_open()),
+ * in a fixed array of CLIENT_NODES_MAX slots that never moves, because
+ * NNG's pipe callbacks hold pointers into it.
+ *
  * Calls come from a pool of at most MRD_CLIENT_INFLIGHT_MAX objects, made on
  * first use and kept until close: an aio cannot be freed from its own
  * callback, and an async call ends in that callback. The pool also counts the
- * calls in flight, which is what mrd_client_close() waits for.
+ * calls in flight, which is what mrd_client_close() waits for. One more call
+ * object, made at open and outside the pool, is reserved for topology
+ * refreshes (topology.c), so that a refresh never takes a slot the caller
+ * counts on.
  */
 #include "client.h"
 
 #include <nng/protocol/reqrep0/req.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,8 +63,14 @@ client_opts_check(const mrd_client_opts *opts, mrd_client_opts *out)
             return MRD_EINVAL;
         }
     }
+    if (opts->region != NULL && opts->region[0] != '\0'
+        && !topo_name_valid(
+            opts->region, strnlen(opts->region, TOPO_NAME_SIZE_MAX + 1))) {
+        return MRD_EINVAL;
+    }
     *out           = *opts;
     out->addresses = NULL;
+    out->region    = NULL; /* copied into client->region */
     /* Zero means "the default", so a caller can set only what it cares
      * about in a zeroed struct. */
     if (out->timeout_ms == 0) {
@@ -98,7 +113,9 @@ client_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 
     (void) pipe;
     if (ev == NNG_PIPE_EV_ADD_PRE) {
-        atomic_fetch_add(&node->pipe_count, 1);
+        if (atomic_fetch_add(&node->pipe_count, 1) == 0) {
+            atomic_store(&node->up_since_ms, mrd_now_mono_ms());
+        }
     } else if (ev == NNG_PIPE_EV_REM_POST) {
         if (atomic_fetch_sub(&node->pipe_count, 1) == 1) {
             atomic_store(&node->down_since_ms, mrd_now_mono_ms());
@@ -155,6 +172,9 @@ client_node_open(
     atomic_init(&node->down_since_ms, 0);
     atomic_init(&node->dialed_ms, 0);
     atomic_init(&node->dialers_extra, 0);
+    atomic_init(&node->failed_ms, 0);
+    atomic_init(&node->up_since_ms, 0);
+    atomic_init(&node->rtt_us, 0);
     node->url = strdup(address);
     if (node->url == NULL) {
         return MRD_ENOMEM;
@@ -272,14 +292,45 @@ client_sock_close_bounded(nng_socket sock)
     return done;
 }
 
+/* Undoes a client_node_open() that failed on a learned node's slot, so the
+ * slot can be used again. */
+static void
+client_node_discard(struct client_node *node)
+{
+    if (node->sock_open) {
+        (void) client_sock_close_bounded(node->sock); /* no pipe, no call */
+    }
+    free(node->url);
+    memset(node, 0, sizeof *node);
+}
+
+/* Frees a call object whose aios are stopped. */
+static void
+client_call_free(struct client_call *call)
+{
+    MRD_ASSERT(!call->armed && !call->ctx_open);
+    nng_aio_free(call->timer);
+    nng_aio_free(call->aio);
+    proto_buf_fini(&call->req);
+    pthread_cond_destroy(&call->done_cv);
+    pthread_mutex_destroy(&call->mtx);
+    free(call);
+}
+
 /* Frees a client whose calls have all ended: stops every aio first (so no
  * callback is still running), then closes the sockets, then frees. */
 static void
 client_free(struct mrd_client *client)
 {
+    size_t node_count = atomic_load(&client->node_count);
+
     for (uint32_t i = 0; i < client->call_count; i++) {
         nng_aio_stop(client->calls[i]->aio);
         nng_aio_stop(client->calls[i]->timer);
+    }
+    if (client->refresh_call != NULL) {
+        nng_aio_stop(client->refresh_call->aio);
+        nng_aio_stop(client->refresh_call->timer);
     }
     /* NNG 1.5.2, the version Debian ships, can hang for ever in nng_close()
      * (nanomsg/nng#1543: its reaper waits for a task that was prepared but
@@ -289,7 +340,7 @@ client_free(struct mrd_client *client)
      * memory, which NNG's threads may still reach: a leak, never a hang or a
      * use after free. */
     bool abandoned = false;
-    for (size_t i = 0; i < client->node_count; i++) {
+    for (size_t i = 0; i < node_count; i++) {
         if (client->nodes[i].sock_open
             && !client_sock_close_bounded(client->nodes[i].sock)) {
             abandoned = true;
@@ -298,24 +349,59 @@ client_free(struct mrd_client *client)
     if (abandoned) {
         return;
     }
-    for (size_t i = 0; i < client->node_count; i++) {
+    for (size_t i = 0; i < node_count; i++) {
         free(client->nodes[i].url);
     }
     for (uint32_t i = 0; i < client->call_count; i++) {
-        struct client_call *call = client->calls[i];
-        MRD_ASSERT(!call->armed && !call->ctx_open);
-        nng_aio_free(call->timer);
-        nng_aio_free(call->aio);
-        proto_buf_fini(&call->req);
-        pthread_cond_destroy(&call->done_cv);
-        pthread_mutex_destroy(&call->mtx);
-        free(call);
+        client_call_free(client->calls[i]);
     }
+    if (client->refresh_call != NULL) {
+        client_call_free(client->refresh_call);
+    }
+    client_topo_fini(&client->topo);
+    pthread_mutex_destroy(&client->nodes_mtx);
     pthread_cond_destroy(&client->idle_cv);
     pthread_mutex_destroy(&client->mtx);
     free(client->calls);
     free(client->nodes);
     free(client);
+}
+
+static MRD_MUST_USE int client_call_new(
+    struct mrd_client *client, struct client_call **call_out);
+
+/* The client's locks, its topology cache and its reserved call. On error
+ * nothing is left to undo. */
+static MRD_MUST_USE int
+client_alloc_sync(struct mrd_client *client)
+{
+    if (pthread_mutex_init(&client->mtx, NULL) != 0) {
+        return MRD_ENOMEM;
+    }
+    if (pthread_mutex_init(&client->nodes_mtx, NULL) != 0) {
+        goto fail_mtx;
+    }
+    if (pthread_cond_init(&client->idle_cv, NULL) != 0) {
+        goto fail_nodes_mtx;
+    }
+    if (client_topo_init(&client->topo) != MRD_OK) {
+        goto fail_cv;
+    }
+    if (client_call_new(client, &client->refresh_call) != MRD_OK) {
+        goto fail_topo;
+    }
+    client->refresh_call->reserved = true;
+    return MRD_OK;
+
+fail_topo:
+    client_topo_fini(&client->topo);
+fail_cv:
+    pthread_cond_destroy(&client->idle_cv);
+fail_nodes_mtx:
+    pthread_mutex_destroy(&client->nodes_mtx);
+fail_mtx:
+    pthread_mutex_destroy(&client->mtx);
+    return MRD_ENOMEM;
 }
 
 static MRD_MUST_USE int
@@ -329,16 +415,13 @@ client_alloc(const mrd_client_opts *opts, struct mrd_client **client_out)
     }
     client->opts = *opts;
     atomic_init(&client->node_current, 0);
-    client->nodes = calloc(opts->address_count, sizeof *client->nodes);
+    atomic_init(&client->node_count, 0);
+    client->nodes = calloc(CLIENT_NODES_MAX, sizeof *client->nodes);
     client->calls = calloc(MRD_CLIENT_INFLIGHT_MAX, sizeof *client->calls);
     if (client->nodes == NULL || client->calls == NULL) {
         goto fail;
     }
-    if (pthread_mutex_init(&client->mtx, NULL) != 0) {
-        goto fail;
-    }
-    if (pthread_cond_init(&client->idle_cv, NULL) != 0) {
-        pthread_mutex_destroy(&client->mtx);
+    if (client_alloc_sync(client) != MRD_OK) {
         goto fail;
     }
     *client_out = client;
@@ -377,13 +460,20 @@ mrd_client_open(const mrd_client_opts *opts, mrd_client **client_out)
     if (rv != MRD_OK) {
         return rv;
     }
+    if (opts->region != NULL) {
+        snprintf(client->region, sizeof client->region, "%s", opts->region);
+    }
+    client->addr_count = opts->address_count;
     for (size_t i = 0; i < opts->address_count; i++) {
-        client->node_count = i + 1;
+        atomic_store(&client->node_count, i + 1); /* client_free closes it */
         rv = client_node_open(client, &client->nodes[i], opts->addresses[i]);
         if (rv != MRD_OK) {
             goto fail;
         }
     }
+    /* Learn the topology in the background, so that the first stream
+     * call is routed; a static cluster answers that it has none. */
+    client_topo_refresh(client, false, -1);
     *client_out = client;
     return MRD_OK;
 
@@ -402,6 +492,10 @@ mrd_client_close(mrd_client *client)
      * end (each has a deadline), as meridian.h promises. */
     pthread_mutex_lock(&client->mtx);
     client->closing = true;
+    pthread_mutex_unlock(&client->mtx);
+    /* A refresh would otherwise run to its deadline. */
+    client_topo_cancel(client);
+    pthread_mutex_lock(&client->mtx);
     while (client->inflight > 0) {
         pthread_cond_wait(&client->idle_cv, &client->mtx);
     }
@@ -475,6 +569,12 @@ client_call_reset(struct client_call *call)
     call->ack_level       = MRD_ACK_LOCAL;
     call->append_cb       = NULL;
     call->append_arg      = NULL;
+    call->route           = CLIENT_ROUTE_ADDRESSES;
+    call->stream_len      = 0;
+    call->cand_version    = 0;
+    call->cand_count      = 0;
+    call->cand_pos        = 0;
+    call->first_until_ms  = 0;
     call->state           = CLIENT_CALL_IDLE;
     call->outcome_unknown = false;
     call->node_err        = MRD_OK;
@@ -540,13 +640,38 @@ client_call_get(struct mrd_client *client, struct client_call **call_out)
         goto out;
     }
     client->inflight++;
-    MRD_ASSERT(client->inflight <= client->call_count);
+    /* The reserved call may be in flight too. */
+    MRD_ASSERT(client->inflight <= client->call_count + 1);
 
 out:
     pthread_mutex_unlock(&client->mtx);
     if (call != NULL) {
         client_call_reset(call);
         *call_out = call;
+    }
+    return rv;
+}
+
+int
+client_call_get_reserved(
+    struct mrd_client *client, struct client_call **call_out)
+{
+    int rv = MRD_OK;
+
+    *call_out = NULL;
+    pthread_mutex_lock(&client->mtx);
+    if (client->closing) {
+        rv = MRD_ECLOSED;
+    } else if (client->refresh_busy) {
+        rv = MRD_EBUSY;
+    } else {
+        client->refresh_busy = true;
+        client->inflight++;
+    }
+    pthread_mutex_unlock(&client->mtx);
+    if (rv == MRD_OK) {
+        client_call_reset(client->refresh_call);
+        *call_out = client->refresh_call;
     }
     return rv;
 }
@@ -569,8 +694,13 @@ client_call_put(struct client_call *call)
     }
     pthread_mutex_lock(&client->mtx);
     MRD_ASSERT(client->inflight > 0);
-    call->free_next   = client->call_free;
-    client->call_free = call;
+    if (call->reserved) {
+        MRD_ASSERT(client->refresh_busy && call == client->refresh_call);
+        client->refresh_busy = false;
+    } else {
+        call->free_next   = client->call_free;
+        client->call_free = call;
+    }
     client->inflight--;
     if (client->inflight == 0 && client->closing) {
         pthread_cond_broadcast(&client->idle_cv);
@@ -584,7 +714,7 @@ size_t
 client_node_pick(struct mrd_client *client)
 {
     size_t current = atomic_load(&client->node_current);
-    size_t n       = client->node_count;
+    size_t n       = client->addr_count;
 
     MRD_ASSERT(current < n);
     for (size_t i = 0; i < n; i++) {
@@ -608,11 +738,51 @@ client_node_failed(struct mrd_client *client, size_t index)
 {
     size_t expected = index;
 
-    MRD_ASSERT(index < client->node_count);
+    MRD_ASSERT(index < client->addr_count);
     /* Many calls fail on the same node at once; only the first moves on,
      * so the others do not skip the next node. */
     atomic_compare_exchange_strong(
-        &client->node_current, &expected, (index + 1) % client->node_count);
+        &client->node_current, &expected, (index + 1) % client->addr_count);
+}
+
+int
+client_node_find(struct mrd_client *client, const char *url)
+{
+    size_t n = atomic_load(&client->node_count);
+
+    /* A node's url never changes once its index is published. */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(client->nodes[i].url, url) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+int
+client_node_find_or_open(struct mrd_client *client, const char *url)
+{
+    int idx = client_node_find(client, url);
+
+    if (idx >= 0) {
+        return idx;
+    }
+    pthread_mutex_lock(&client->nodes_mtx);
+    idx      = client_node_find(client, url); /* opened meanwhile? */
+    size_t n = atomic_load(&client->node_count);
+    if (idx < 0 && n < CLIENT_NODES_MAX) {
+        struct client_node *node = &client->nodes[n];
+        /* A nonblocking dial: the socket and its dialer are made here, the
+         * connection in the background. */
+        if (client_node_open(client, node, url) == MRD_OK) {
+            atomic_store(&client->node_count, n + 1); /* publish */
+            idx = (int) n;
+        } else {
+            client_node_discard(node);
+        }
+    }
+    pthread_mutex_unlock(&client->nodes_mtx);
+    return idx;
 }
 
 /* --------------------------------------------------------------- info -- */
@@ -648,8 +818,9 @@ mrd_stream_info_get(
     }
     call->type   = PROTO_T_INFO;
     call->decode = client_info_decode;
-    rv           = client_call_exec(
-                  call, proto_info_req_encode(&call->req, stream, stream_len), NULL);
+    client_route_stream(call, stream, stream_len);
+    rv = client_call_exec(
+        call, proto_info_req_encode(&call->req, stream, stream_len), NULL);
     if (rv != MRD_OK) {
         return rv;
     }

@@ -313,6 +313,7 @@ client_read_run(struct mrd_client *client, const struct client_read_args *args,
         req.cursor.len = (uint32_t) args->cursor_len;
         req.hint_node  = args->hint_node;
     }
+    client_route_stream(call, args->stream, args->stream_len);
     call->cursor_read = args->has_cursor;
     call->type        = PROTO_T_READ;
     call->decode      = client_events_decode;

@@ -310,6 +310,7 @@ mrd_state_read(mrd_client *client, const char *stream, const char *field,
     }
     call->type   = PROTO_T_STATE;
     call->decode = client_state_decode;
+    client_route_stream(call, stream, req.stream.len);
     /* The encoder refuses a long field (MRD_ETOOBIG) or one that is not
      * UTF-8 (MRD_EINVAL) before anything is sent. */
     rv = client_call_exec(call, proto_state_req_encode(&call->req, &req), NULL);

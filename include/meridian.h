@@ -293,8 +293,28 @@ typedef struct mrd_node_info {
 } mrd_node_info;
 
 typedef struct mrd_client_opts {
-    /* Node addresses, "tcp://127.0.0.1:7400". Tried in order: the first that
-     * answers serves until it fails, then the next. Copied at open. */
+    /* Node addresses, "tcp://127.0.0.1:7400": any nodes of the cluster, one
+     * is enough. Copied at open.
+     *
+     * The client learns the cluster's signed topology from whichever of
+     * them answers, verifies its signature, and from then on routes every
+     * call that names a stream (appends, reads, cursor reads, tails, stream
+     * info, state) by it, to the replicas of the stream's shard: those in
+     * `region` first (in placement order), then those in the other regions
+     * (the fastest answering first; draining regions only when nothing
+     * else answers), then these addresses. A node that fails (no
+     * connection, no answer, busy, stopping) moves the call on to the next
+     * one, and later calls start at a healthy replica. Nodes the topology
+     * names get a connection of their own when a call first needs them.
+     * The topology is refreshed when a node answers MRD_ENOTREPLICA and
+     * otherwise every few seconds while stream calls are made; a newer
+     * version is only taken when it follows from the one held, signed by
+     * the same admin key. The first topology is trusted because a node the
+     * caller named sent it (docs/ARCHITECTURE.md, "The client library").
+     *
+     * Calls that name no stream, and every call when the nodes run without
+     * a topology (--peers), try these addresses in order: the first that
+     * answers serves until it fails, then the next. */
     const char *const *addresses;
     size_t             address_count;
     /* Whole-call deadline, retries included (default 10000). */
@@ -308,6 +328,12 @@ typedef struct mrd_client_opts {
     /* Largest frame the client sends or accepts (default 16 MiB, at least
      * 4 MiB + 4 KiB so every read reply fits, at most MRD_FRAME_SIZE_MAX). */
     uint32_t frame_size_max;
+    /* The client's home region, a region name of the topology ("eu-west"):
+     * streams go to their replicas there first. NULL or "" for no
+     * preference; a name the topology does not have means none too. A
+     * string that cannot be a region name (1..63 of a-z, 0-9 and '-', not
+     * first) is MRD_EINVAL. Copied at open. */
+    const char *region;
 } mrd_client_opts;
 
 /* ----------------------------------------------------------- the client -- */
