@@ -40,6 +40,9 @@ static const char ctl_help_global[]
       "                    else " CTL_NODE_DEFAULT "\n"
       "  --timeout-ms N    deadline of each call, retries included\n"
       "                    (default 10000); for tail: how long to follow\n"
+      "  --home-region R   in a cluster run from a signed topology, send\n"
+      "                    each stream to a replica in region R first\n"
+      "                    (default: $MERIDIAN_REGION, else no preference)\n"
       "  --json            machine output: one JSON object per command,\n"
       "                    one JSON object per line for events\n"
       "  -h, --help        show this help, or a command's help\n"
@@ -297,6 +300,7 @@ ctl_help_print(FILE *f, const struct ctl_cmd *cmd)
 enum ctl_opt_id {
     CTL_OPT_NODE,
     CTL_OPT_TIMEOUT,
+    CTL_OPT_HOME_REGION,
     CTL_OPT_JSON,
     CTL_OPT_HELP,
     CTL_OPT_VERSION,
@@ -343,6 +347,7 @@ struct ctl_opt {
 static const struct ctl_opt ctl_opts[] = {
     { "node", CTL_OPT_NODE, true, true, 0 },
     { "timeout-ms", CTL_OPT_TIMEOUT, true, false, 0 },
+    { "home-region", CTL_OPT_HOME_REGION, true, false, 0 },
     { "json", CTL_OPT_JSON, false, false, 0 },
     { "help", CTL_OPT_HELP, false, true, 0 },
     { "version", CTL_OPT_VERSION, false, false, 0 },
@@ -518,6 +523,8 @@ ctl_apply_global(struct ctl_args *args, enum ctl_opt_id id, const char *v)
                 v);
         }
         args->timeout_ms = (uint32_t) n;
+    } else if (id == CTL_OPT_HOME_REGION) {
+        args->home_region = v;
     } else if (id == CTL_OPT_JSON) {
         args->json = true;
     } else if (id == CTL_OPT_HELP) {
@@ -570,6 +577,7 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
     switch (opt->id) {
     case CTL_OPT_NODE:
     case CTL_OPT_TIMEOUT:
+    case CTL_OPT_HOME_REGION:
     case CTL_OPT_JSON:
     case CTL_OPT_HELP:
     case CTL_OPT_VERSION:

@@ -81,6 +81,7 @@ struct ctl_args {
     size_t      node_count;
     char        env_nodes[CTL_ENV_NODES_SIZE_MAX];
     uint32_t    timeout_ms; /* 0: the library's default */
+    const char *home_region; /* --home-region, else $MERIDIAN_REGION */
     bool        json;
     bool        help;
     bool        version;

@@ -10,6 +10,9 @@
 #include "ctl.h"
 
 #include <stdlib.h>
+#include <string.h>
+
+#include "topo.h"
 
 /* The command line lives as long as the process, and struct ctl_args is big
  * (meta keys are copied into it): keep it off the stack. */
@@ -23,12 +26,20 @@ ctl_client_open(const struct ctl_args *args, mrd_client **client_out)
     mrd_client_opts_init(&opts);
     opts.addresses     = args->nodes;
     opts.address_count = args->node_count;
+    opts.region        = args->home_region != NULL ? args->home_region
+                                                   : getenv("MERIDIAN_REGION");
     if (args->timeout_ms != 0) {
         opts.timeout_ms = args->timeout_ms;
         /* One attempt may not outlive the whole call. */
         if (opts.attempt_timeout_ms > args->timeout_ms) {
             opts.attempt_timeout_ms = args->timeout_ms;
         }
+    }
+    if (opts.region != NULL && opts.region[0] != '\0'
+        && !topo_name_valid(opts.region, strlen(opts.region))) {
+        return ctl_fail_usage("--home-region (or MERIDIAN_REGION): '%s' is "
+                              "not a region name (1..63 of a-z, 0-9, '-')",
+            opts.region);
     }
     int rv = mrd_client_open(&opts, client_out);
     if (rv != MRD_OK) {

@@ -154,6 +154,16 @@ test_cluster_init(void **state)
         }
     }
 
+    /* The CLI routes by the topology too: given node 1 (eu) and home
+     * region us, an append is taken by node 2, the us replica. */
+    const char *home[] = { "--node", nodes[0].url, "--home-region", "us",
+        "--json", "append", "trip", "--type", "Routed", NULL };
+    assert_int_equal(harness_run_ctl(home, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "\"origin\":2"));
+    const char *bad[] = { "--node", nodes[0].url, "--home-region", "US!",
+        "info", "trip", NULL };
+    assert_int_equal(harness_run_ctl(bad, NULL, 0), 2);
+
     /* Liveness (SWIM over the nodes' sockets): a stopped node keeps its
      * connections but answers nothing; the others call it dead within
      * the bound SWIM gives (a probe interval, then the suspicion timeout:
