@@ -1620,8 +1620,16 @@ test_full_cursor(void **state)
     } else {
         char why2[512];
         if (!cur_moved_ok(text, c, ev, "mrd_tail_next", why2, sizeof why2)) {
-            size_t n = strlen(why);
-            snprintf(why + n, sizeof why - n, "; and %s", why2);
+            /* Both reasons, the second cut to what is left of the first's
+             * buffer (a diagnostic, not data). */
+            size_t n    = strlen(why);
+            size_t room = sizeof why - n;
+            if (room > 8) {
+                memcpy(why + n, "; and ", 6);
+                size_t m = strnlen(why2, room - 7);
+                memcpy(why + n + 6, why2, m);
+                why[n + 6 + m] = '\0';
+            }
         }
     }
     mrd_events_free(ev);
