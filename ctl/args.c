@@ -215,6 +215,8 @@ static const char ctl_help_topology[]
       "Subcommands:\n"
       "  show                      the version, regions, and nodes with how\n"
       "                            many shards each holds (--json: all of it)\n"
+      "  fetch                     writes the topology --node runs now to\n"
+      "                            FILE (verified first)\n"
       "  push                      sends FILE to --node, which keeps it if\n"
       "                            the admin key signed it and it is newer,\n"
       "                            then spreads it to every node by gossip\n"

@@ -166,6 +166,7 @@ ctl_topo_rf_change(struct topo *t, const struct ctl_args *args, char *what,
 static const struct ctl_topo_sub ctl_topo_subs[] = {
     { "show", 0, NULL },
     { "push", 0, NULL }, /* special-cased: sends FILE to --node */
+    { "fetch", 0, NULL }, /* special-cased: writes --node's to FILE */
     { "add-node", 1, ctl_topo_add_node },
     { "remove-node", 1, ctl_topo_node_change },
     { "drain-node", 1, ctl_topo_node_change },
@@ -444,6 +445,41 @@ ctl_topo_change(const struct ctl_args *args, const struct ctl_topo_sub *sub)
     return ctl_stdout_flush();
 }
 
+/* Writes --node's current topology to FILE, once it verifies: what the
+ * cluster runs now, gossip included, to show or to change. */
+static int
+ctl_topo_fetch(const struct ctl_args *args, mrd_client *client)
+{
+    void       *data    = NULL;
+    size_t      len     = 0;
+    uint64_t    version = 0;
+    const char *why     = NULL;
+
+    int err = mrd_topology_get(client, 0, &version, &data, &len);
+    if (err != MRD_OK) {
+        return ctl_fail_why(
+            err, mrd_errdetail(), "topology fetch from %s", args->nodes[0]);
+    }
+    err = topo_open_signed(data, len, &ctl_topo_cur, &why);
+    if (err != MRD_OK) {
+        mrd_free(data);
+        return ctl_fail_why(err, why, "the topology %s sent", args->nodes[0]);
+    }
+    int rv = ctl_file_replace(args->topo_file, data, len);
+    mrd_free(data);
+    if (rv != CTL_EXIT_OK) {
+        return rv;
+    }
+    if (args->json) {
+        return ctl_json_print(json_pack("{s:s, s:s, s:o}", "node",
+            args->nodes[0], "file", args->topo_file, "version",
+            ctl_json_u64(ctl_topo_cur.version)));
+    }
+    printf("%s: topology version %" PRIu64 " from %s\n", args->topo_file,
+        ctl_topo_cur.version, args->nodes[0]);
+    return ctl_stdout_flush();
+}
+
 /* Hands the (verified) file to --node, which checks it against its own
  * version and spreads it by gossip. */
 static int
@@ -492,6 +528,9 @@ ctl_cmd_topology(const struct ctl_args *args, mrd_client *client)
     }
     if (sodium_init() < 0) {
         return ctl_fail_mrd(MRD_EINTERNAL, "initialise libsodium");
+    }
+    if (strcmp(sub->name, "fetch") == 0) {
+        return ctl_topo_fetch(args, client);
     }
     rv = ctl_file_read(args->topo_file, TOPO_SIGNED_SIZE_MAX, &data, &len);
     if (rv != CTL_EXIT_OK) {

@@ -80,6 +80,23 @@ ci_counter_is(void *arg)
     return n == w->want;
 }
 
+/* True when the two files hold the same bytes. */
+static bool
+ci_same_file(const char *a, const char *b)
+{
+    static char x[1u << 20], y[1u << 20];
+    FILE       *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    size_t      na = fa != NULL ? fread(x, 1, sizeof x, fa) : 0;
+    size_t      nb = fb != NULL ? fread(y, 1, sizeof y, fb) : 0;
+    if (fa != NULL) {
+        fclose(fa);
+    }
+    if (fb != NULL) {
+        fclose(fb);
+    }
+    return fa != NULL && fb != NULL && na == nb && memcmp(x, y, na) == 0;
+}
+
 struct ci_log {
     const struct harness_node *node;
     const char                *needle;
@@ -163,6 +180,16 @@ test_cluster_init(void **state)
     const char *bad[] = { "--node", nodes[0].url, "--home-region", "US!",
         "info", "trip", NULL };
     assert_int_equal(harness_run_ctl(bad, NULL, 0), 2);
+
+    /* What a node runs, fetched back: the very file cluster init signed. */
+    char fetched[400], signed_path[400];
+    snprintf(fetched, sizeof(fetched), "%s/fetched.signed", dir);
+    snprintf(signed_path, sizeof(signed_path), "%s/topology.signed", cdir);
+    const char *fetch[] = { "--node", nodes[1].url, "topology", "fetch",
+        "--file", fetched, NULL };
+    assert_int_equal(harness_run_ctl(fetch, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "topology version 1"));
+    assert_true(ci_same_file(fetched, signed_path));
 
     /* Liveness (SWIM over the nodes' sockets): a stopped node keeps its
      * connections but answers nothing; the others call it dead within
