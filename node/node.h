@@ -417,6 +417,20 @@ MRD_MUST_USE int node_store_pull(struct node_store *store,
  * events' state ops and the new read position of peer's log. MRD_OK,
  * MRD_ECORRUPT (a batch that breaks an invariant: refused, counted,
  * logged), MRD_ENOSPACE, MRD_EIO. */
+/* Several pulled batches of one peer (distinct shards) in ONE transaction:
+ * one commit for a whole round of hinted shards. Each batch says how many
+ * events it applied and, in rv, MRD_OK or MRD_ECORRUPT (refused alone: the
+ * others still commit). Returns MRD_OK, or a storage error (MRD_ENOSPACE,
+ * MRD_EIO) for which nothing was applied. */
+struct node_repl_batch {
+    uint32_t                     shard;
+    const struct proto_pull_rep *rep;
+    uint32_t                     applied; /* out */
+    int                          rv; /* out */
+};
+MRD_MUST_USE int node_store_replicate_many(struct node_store *store,
+    uint64_t peer, struct node_repl_batch *batches, size_t n,
+    struct node_stats *stats);
 MRD_MUST_USE int node_store_replicate(struct node_store *store, uint64_t peer,
     uint32_t shard, const struct proto_pull_rep *rep, struct node_stats *stats,
     uint32_t *applied);

@@ -44,6 +44,10 @@
  * pushes by an operator start it at once on one node. */
 #define NODE_GOSSIP_MS 500u
 
+/* Pulled bytes held before one grouped commit (node_puller_hinted): a
+ * few full replies. Bounds the memory a hinted round holds. */
+#define NODE_PULL_GROUP_BYTES (16u * 1024u * 1024u)
+
 /* A hint not answered by then is dropped: it is only a hint, and a peer
  * that slow is better served by the rounds. */
 #define NODE_HINT_TIMEOUT_MS 1000
@@ -226,11 +230,19 @@ node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
     return rv;
 }
 
-/* One pull from one peer for one shard. Returns MRD_OK and sets *more when
- * the peer has more, or an error when the peer did not answer properly. */
+/* A pull answered and decoded, not yet applied: rep points into msg. */
+struct node_fetched {
+    uint32_t              shard;
+    nng_msg              *msg;
+    struct proto_pull_rep rep;
+};
+
+/* Asks a peer for one shard's events after what this node has read of its
+ * log. MRD_OK with f filled (f->msg to free), MRD_EUNAVAIL when the peer
+ * did not answer, or the peer's refusal / a malformed answer (logged). */
 static int
-node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
-    uint32_t shard, bool *more, uint32_t *applied)
+node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
+    uint32_t shard, struct node_fetched *f)
 {
     uint32_t vv_len = 0;
     int      rv     = node_store_shard_vv(p->store, shard, p->vv, &vv_len);
@@ -258,9 +270,8 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
     if (node_puller_io(p, peer, msg, &msg) != 0) {
         return MRD_EUNAVAIL;
     }
-    struct proto_frame    frame;
-    struct proto_pull_rep rep;
-    const char           *why = NULL;
+    struct proto_frame frame;
+    const char        *why = NULL;
     rv = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why);
     if (rv == MRD_OK
         && (frame.type != PROTO_T_PULL || frame.status != MRD_OK)) {
@@ -268,37 +279,70 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         rv  = frame.status != MRD_OK ? (int) frame.status : MRD_EPROTO;
     }
     if (rv == MRD_OK) {
-        rv = proto_pull_rep_decode(&frame.body, &rep, &why);
+        rv = proto_pull_rep_decode(&frame.body, &f->rep, &why);
     }
-    if (rv == MRD_OK && rep.scanned < req.after) {
+    if (rv == MRD_OK && f->rep.scanned < req.after) {
         why = "the peer's log went backwards";
         rv  = MRD_EPROTO;
     }
-    if (rv == MRD_OK && rep.count > 0) {
-        rv = node_store_replicate(
-            p->store, peer->id, shard, &rep, p->stats, applied);
-        if (rv == MRD_OK) {
-            peer->after[shard] = rep.scanned;
-        }
-    } else if (rv == MRD_OK) {
-        /* Nothing new, only a longer scan (typically our own events coming
-         * back): move the position in memory and commit nothing. The next
-         * batch stores it; after a restart the scan is redone, and the
-         * vector filters it again. */
-        peer->after[shard] = rep.scanned;
-    }
-    if (rv == MRD_OK && rep.end
-        && node_puller_peer_vv(peer, shard, rep.vv) == MRD_OK) {
-        node_puller_stable(p, shard, vv_len);
-    }
-    if (rv == MRD_OK) {
-        *more = !rep.end;
-    } else {
+    if (rv != MRD_OK) {
         node_log(NODE_LOG_WARN, "pull failed", "{s:I, s:i, s:s, s:s}", "peer",
             (json_int_t) peer->id, "shard", (int) shard, "error",
             mrd_errname(rv), "why", why != NULL ? why : "");
+        nng_msg_free(msg);
+        return rv;
     }
-    nng_msg_free(msg);
+    f->shard = shard;
+    f->msg   = msg;
+    return MRD_OK;
+}
+
+/* After a fetched pull was applied (or had nothing to apply): the read
+ * position moves, and an answer that reached the end of the peer's log
+ * updates the peer's vector and the shard's stable point. Frees f->msg. */
+static void
+node_pull_post(struct node_puller *p, struct node_puller_peer *peer,
+    struct node_fetched *f)
+{
+    /* With nothing applied the position moves in memory only: the next
+     * batch stores it; after a restart the scan is redone, and the
+     * vector filters it again. */
+    peer->after[f->shard] = f->rep.scanned;
+    if (f->rep.end
+        && node_puller_peer_vv(peer, f->shard, f->rep.vv) == MRD_OK) {
+        /* Our vector as of now: a vector this node holds is a safe bound,
+         * older or newer. */
+        uint32_t vv_len = 0;
+        if (node_store_shard_vv(p->store, f->shard, p->vv, &vv_len) == MRD_OK) {
+            node_puller_stable(p, f->shard, vv_len);
+        }
+    }
+    nng_msg_free(f->msg);
+    f->msg = NULL;
+}
+
+/* One pull from one peer for one shard, applied in its own commit.
+ * Returns MRD_OK and sets *more when the peer has more, or an error when
+ * the peer did not answer properly. */
+static int
+node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
+    uint32_t shard, bool *more, uint32_t *applied)
+{
+    struct node_fetched f;
+    int                 rv = node_pull_fetch(p, peer, shard, &f);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (f.rep.count > 0) {
+        rv = node_store_replicate(
+            p->store, peer->id, shard, &f.rep, p->stats, applied);
+    }
+    if (rv == MRD_OK) {
+        *more = !f.rep.end;
+        node_pull_post(p, peer, &f);
+    } else {
+        nng_msg_free(f.msg);
+    }
     return rv;
 }
 
@@ -378,12 +422,70 @@ node_puller_drain(struct node_puller *p, struct node_puller_peer *peer,
     }
 }
 
-/* The shards peers hinted at: pulled now, each until caught up. */
+/* Commits a group of fetched pulls from one peer in one transaction, then
+ * moves each shard on. Shards with more to pull are marked in *more_bits. */
+static void
+node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
+    struct node_fetched *f, size_t n, uint8_t *more_bits, bool *busy,
+    bool *fatal)
+{
+    struct node_repl_batch b[NODE_SHARDS_MAX];
+    size_t                 nb      = 0;
+    uint32_t               applied = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].rep.count > 0) {
+            b[nb++] = (struct node_repl_batch) { .shard = f[i].shard,
+                .rep                                    = &f[i].rep };
+        }
+    }
+    int rv = nb > 0
+        ? node_store_replicate_many(p->store, peer->id, b, nb, p->stats)
+        : MRD_OK;
+    if (rv == MRD_EIO) {
+        *fatal = true;
+    }
+    for (size_t i = 0, j = 0; i < n; i++) {
+        bool ok = rv == MRD_OK;
+        if (f[i].rep.count > 0) {
+            ok = ok && b[j].rv == MRD_OK;
+            applied += b[j].applied;
+            if (ok && b[j].applied > 0 && f[i].rep.end) {
+                /* See node_puller_drain: the source learns it from our
+                 * next pull of the shard. */
+                peer->confirm[f[i].shard / 8]
+                    |= (uint8_t) (1u << (f[i].shard % 8));
+            }
+            j++;
+        }
+        if (ok && !f[i].rep.end) {
+            more_bits[f[i].shard / 8] |= (uint8_t) (1u << (f[i].shard % 8));
+        }
+        if (ok) {
+            node_pull_post(p, peer, &f[i]);
+        } else {
+            nng_msg_free(f[i].msg);
+            f[i].msg = NULL;
+        }
+    }
+    if (applied > 0) {
+        node_server_wake_all(p->srv);
+        *busy = true;
+    }
+}
+
+/* The shards peers hinted at, pulled now. Under a steady load most hints
+ * name a few shards with a few events each: one pull per shard, then ONE
+ * commit for all of them (two syncs instead of two per shard), which is
+ * what bounds replication lag. Bytes held before a commit are bounded by
+ * NODE_PULL_GROUP_BYTES. Shards with more to pull are drained after. */
 static bool
 node_puller_hinted(struct node_puller *p, bool *fatal)
 {
-    uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
-    bool    busy = false;
+    uint8_t             hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    uint8_t             more[PROTO_HINT_SHARDS_SIZE_MAX];
+    struct node_fetched f[NODE_SHARDS_MAX];
+    bool                busy = false;
 
     for (uint32_t i = 0; i < p->peer_count && !*fatal; i++) {
         struct node_puller_peer *peer = &p->peers[i];
@@ -396,9 +498,36 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
         if (!any || !node_puller_usable(p, peer)) {
             continue;
         }
-        for (uint32_t s = 0; s < p->store->shard_count; s++) {
-            if ((hinted[s / 8] & (1u << (s % 8))) != 0
-                && node_topology_holds(p->topology, s)
+        memset(more, 0, sizeof more);
+        size_t n = 0, bytes = 0;
+        bool   down = false;
+        for (uint32_t s = 0; s < p->store->shard_count && !down; s++) {
+            if ((hinted[s / 8] & (1u << (s % 8))) == 0
+                || !node_topology_holds(p->topology, s)) {
+                continue;
+            }
+            int rv = node_pull_fetch(p, peer, s, &f[n]);
+            if (rv == MRD_EUNAVAIL) {
+                node_puller_peer_state(peer, true);
+                down = true;
+                break;
+            }
+            node_puller_peer_state(peer, false);
+            if (rv != MRD_OK) {
+                continue; /* logged; the rounds try again */
+            }
+            bytes += nng_msg_len(f[n].msg);
+            n++;
+            if (bytes >= NODE_PULL_GROUP_BYTES) {
+                node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
+                n     = 0;
+                bytes = 0;
+            }
+        }
+        node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
+        for (uint32_t s = 0; !down && !*fatal && s < p->store->shard_count;
+             s++) {
+            if ((more[s / 8] & (1u << (s % 8))) != 0
                 && !node_puller_drain(p, peer, s, &busy, fatal)) {
                 break;
             }

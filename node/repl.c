@@ -357,26 +357,21 @@ node_replicate_one(MDB_txn *txn, struct node_store *store, uint32_t shard,
     return rc;
 }
 
+/* Applies one pulled batch of one shard inside txn: events, vector, state
+ * and the read position of the peer's log. An LMDB code. */
 static int
-node_replicate_once(struct node_store *store, uint64_t peer, uint32_t shard,
-    const struct proto_pull_rep *rep, struct node_vv *vv,
+node_replicate_batch(MDB_txn *txn, struct node_store *store, uint64_t peer,
+    uint32_t shard, const struct proto_pull_rep *rep, struct node_vv *vv,
     struct node_stats *stats, uint32_t *applied, const char **why)
 {
-    struct node_counters saved;
-    MDB_txn             *txn;
-    struct proto_rd      rd;
-    uint64_t             position, log_seq;
-    struct proto_str     record;
-    uint64_t             now = mrd_now_real_ms();
+    struct proto_rd  rd;
+    uint64_t         position, log_seq;
+    struct proto_str record;
+    uint64_t         now = mrd_now_real_ms();
 
     *applied = 0;
-    node_counters_save(store, &saved);
-    int rc = mdb_txn_begin(store->env, NULL, 0, &txn);
-    if (rc != 0) {
-        return rc;
-    }
     node_state_remote_forget(store);
-    rc = node_vv_load(txn, store, shard, vv);
+    int rc = node_vv_load(txn, store, shard, vv);
     proto_pull_rep_begin(rep, &rd);
     while (rc == 0
         && proto_events_rep_next(&rd, &position, &log_seq, &record) == MRD_OK) {
@@ -441,6 +436,32 @@ node_replicate_once(struct node_store *store, uint64_t peer, uint32_t shard,
         MDB_val k = { 12, key }, v = { 8, val };
         rc = mdb_put(txn, store->dbi_progress, &k, &v, 0);
     }
+    return rc;
+}
+
+/* Applies batches [0, n) in one write transaction: one commit (two syncs)
+ * for all of them. On failure nothing is applied and every applied count
+ * is 0; *bad is the batch that broke an invariant (MDB_CORRUPTED). */
+static int
+node_replicate_once(struct node_store *store, uint64_t peer,
+    struct node_repl_batch *b, size_t n, struct node_vv *vv,
+    struct node_stats *stats, size_t *bad, const char **why)
+{
+    struct node_counters saved;
+    MDB_txn             *txn;
+
+    node_counters_save(store, &saved);
+    int rc = mdb_txn_begin(store->env, NULL, 0, &txn);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = node_replicate_batch(txn, store, peer, b[i].shard, b[i].rep, vv,
+            stats, &b[i].applied, why);
+        if (rc == MDB_CORRUPTED) {
+            *bad = i;
+        }
+    }
     if (rc == 0) {
         rc = node_counters_put(txn, store);
     }
@@ -451,9 +472,87 @@ node_replicate_once(struct node_store *store, uint64_t peer, uint32_t shard,
     }
     if (rc != 0) {
         node_counters_restore(store, &saved);
-        *applied = 0;
+        for (size_t i = 0; i < n; i++) {
+            b[i].applied = 0;
+        }
     }
     return rc;
+}
+
+/* One transaction for batches [0, n), growing the map when it is full. */
+static int
+node_replicate_locked(struct node_store *store, uint64_t peer,
+    struct node_repl_batch *b, size_t n, struct node_vv *vv,
+    struct node_stats *stats, size_t *bad, const char **why)
+{
+    int rc;
+    for (;;) {
+        rc = node_replicate_once(store, peer, b, n, vv, stats, bad, why);
+        if (rc != MDB_MAP_FULL || !node_store_grow(store, stats)) {
+            return rc;
+        }
+    }
+}
+
+int
+node_store_replicate_many(struct node_store *store, uint64_t peer,
+    struct node_repl_batch *b, size_t n, struct node_stats *stats)
+{
+    const char     *why = NULL;
+    struct node_vv *vv  = malloc(sizeof(*vv));
+    size_t          bad = 0;
+    int             rc;
+
+    for (size_t i = 0; i < n; i++) {
+        b[i].applied = 0;
+        b[i].rv      = MRD_OK;
+    }
+    if (vv == NULL) {
+        return MRD_ENOMEM;
+    }
+    pthread_mutex_lock(&store->write_mu);
+    rc = node_replicate_locked(store, peer, b, n, vv, stats, &bad, &why);
+    if (rc == MDB_CORRUPTED && n > 1) {
+        /* One batch is refused, not its neighbours: each alone. */
+        rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            why     = NULL;
+            int one = node_replicate_locked(
+                store, peer, &b[i], 1, vv, stats, &bad, &why);
+            b[i].rv = one == 0 ? MRD_OK : node_store_err(one);
+            if (one == MDB_CORRUPTED) {
+                b[i].rv = MRD_ECORRUPT;
+                NODE_STAT_ADD(stats, rejected_replication, 1);
+                node_log(NODE_LOG_ERROR, "refused a replicated batch",
+                    "{s:I, s:i, s:s}", "peer", (json_int_t) peer, "shard",
+                    (int) b[i].shard, "why", why != NULL ? why : "corrupt");
+            } else if (one != 0) {
+                rc = one; /* storage: fail-stop below */
+                break;
+            }
+        }
+    } else if (rc == MDB_CORRUPTED) {
+        b[0].rv = MRD_ECORRUPT;
+        NODE_STAT_ADD(stats, rejected_replication, 1);
+        node_log(NODE_LOG_ERROR, "refused a replicated batch",
+            "{s:I, s:i, s:s}", "peer", (json_int_t) peer, "shard",
+            (int) b[0].shard, "why", why != NULL ? why : "corrupt");
+        rc = 0;
+    } else if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
+            b[i].rv = node_store_err(rc);
+        }
+    }
+    pthread_mutex_unlock(&store->write_mu);
+    free(vv);
+    if (rc != 0) {
+        node_log(NODE_LOG_ERROR, "replicated commit failed", "{s:s, s:i}",
+            "error", mdb_strerror(rc), "code", rc);
+    }
+    for (size_t i = 0; i < n; i++) {
+        NODE_STAT_ADD(stats, events_replicated, b[i].applied);
+    }
+    return node_store_err(rc);
 }
 
 int
@@ -461,36 +560,10 @@ node_store_replicate(struct node_store *store, uint64_t peer, uint32_t shard,
     const struct proto_pull_rep *rep, struct node_stats *stats,
     uint32_t *applied)
 {
-    const char     *why = NULL;
-    struct node_vv *vv  = malloc(sizeof(*vv));
-    int             rc;
-
-    if (vv == NULL) {
-        return MRD_ENOMEM;
-    }
-    pthread_mutex_lock(&store->write_mu);
-    for (;;) {
-        rc = node_replicate_once(
-            store, peer, shard, rep, vv, stats, applied, &why);
-        if (rc != MDB_MAP_FULL || !node_store_grow(store, stats)) {
-            break;
-        }
-    }
-    pthread_mutex_unlock(&store->write_mu);
-    free(vv);
-    if (rc == MDB_CORRUPTED) {
-        NODE_STAT_ADD(stats, rejected_replication, 1);
-        node_log(NODE_LOG_ERROR, "refused a replicated batch",
-            "{s:I, s:i, s:s}", "peer", (json_int_t) peer, "shard", (int) shard,
-            "why", why != NULL ? why : "corrupt");
-        return MRD_ECORRUPT;
-    }
-    if (rc != 0) {
-        node_log(NODE_LOG_ERROR, "replicated commit failed", "{s:s, s:i}",
-            "error", mdb_strerror(rc), "code", rc);
-    }
-    NODE_STAT_ADD(stats, events_replicated, *applied);
-    return node_store_err(rc);
+    struct node_repl_batch b = { .shard = shard, .rep = rep };
+    int rv   = node_store_replicate_many(store, peer, &b, 1, stats);
+    *applied = b.applied;
+    return rv != MRD_OK ? rv : b.rv;
 }
 
 int
