@@ -196,12 +196,12 @@ test_cluster_init(void **state)
      * the bound SWIM gives (a probe interval, then the suspicion timeout:
      * about 5 s for 3 nodes), keep acknowledging among themselves, and see
      * it alive again once it resumes. */
-    assert_int_equal(kill(nodes[2].pid, SIGSTOP), 0); /* not reaped: it lives */
+    assert_int_equal(harness_node_signal(&nodes[2], SIGSTOP), 0);
     struct ci_log dead[] = { { &nodes[0], "peer is dead (SWIM)" },
         { &nodes[1], "peer is dead (SWIM)" } };
     for (uint32_t i = 0; i < 2; i++) {
         if (!harness_wait_for(ci_log_has, &dead[i], 150, 100)) {
-            kill(nodes[2].pid, SIGCONT);
+            harness_node_signal(&nodes[2], SIGCONT);
             fail_msg("node %u never called the stopped node 3 dead", i + 1);
         }
     }
@@ -213,7 +213,7 @@ test_cluster_init(void **state)
     assert_int_equal(
         mrd_append(clients[0], "trip", &ev, 1, &opts, &res), MRD_OK);
     assert_int_equal(res.ack_reached, MRD_ACK_GLOBAL);
-    assert_int_equal(kill(nodes[2].pid, SIGCONT), 0);
+    assert_int_equal(harness_node_signal(&nodes[2], SIGCONT), 0);
     struct ci_log alive = { &nodes[0], "peer is alive (SWIM)" };
     assert_true(harness_wait_for(ci_log_has, &alive, 150, 100));
 

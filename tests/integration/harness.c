@@ -483,6 +483,14 @@ harness_node_kill(struct harness_node *node, int sig)
     if (node->pid == 0) {
         return 0;
     }
+    if (sig == SIGSTOP || sig == SIGCONT || sig == SIGTSTP) {
+        /* The process lives on: waiting to reap it would wait for ever. */
+        fprintf(stderr,
+            "harness: harness_node_kill with signal %d, which "
+            "does not end a process; use harness_node_signal\n",
+            sig);
+        return -1;
+    }
     if (!harness_proc_remove(node->pid)) {
         node->pid = 0; /* harness_kill_all() reaped it already */
         return 0;
@@ -492,6 +500,17 @@ harness_node_kill(struct harness_node *node, int sig)
     node->exit_status = status;
     node->pid         = 0;
     return 0;
+}
+
+int
+harness_node_signal(struct harness_node *node, int sig)
+{
+    if (node->pid == 0) {
+        fprintf(
+            stderr, "harness: signal %d to a node that is not running\n", sig);
+        return -1;
+    }
+    return kill(node->pid, sig) == 0 ? 0 : -1;
 }
 
 int

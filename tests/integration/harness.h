@@ -88,6 +88,11 @@ int harness_node_start(
  * unless the test wants a graceful stop). The exit status is kept in
  * node->exit_status. */
 int harness_node_kill(struct harness_node *node, int sig);
+/* Sends sig and returns at once, reaping nothing: for SIGSTOP and SIGCONT
+ * (a stopped node keeps its sockets but answers nothing).
+ * harness_node_kill() refuses those, since it waits for the process to go.
+ * A node left stopped is still killed at exit. */
+int harness_node_signal(struct harness_node *node, int sig);
 /* SIGTERM, a bounded wait for a graceful exit, then SIGKILL. Returns the
  * exit code (0..255) of a process that exited by itself, or -1 when it had
  * to be killed or was not running. */
