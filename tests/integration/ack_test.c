@@ -79,35 +79,11 @@ ack_peers(struct ack_node *n)
     }
 }
 
-/* One counter of a node, on a raw socket (the library has no STATS call).
- * The socket is left to process exit (NNG 1.5.2's nng_close can hang). */
 static uint64_t
 ack_stat(const struct ack_node *n, const char *name)
 {
-    struct proto_buf   req;
-    struct proto_frame frame;
-    const char        *why = NULL;
-    uint64_t           value;
-    nng_socket         sock;
-    nng_msg           *msg;
-
-    assert_int_equal(nng_req0_open(&sock), 0);
-    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
-    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
-    assert_int_equal(nng_dial(sock, n->h.url, NULL, 0), 0);
-    proto_buf_init(&req, 256);
-    proto_empty_req_encode(&req, PROTO_T_STATS);
-    assert_int_equal(nng_msg_alloc(&msg, req.len), 0);
-    memcpy(nng_msg_body(msg), req.data, req.len);
-    proto_buf_fini(&req);
-    assert_int_equal(nng_sendmsg(sock, msg, 0), 0);
-    assert_int_equal(nng_recvmsg(sock, &msg, 0), 0);
-    assert_int_equal(
-        proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why),
-        MRD_OK);
-    assert_int_equal(frame.status, MRD_OK);
-    assert_int_equal(proto_stats_rep_find(&frame.body, name, &value), MRD_OK);
-    nng_msg_free(msg);
+    uint64_t value = 0;
+    assert_int_equal(harness_node_stat(&n->h, name, &value), 0);
     return value;
 }
 

@@ -15,6 +15,11 @@
 
 #include "harness.h"
 
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "proto.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -511,6 +516,52 @@ harness_node_signal(struct harness_node *node, int sig)
         return -1;
     }
     return kill(node->pid, sig) == 0 ? 0 : -1;
+}
+
+int
+harness_node_stat(
+    const struct harness_node *node, const char *name, uint64_t *value_out)
+{
+    struct proto_buf   req;
+    struct proto_frame frame;
+    const char        *why = NULL;
+    nng_socket         sock;
+    nng_msg           *msg = NULL;
+    int                rv  = -1;
+
+    if (nng_req0_open(&sock) != 0) {
+        fprintf(stderr, "harness: cannot open a socket for STATS\n");
+        return -1;
+    }
+    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
+    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
+    proto_buf_init(&req, 256);
+    proto_empty_req_encode(&req, PROTO_T_STATS);
+    if (nng_dial(sock, node->url, NULL, 0) == 0
+        && nng_msg_alloc(&msg, req.len) == 0) {
+        memcpy(nng_msg_body(msg), req.data, req.len);
+        if (nng_sendmsg(sock, msg, 0) != 0) {
+            nng_msg_free(msg);
+            msg = NULL;
+        } else if (nng_recvmsg(sock, &msg, 0) != 0) {
+            msg = NULL;
+        }
+    }
+    proto_buf_fini(&req);
+    if (msg != NULL
+        && proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why)
+            == MRD_OK
+        && frame.status == MRD_OK
+        && proto_stats_rep_find(&frame.body, name, value_out) == MRD_OK) {
+        rv = 0;
+    }
+    if (msg != NULL) {
+        nng_msg_free(msg);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "harness: no counter %s from %s\n", name, node->url);
+    }
+    return rv;
 }
 
 int

@@ -104,6 +104,13 @@ void harness_node_fini(struct harness_node *node);
 bool harness_node_log_contains(
     const struct harness_node *node, const char *needle);
 
+/* One counter of the node's STATS (the client library has no call for
+ * it), on a raw socket of its own with bounded waits. The socket is left
+ * to process exit: NNG 1.5.2's nng_close() can hang after a dropped
+ * connection. */
+int harness_node_stat(
+    const struct harness_node *node, const char *name, uint64_t *value_out);
+
 /* A URL on 127.0.0.1 where nothing listens (a port the kernel just gave out
  * and that was closed again): for failover tests. */
 int harness_dead_url(char *out, size_t out_size);

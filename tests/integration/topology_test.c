@@ -518,24 +518,11 @@ tt_raw(struct tt_node *n, struct proto_buf *req, char *detail,
     return frame.status;
 }
 
-/* One counter of a node (the client library has no call for STATS). */
 static uint64_t
 tt_stat(struct tt_node *n, const char *name)
 {
-    struct proto_buf   req;
-    struct proto_frame frame;
-    const char        *why = NULL;
-    nng_msg           *msg = NULL;
-    uint64_t           value;
-
-    proto_buf_init(&req, 256);
-    proto_empty_req_encode(&req, PROTO_T_STATS);
-    assert_int_equal(tt_raw(n, &req, NULL, 0, &msg), MRD_OK);
-    assert_int_equal(
-        proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why),
-        MRD_OK);
-    assert_int_equal(proto_stats_rep_find(&frame.body, name, &value), MRD_OK);
-    nng_msg_free(msg);
+    uint64_t value = 0;
+    assert_int_equal(harness_node_stat(&n->h, name, &value), 0);
     return value;
 }
 
