@@ -90,19 +90,31 @@ node_reply_fits(const struct proto_buf *out, size_t record_len)
         <= out->cap_max;
 }
 
-/* Walks the stream's positions [first, first + n) in the given direction and
- * adds each event to the reply. */
+/* Index entries one cursor read may examine, matching or not: bounds the
+ * work of a read whose cursor covers almost everything it walks over (a
+ * reader that failed over from another node scans from position 0). The
+ * reply says where it stopped; the client goes on from there. */
+#define NODE_CURSOR_SCAN_MAX 4096u
+
+/* Walks at most n positions from start in the given direction and adds
+ * each event to the reply, until `want` are in or the reply is full. With
+ * a cursor (a causal cursor read, forward), events whose dot it covers are
+ * passed over. *last_pos is the last position added; *examined how many
+ * positions were looked at whole. */
 static int
-node_read_range(struct node_rtxn *r, const struct node_stream *st,
-    uint64_t start, uint32_t n, int direction, struct proto_buf *out,
-    struct proto_events_wr *w, uint64_t *last_pos, struct node_stats *stats)
+node_read_walk(struct node_rtxn *r, const struct node_stream *st,
+    uint64_t start, uint32_t n, int direction, const struct proto_str *cursor,
+    uint32_t want, struct proto_buf *out, struct proto_events_wr *w,
+    uint64_t *last_pos, uint32_t *examined, struct node_stats *stats)
 {
     MDB_cursor   *log, *index;
     MDB_cursor_op step     = direction == MRD_FORWARD ? MDB_NEXT : MDB_PREV;
     uint64_t      last_seq = 0;
+    uint32_t      i        = 0;
     int rc = mdb_cursor_open(r->txn, r->store->dbi_log[st->shard], &log);
     int rv = MRD_OK;
 
+    *examined = 0;
     if (rc != 0) {
         return MRD_EIO;
     }
@@ -111,7 +123,7 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
         mdb_cursor_close(log);
         return MRD_EIO;
     }
-    for (uint32_t i = 0; i < n; i++) {
+    for (; i < n && w->count < want; i++) {
         uint64_t pos = direction == MRD_FORWARD ? start + i : start - i;
         uint8_t  key[16];
         mrd_be64_put(key, st->id);
@@ -124,78 +136,15 @@ node_read_range(struct node_rtxn *r, const struct node_stream *st,
             rv = rc == MDB_NOTFOUND || rc == 0 ? MRD_ECORRUPT : MRD_EIO;
             break;
         }
-        uint64_t         seq = mrd_be64_get(v.mv_data), stored_pos;
-        struct proto_str record;
-        rv = node_log_entry(log, seq, &last_seq, &stored_pos, &record);
-        if (rv == MRD_OK && stored_pos != pos) {
-            rv = MRD_ECORRUPT;
-        }
-        if (rv != MRD_OK) {
-            if (rv == MRD_ECORRUPT) {
-                node_corrupt_log(st->shard, seq, stats);
-            }
-            break;
-        }
-        if (i > 0 && !node_reply_fits(out, record.len)) {
-            break;
-        }
-        proto_events_reply_add(out, w, pos, seq, record.ptr, record.len);
-        *last_pos = pos;
-    }
-    mdb_cursor_close(index);
-    mdb_cursor_close(log);
-    return rv;
-}
-
-/* Index entries one cursor read may examine, matching or not: bounds the
- * work of a read whose cursor covers almost everything it walks over (a
- * reader that failed over from another node scans from position 0). The
- * reply says where it stopped; the client goes on from there. */
-#define NODE_CURSOR_SCAN_MAX 4096u
-
-/* A causal cursor read: walks the stream forward from `start` and adds the
- * events whose dot the cursor does not cover, up to req->count. *next_out
- * is the first position not examined. */
-static int
-node_read_cursor(struct node_rtxn *r, const struct node_stream *st,
-    uint64_t start, const struct proto_read_req *req, struct proto_buf *out,
-    struct proto_events_wr *w, uint64_t *next_out, struct node_stats *stats)
-{
-    MDB_cursor *log, *index;
-    uint64_t    last_seq = 0, pos = start;
-    int rc = mdb_cursor_open(r->txn, r->store->dbi_log[st->shard], &log);
-    int rv = MRD_OK;
-
-    *next_out = start;
-    if (rc != 0) {
-        return MRD_EIO;
-    }
-    rc = mdb_cursor_open(r->txn, r->store->dbi_index, &index);
-    if (rc != 0) {
-        mdb_cursor_close(log);
-        return MRD_EIO;
-    }
-    for (uint32_t i = 0;
-         i < NODE_CURSOR_SCAN_MAX && pos < st->count && w->count < req->count;
-         i++, pos++) {
-        uint8_t key[16];
-        mrd_be64_put(key, st->id);
-        mrd_be64_put(key + 8, pos);
-        MDB_val k = { 16, key }, v;
-        rc = mdb_cursor_get(index, &k, &v, i == 0 ? MDB_SET_KEY : MDB_NEXT);
-        if (rc != 0 || k.mv_size != 16 || memcmp(k.mv_data, key, 16) != 0
-            || v.mv_size != 8) {
-            rv = rc == MDB_NOTFOUND || rc == 0 ? MRD_ECORRUPT : MRD_EIO;
-            break;
-        }
-        uint64_t         seq = mrd_be64_get(v.mv_data), stored_pos;
-        uint64_t         origin, dot_seq;
+        uint64_t         seq    = mrd_be64_get(v.mv_data), stored_pos;
+        uint64_t         origin = 0, dot_seq = 0;
         struct proto_str record;
         rv = node_log_entry(log, seq, &last_seq, &stored_pos, &record);
         if (rv == MRD_OK
             && (stored_pos != pos
-                || !proto_record_dot(
-                    record.ptr, record.len, &origin, &dot_seq))) {
+                || (cursor != NULL
+                    && !proto_record_dot(
+                        record.ptr, record.len, &origin, &dot_seq)))) {
             rv = MRD_ECORRUPT;
         }
         if (rv != MRD_OK) {
@@ -204,15 +153,16 @@ node_read_cursor(struct node_rtxn *r, const struct node_stream *st,
             }
             break;
         }
-        if (dot_seq <= proto_vv_get(req->cursor, origin)) {
+        if (cursor != NULL && dot_seq <= proto_vv_get(*cursor, origin)) {
             continue; /* the reader has it, from here or another node */
         }
         if (w->count > 0 && !node_reply_fits(out, record.len)) {
             break;
         }
         proto_events_reply_add(out, w, pos, seq, record.ptr, record.len);
+        *last_pos = pos;
     }
-    *next_out = pos;
+    *examined = i;
     mdb_cursor_close(index);
     mdb_cursor_close(log);
     return rv;
@@ -242,37 +192,17 @@ node_store_read_stream(struct node_store *store,
         return MRD_ECORRUPT;
     }
     uint64_t start = 0, next = req->from, last_pos = 0;
-    uint32_t n = 0;
+    uint32_t n = 0, examined = 0;
     if (req->has_cursor) {
         /* Positions are this node's: a hint from another node means
          * nothing here, so the walk starts at the beginning. */
         start = req->hint_node == store->node_id && req->from <= st.count
             ? req->from
             : 0;
-        next  = start;
-        proto_events_reply_begin(out, PROTO_T_READ, 4, &w);
-        if (start < st.count) {
-            rv = node_read_cursor(&r, &st, start, req, out, &w, &next, stats);
-        }
-        node_rtxn_end(&r);
-        if (rv != MRD_OK) {
-            *why = "a stored event failed its checksum";
-            return rv;
-        }
-        proto_events_reply_end(out, &w);
-        proto_wr_uint(out, PROTO_K_READ_NEXT);
-        proto_wr_uint(out, next);
-        proto_wr_uint(out, PROTO_K_READ_VERSION);
-        proto_wr_int(out, (int64_t) st.count - 1);
-        proto_wr_uint(out, PROTO_K_READ_NODE);
-        proto_wr_uint(out, store->node_id);
-        *count_out = w.count;
-        *next_out  = next;
-        *end_out   = next >= st.count;
-        NODE_STAT_ADD(stats, events_read, w.count);
-        return proto_buf_status(out);
-    }
-    if (req->direction == MRD_FORWARD && req->from < st.count) {
+        n     = (uint32_t) (st.count - start < NODE_CURSOR_SCAN_MAX
+                    ? st.count - start
+                    : NODE_CURSOR_SCAN_MAX);
+    } else if (req->direction == MRD_FORWARD && req->from < st.count) {
         start = req->from;
         n     = (uint32_t) (st.count - start < req->count ? st.count - start
                                                           : req->count);
@@ -280,10 +210,11 @@ node_store_read_stream(struct node_store *store,
         start = req->from >= st.count ? st.count - 1 : req->from;
         n     = (uint32_t) (start + 1 < req->count ? start + 1 : req->count);
     }
-    proto_events_reply_begin(out, PROTO_T_READ, 3, &w);
+    proto_events_reply_begin(out, PROTO_T_READ, req->has_cursor ? 4 : 3, &w);
     if (n > 0) {
-        rv = node_read_range(
-            &r, &st, start, n, req->direction, out, &w, &last_pos, stats);
+        rv = node_read_walk(&r, &st, start, n, req->direction,
+            req->has_cursor ? &req->cursor : NULL, req->count, out, &w,
+            &last_pos, &examined, stats);
     }
     node_rtxn_end(&r);
     if (rv != MRD_OK) {
@@ -291,7 +222,11 @@ node_store_read_stream(struct node_store *store,
         return rv;
     }
     proto_events_reply_end(out, &w);
-    if (w.count > 0) {
+    if (req->has_cursor) {
+        /* The first position not examined: everything before it the
+         * cursor covers now or the reply carries. */
+        next = start + examined;
+    } else if (w.count > 0) {
         next = req->direction == MRD_FORWARD ? last_pos + 1
             : last_pos > 0                   ? last_pos - 1
                                              : 0;
@@ -302,6 +237,10 @@ node_store_read_stream(struct node_store *store,
     proto_wr_uint(out, next);
     proto_wr_uint(out, PROTO_K_READ_VERSION);
     proto_wr_int(out, (int64_t) st.count - 1);
+    if (req->has_cursor) {
+        proto_wr_uint(out, PROTO_K_READ_NODE);
+        proto_wr_uint(out, store->node_id);
+    }
     *count_out = w.count;
     *next_out  = next;
     *end_out   = req->direction == MRD_FORWARD ? next >= st.count : next == 0;
