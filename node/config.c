@@ -26,6 +26,7 @@ enum node_opt {
     NODE_OPT_MAP_SIZE_MAX,
     NODE_OPT_FRAME_SIZE_MAX,
     NODE_OPT_IDEM_WINDOW,
+    NODE_OPT_REPL_MEMORY,
     NODE_OPT_CLOCK_AHEAD_MAX,
     NODE_OPT_REGION,
     NODE_OPT_CLUSTER_ID,
@@ -49,6 +50,7 @@ static const struct option node_options[] = {
     { "map-size-max", required_argument, NULL, NODE_OPT_MAP_SIZE_MAX },
     { "frame-size-max", required_argument, NULL, NODE_OPT_FRAME_SIZE_MAX },
     { "idempotency-window", required_argument, NULL, NODE_OPT_IDEM_WINDOW },
+    { "repl-memory", required_argument, NULL, NODE_OPT_REPL_MEMORY },
     { "clock-ahead-max", required_argument, NULL, NODE_OPT_CLOCK_AHEAD_MAX },
     { "region", required_argument, NULL, NODE_OPT_REGION },
     { "cluster-id", required_argument, NULL, NODE_OPT_CLUSTER_ID },
@@ -93,6 +95,10 @@ node_config_usage(FILE *out)
         "                           min %u, max %u)\n"
         "  --idempotency-window S   seconds an idempotency key is remembered\n"
         "                           (default %u)\n"
+        "  --repl-memory SIZE       pulled events held at once before they\n"
+        "                           are committed in one transaction; also\n"
+        "                           bounds how long a replicated commit holds\n"
+        "                           up local appends (default 16M, min 5M)\n"
         "  --clock-ahead-max MS     a replicated timestamp further ahead of\n"
         "                           this node's clock than this is clamped\n"
         "                           when it advances the clock, counted and\n"
@@ -292,6 +298,11 @@ node_config_set(
             name, v, true, PROTO_FRAME_SIZE_MIN, MRD_FRAME_SIZE_MAX, &n);
         cfg->frame_size_max = (uint32_t) n;
         break;
+    case NODE_OPT_REPL_MEMORY:
+        rv = node_config_range(
+            name, v, true, NODE_REPL_MEMORY_MIN, NODE_REPL_MEMORY_MAX, &n);
+        cfg->repl_memory = n;
+        break;
     case NODE_OPT_IDEM_WINDOW:
         rv = node_config_range(name, v, false, 1, 365u * 86400u, &n);
         cfg->idem_window_s = (uint32_t) n;
@@ -410,6 +421,7 @@ node_config_defaults(struct node_config *cfg)
     cfg->map_size_max       = NODE_MAP_SIZE_MAX_DEFAULT;
     cfg->frame_size_max     = NODE_FRAME_SIZE_DEFAULT;
     cfg->idem_window_s      = NODE_IDEM_WINDOW_S_DEFAULT;
+    cfg->repl_memory        = NODE_REPL_MEMORY_DEFAULT;
     cfg->clock_ahead_max_ms = NODE_CLOCK_AHEAD_MS_DEFAULT;
     snprintf(cfg->region, sizeof(cfg->region), "local");
     cfg->workers   = NODE_WORKERS_DEFAULT;

@@ -45,6 +45,7 @@ main(int argc, char **argv)
     struct node_puller   *puller   = NULL;
     struct node_topology *topology = NULL;
     struct node_liveness *liveness = NULL;
+    struct node_ae       *ae       = NULL;
     sigset_t              set;
     int                   sig = 0;
 
@@ -81,7 +82,13 @@ main(int argc, char **argv)
         node_topology_close(topology);
         return 1;
     }
-    rv = node_server_start(&cfg, &store, topology, &srv);
+    if (node_ae_open(topology, &store, &ae) != MRD_OK) {
+        node_log(NODE_LOG_ERROR, "out of memory for anti-entropy", NULL);
+        node_store_close(&store);
+        node_topology_close(topology);
+        return 1;
+    }
+    rv = node_server_start(&cfg, &store, topology, ae, &srv);
     if (rv != MRD_OK) {
         node_store_close(&store);
         node_topology_close(topology);
@@ -105,7 +112,7 @@ main(int argc, char **argv)
     }
     node_server_set_liveness(srv, liveness);
     if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), topology,
-            liveness, &puller)
+            liveness, ae, &puller)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
         node_server_stop(srv);
@@ -125,6 +132,7 @@ main(int argc, char **argv)
     node_server_set_liveness(srv, NULL);
     node_liveness_stop(liveness);
     node_server_stop(srv);
+    node_ae_close(ae);
     node_store_close(&store);
     node_topology_close(topology);
     node_log(failed ? NODE_LOG_ERROR : NODE_LOG_INFO, "stopped", "{s:b}",

@@ -52,6 +52,14 @@ _Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
 /* Idempotency records swept per commit: bounds the writer's extra work. */
 #define NODE_IDEM_SWEEP_MAX 1024u
 #define NODE_IDEM_WINDOW_S_DEFAULT 86400u
+/* Pulled reply bytes the puller holds before one grouped commit
+ * (--repl-memory): a few full replies by default. At least one full pull
+ * reply with its envelope, which every pull may bring; at most 1 GiB, past
+ * which one replicated transaction would hold up local appends for
+ * seconds. */
+#define NODE_REPL_MEMORY_DEFAULT (16u * 1024u * 1024u)
+#define NODE_REPL_MEMORY_MIN ((uint64_t) PROTO_READ_REPLY_MAX + 1024u * 1024u)
+#define NODE_REPL_MEMORY_MAX (1024u * 1024u * 1024u)
 /* How far ahead of our clock a replicated timestamp may pull it. LWW ties
  * only need the HLC to be roughly right; a peer with a clock an hour fast
  * must not drag every node's timestamps an hour ahead (DESIGN: 500 ms). */
@@ -72,8 +80,11 @@ _Static_assert(MRD_APPEND_EVENTS_MAX <= NODE_COMMIT_EVENTS_MAX,
  * that much is not a client we can help). */
 #define NODE_FRAME_SIZE_DEFAULT (16u * 1024u * 1024u)
 #define NODE_FRAME_SLACK (1u * 1024u * 1024u)
-/* Store format on disk; bumped on incompatible change. */
-#define NODE_STORE_FORMAT 1u
+/* Store format on disk; bumped on incompatible change. 2: the "vv"
+ * database also holds this node's own entry per shard (1 kept only the
+ * global origin seq); a format-1 store is migrated at open (store.c). */
+#define NODE_STORE_FORMAT 2u
+#define NODE_STORE_FORMAT_OLD 1u
 
 /* ---------------------------------------------------------------- config -- */
 
@@ -101,6 +112,7 @@ struct node_config {
     uint64_t map_size_max;
     uint32_t frame_size_max;
     uint32_t idem_window_s;
+    uint64_t repl_memory; /* --repl-memory */
     uint32_t clock_ahead_max_ms;
     char     region[64];
     /* Every node of a cluster shares it: it keys the shard hash. */
@@ -185,7 +197,14 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(rejected_not_replica)                                                    \
     X(rejected_topology)                                                       \
     X(topology_updates)                                                        \
-    X(liveness_changes)
+    X(liveness_changes)                                                        \
+    X(pulls_blocked)                                                           \
+    X(pull_events_local)                                                       \
+    X(pull_events_remote)                                                      \
+    X(rejected_digest)                                                         \
+    X(rejected_pull_reply)                                                     \
+    X(idem_replicated)                                                         \
+    X(idem_replicated_kept)
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -232,6 +251,56 @@ int node_topology_replicas(
 /* Every node but this one and the removed ones. MRD_EFULL past max. */
 MRD_MUST_USE int node_topology_peers(struct node_topology *nt,
     struct node_peer *peers, uint32_t max, uint32_t *count_out);
+/* Calls fn with the current topology and this node's id, under the
+ * topology's read lock (fn must not call back into nt); returns the
+ * version fn saw. */
+struct topo;
+uint64_t node_topology_with(struct node_topology *nt,
+    void (*fn)(const struct topo *t, uint64_t self, void *arg), void *arg);
+
+/* --------------------------------------------------------- anti-entropy -- */
+
+/* The node's side of replication/ae.h (antientropy.c): placement per shard
+ * as ae.h wants it, cached per topology version, and per shard what this
+ * node knows of every replica's vector (struct ae_know), fed by PULL
+ * requests (server) and replies (puller) and their digests. Topology mode
+ * only: NULL in static mode, where every node pulls from every node.
+ * Thread safe (one mutex: every call is short). */
+struct node_ae;
+struct ae_source;
+struct ae_ack;
+MRD_MUST_USE int node_ae_open(
+    struct node_topology *nt, struct node_store *store, struct node_ae **out);
+void node_ae_close(struct node_ae *ae);
+/* ae_region_of_fn: a node's region index, AE_REGION_NONE if unplaced. */
+uint32_t node_ae_region_of(void *ae, uint64_t node);
+/* ae_sources / ae_hint_targets for this node and the shard, with the
+ * placement of the current topology. */
+MRD_MUST_USE int node_ae_sources(struct node_ae *ae, uint32_t shard,
+    bool (*live)(void *arg, uint64_t node), void             *live_arg,
+    struct ae_source *out, uint32_t *count_out);
+MRD_MUST_USE int node_ae_hint_targets(struct node_ae *ae, uint32_t shard,
+    bool (*live)(void *arg, uint64_t node), void *live_arg, uint64_t *out,
+    uint32_t *count_out);
+/* A replica's vector for the shard (a PULL's, or a reply's at its end). */
+MRD_MUST_USE int node_ae_report(
+    struct node_ae *ae, uint32_t shard, uint64_t node, struct proto_str vv);
+/* A digest from a PULL or its reply; MRD_EPROTO with why when malformed. */
+MRD_MUST_USE int node_ae_absorb(struct node_ae *ae, uint32_t shard,
+    struct proto_str digest, const char **why);
+/* Takes our vector for the shard (own, wire form) and appends our digest to
+ * out. */
+MRD_MUST_USE int node_ae_digest(struct node_ae *ae, uint32_t shard,
+    struct proto_str own, struct proto_buf *out);
+/* Takes our vector and computes the shard's causally stable vector into
+ * *out (init it once). MRD_ENOTFOUND when not a replica. */
+MRD_MUST_USE int node_ae_stable(struct node_ae *ae, uint32_t shard,
+    struct proto_str own, struct crdt_vv *out);
+/* Replicas per region holding this node's own event `seq` of the shard,
+ * which this node committed (it counts itself). *self_region is its
+ * region's index. */
+void node_ae_ack(struct node_ae *ae, uint32_t shard, uint64_t seq,
+    struct ae_ack *out, uint32_t *self_region);
 
 /* ----------------------------------------------------------------- store -- */
 
@@ -287,6 +356,12 @@ struct node_store {
     uint64_t        stream_id_last;
     struct node_hlc hlc;
     uint64_t        log_seq_last[NODE_SHARDS_MAX];
+    /* Shards whose own-events entry in "vv" the write transaction in hand
+     * must raise (node_event_put marks, node_own_vv_put writes): the
+     * highest seq of this node's events in a shard, which anti-entropy's
+     * knowledge needs per shard (replication/ae.h, "Vectors"). */
+    uint64_t own_touched[NODE_SHARDS_MAX];
+    uint8_t  own_touched_any[(NODE_SHARDS_MAX + 7u) / 8u];
     /* Writer-owned scratch for state documents (state.c). */
     struct node_state_txn *state;
     /* Two threads write: the writer (appends) and the puller (replicated
@@ -359,8 +434,20 @@ void node_counters_save(
     const struct node_store *store, struct node_counters *c);
 void node_counters_restore(
     struct node_store *store, const struct node_counters *c);
-int  node_counters_put(MDB_txn *txn, struct node_store *store);
+int node_counters_put(MDB_txn *txn, struct node_store *store);
+/* Writes the own-events entries node_event_put marked (see own_touched);
+ * forgets the marks whatever happens, so an aborted transaction leaves
+ * none behind. An LMDB code. */
+int  node_own_vv_put(MDB_txn *txn, struct node_store *store);
+void node_own_vv_forget(struct node_store *store);
 bool node_store_grow(struct node_store *store, struct node_stats *stats);
+/* A replicated record that carries its append's idempotency key (the
+ * append's first event, now at first_pos of the local stream stream_id):
+ * remembers the key here too, unless a key of that name is here already.
+ * An LMDB code. */
+int node_replicate_idem(MDB_txn *txn, struct node_store *store,
+    const struct proto_record *r, uint64_t stream_id, uint64_t first_pos,
+    uint64_t now_ms, struct node_stats *stats);
 
 /* Maps an LMDB or errno code from a write path to an MRD_ code. */
 int node_store_err(int rc);
@@ -409,10 +496,20 @@ MRD_MUST_USE int node_store_shard_vv(
 /* How far this node has read peer's log of shard (0: not at all). */
 MRD_MUST_USE int node_store_progress(
     struct node_store *store, uint64_t peer, uint32_t shard, uint64_t *after);
-/* Serves a PULL: a whole reply frame into out; any thread. */
+/* Topology mode's part of serving a PULL: where each origin is (for the
+ * request's skip set) and the digest to send back. */
+struct node_pull_ae {
+    uint32_t (*region_of)(void *arg, uint64_t node);
+    void            *arg;
+    struct proto_str digest; /* len 0: none */
+};
+/* Serves a PULL (replication/ae.h's ae_serve over the shard's log): a
+ * whole reply frame into out; any thread. ae NULL: static mode, no skip
+ * set, the reply without the anti-entropy keys. */
 MRD_MUST_USE int node_store_pull(struct node_store *store,
-    const struct proto_pull_req *req, struct proto_buf *out,
-    uint32_t *count_out, struct node_stats *stats, const char **why);
+    const struct proto_pull_req *req, const struct node_pull_ae *ae,
+    struct proto_buf *out, uint32_t *count_out, struct node_stats *stats,
+    const char **why);
 /* Appends a pulled batch in one transaction with the shard's vector, the
  * events' state ops and the new read position of peer's log. MRD_OK,
  * MRD_ECORRUPT (a batch that breaks an invariant: refused, counted,
@@ -424,6 +521,8 @@ MRD_MUST_USE int node_store_pull(struct node_store *store,
  * MRD_EIO) for which nothing was applied. */
 struct node_repl_batch {
     uint32_t                     shard;
+    uint64_t                     after; /* the request's */
+    uint32_t                     count_max; /* the request's count */
     const struct proto_pull_rep *rep;
     uint32_t                     applied; /* out */
     int                          rv; /* out */
@@ -432,8 +531,7 @@ MRD_MUST_USE int node_store_replicate_many(struct node_store *store,
     uint64_t peer, struct node_repl_batch *batches, size_t n,
     struct node_stats *stats);
 MRD_MUST_USE int node_store_replicate(struct node_store *store, uint64_t peer,
-    uint32_t shard, const struct proto_pull_rep *rep, struct node_stats *stats,
-    uint32_t *applied);
+    struct node_repl_batch *batch, struct node_stats *stats);
 
 /* Reads, on any thread. Each takes its own read-only transaction. The stream
  * and log reads write a whole reply frame, header included, into out (which
@@ -458,7 +556,10 @@ struct node_server;
 /* Starts listening and serving; cfg and store must outlive the server. */
 MRD_MUST_USE int node_server_start(const struct node_config *cfg,
     struct node_store *store, struct node_topology *topology,
-    struct node_server **server_out);
+    struct node_ae *ae, struct node_server **server_out);
+/* Knowledge of the shard's replicas grew (the puller absorbed a reply's
+ * digest): answers the appends of the shard whose level it completes. */
+void node_server_ack_recheck(struct node_server *srv, uint32_t shard);
 /* The URL actually bound (port 0 resolved). */
 const char *node_server_url(const struct node_server *server);
 /* Graceful stop: queued appends are committed and answered, new requests
@@ -509,7 +610,7 @@ struct node_puller;
 MRD_MUST_USE int node_puller_start(const struct node_config *cfg,
     struct node_store *store, struct node_server *srv, struct node_stats *stats,
     struct node_topology *topology, struct node_liveness *liveness,
-    struct node_puller **out);
+    struct node_ae *ae, struct node_puller **out);
 /* Stops and frees it (NULL is fine); waits for a pull in flight. */
 void node_puller_stop(struct node_puller *p);
 

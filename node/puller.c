@@ -11,11 +11,19 @@
  * not answer is skipped for the round; its socket keeps redialling in the
  * background.
  *
- * Every node holds every shard and pulls from every peer: full mesh, which
- * is right for a few regions. Placement (R replicas per region) and one
- * puller per shard per remote region come with the topology.
+ * Static mode (no topology): every node holds every shard and pulls from
+ * every peer, full mesh. Topology mode: each shard is pulled only from the
+ * sources replication/ae.h's ae_sources names (every other live replica of
+ * this region, and on the region's designated puller one live replica per
+ * remote region, with a skip set so no event crosses a region link twice),
+ * failing over as liveness changes; pulls and replies carry knowledge
+ * digests (node/antientropy.c) for acknowledgement levels and stability;
+ * and now and then the shard is also pulled from the nodes that do not
+ * hold it, which may keep events from before a placement change.
  */
 #include "node.h"
+
+#include "ae.h"
 
 #include <jansson.h>
 #include <nng/nng.h>
@@ -38,15 +46,23 @@
 #define NODE_PULL_TIMEOUT_MS 5000
 /* Largest pull reply accepted: a full read reply. */
 #define NODE_PULL_REPLY_MAX (PROTO_READ_REPLY_MAX + 64u * 1024u)
+_Static_assert(NODE_REPL_MEMORY_MIN >= NODE_PULL_REPLY_MAX,
+    "--repl-memory always lets one pull through");
 /* Topology gossip: every so often the puller asks one peer, at random,
  * for its topology if it is newer. A version spreads to every node in a
  * few rounds (push-pull epidemic: O(log n) rounds), without a coordinator;
  * pushes by an operator start it at once on one node. */
 #define NODE_GOSSIP_MS 500u
 
-/* Pulled bytes held before one grouped commit (node_puller_hinted): a
- * few full replies. Bounds the memory a hinted round holds. */
-#define NODE_PULL_GROUP_BYTES (16u * 1024u * 1024u)
+/* Topology mode: how often a shard is also pulled from the nodes that are
+ * not its replicas. They take no appends for it (MRD_ENOTREPLICA), but one
+ * that held it before a placement change (a drain, a new node) may keep
+ * events nobody else has; after the first pass each costs an empty pull. */
+#define NODE_PULL_ORPHAN_MS 5000u
+/* A source whose pull failed counts as down for ae_sources this long (then
+ * it gets one probe): SWIM may see it through an indirect ping while our
+ * own link to it is cut. */
+#define NODE_PULL_DOWN_MS AE_PULL_RETRY_MS_MAX
 
 /* A hint not answered by then is dropped: it is only a hint, and a peer
  * that slow is better served by the rounds. */
@@ -80,6 +96,12 @@ struct node_puller_peer {
      * once instead of costing a pull timeout every round. */
     _Atomic int pipes;
     bool        down; /* last round failed: logged once, then on recovery */
+    /* Topology mode: not a source until then (written by the puller, read
+     * by the writer's hints too). */
+    _Atomic uint64_t down_until_ms;
+    /* Topology mode, per shard: blocked since (ms, 0: not blocked) on an
+     * event of a region this node pulls directly (ae_serve). */
+    uint64_t *blocked_ms;
     /* Shards the peer hinted at since the last look (p->mu). */
     uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
     /* Shards whose last pull applied events: one more pull, once no hint
@@ -94,15 +116,24 @@ struct node_puller {
     struct node_store    *store;
     struct node_topology *topology; /* NULL: static mode */
     struct node_liveness *liveness; /* NULL: no SWIM */
-    uint64_t              topo_version; /* the peers were made for */
-    uint64_t              gossip_next_ms;
-    uint32_t              gossip_rng;
-    struct node_server   *srv;
-    struct node_stats    *stats;
-    pthread_t             thread;
-    pthread_mutex_t       mu;
-    pthread_cond_t        cv;
-    bool                  stop;
+    struct node_ae       *ae; /* NULL: static mode */
+    /* Topology mode: each held shard's sources, computed at the start of a
+     * round ([shard * AE_SOURCES_MAX + i]), and when each shard was last
+     * swept from the nodes that do not hold it. */
+    struct ae_source   *src;
+    uint32_t           *src_count;
+    uint64_t            orphan_next_ms;
+    struct proto_buf    digest;
+    uint64_t            memory; /* --repl-memory */
+    uint64_t            topo_version; /* the peers were made for */
+    uint64_t            gossip_next_ms;
+    uint32_t            gossip_rng;
+    struct node_server *srv;
+    struct node_stats  *stats;
+    pthread_t           thread;
+    pthread_mutex_t     mu;
+    pthread_cond_t      cv;
+    bool                stop;
     /* The one operation in flight, cancelled by node_puller_stop() so that
      * stopping never waits for a dead peer's timeout. */
     nng_aio                 *aio;
@@ -123,6 +154,7 @@ struct node_puller {
 };
 
 static void node_puller_gossip(struct node_puller *p);
+static void node_puller_relay(struct node_puller *p, const uint8_t *shards);
 static void node_puller_sync_peers(struct node_puller *p);
 
 /* Recomputes a shard's stable vector: the pointwise minimum of this node's
@@ -136,6 +168,17 @@ node_puller_stable(struct node_puller *p, uint32_t shard, uint32_t own_len)
     struct crdt_vv st;
     crdt_vv_init(&st);
     int rv = MRD_OK;
+    if (p->ae != NULL) {
+        /* Topology mode: most replicas never pull from each other, so what
+         * this node knows of them comes relayed (ae_know_stable). */
+        rv = node_ae_stable(p->ae, shard,
+            (struct proto_str) { (const char *) p->vv, own_len }, &st);
+        if (rv == MRD_OK) {
+            rv = node_store_set_stable(p->store, shard, &st);
+        }
+        crdt_vv_free(&st);
+        return;
+    }
     for (uint32_t i = 0; rv == MRD_OK && i < own_len / 16; i++) {
         rv = crdt_vv_raise(&st, mrd_be64_get(p->vv + 16 * i),
             mrd_be64_get(p->vv + 16 * i + 8));
@@ -232,14 +275,62 @@ node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
 
 /* A pull answered and decoded, not yet applied: rep points into msg. */
 struct node_fetched {
-    uint32_t              shard;
+    uint32_t shard;
+    uint64_t after; /* the request's */
+    /* Sent without its skip set because pulls of it stayed blocked (see
+     * node_puller_skip): the source relays what we wait for. */
+    bool                  stalled;
     nng_msg              *msg;
     struct proto_pull_rep rep;
 };
 
+static struct node_puller_peer *
+node_puller_peer_by_id(struct node_puller *p, uint64_t id)
+{
+    for (uint32_t i = 0; i < p->peer_count; i++) {
+        if (p->peers[i].id == id) {
+            return &p->peers[i];
+        }
+    }
+    return NULL;
+}
+
+/* Topology mode: the source entry for (shard, peer) as the round planned
+ * it (node_puller_plan), or NULL when the peer is not a source of it. */
+static const struct ae_source *
+node_puller_source(struct node_puller *p, uint32_t shard, uint64_t peer)
+{
+    const struct ae_source *src = &p->src[(size_t) shard * AE_SOURCES_MAX];
+    for (uint32_t i = 0; i < p->src_count[shard]; i++) {
+        if (src[i].node == peer) {
+            return &src[i];
+        }
+    }
+    return NULL;
+}
+
+/* The skip set for a PULL of the shard from peer: the source's, unless the
+ * pull has stayed blocked past AE_PULL_STALL_MS (the region it waits for
+ * does not deliver, so the source relays those events after all). */
+static uint32_t
+node_puller_skip(
+    struct node_puller_peer *peer, uint32_t shard, const struct ae_source *src)
+{
+    if (src == NULL || !src->remote) {
+        return 0;
+    }
+    uint64_t since = peer->blocked_ms[shard];
+    if (since != 0 && mrd_now_mono_ms() - since >= AE_PULL_STALL_MS) {
+        return 0;
+    }
+    return src->skip_regions;
+}
+
 /* Asks a peer for one shard's events after what this node has read of its
  * log. MRD_OK with f filled (f->msg to free), MRD_EUNAVAIL when the peer
- * did not answer, or the peer's refusal / a malformed answer (logged). */
+ * did not answer, or the peer's refusal / a malformed answer (logged). In
+ * topology mode the request carries the skip set and our digest, and the
+ * reply's digest and vector go into our knowledge. */
 static int
 node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
     uint32_t shard, struct node_fetched *f)
@@ -258,6 +349,16 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
         .cluster = { (const char *) p->store->cluster_id, 16 },
         .region  = { p->region, (uint32_t) strlen(p->region) },
     };
+    const struct ae_source *src = NULL;
+    if (p->ae != NULL) {
+        src      = node_puller_source(p, shard, peer->id);
+        req.skip = node_puller_skip(peer, shard, src);
+        proto_buf_reset(&p->digest);
+        if (node_ae_digest(p->ae, shard, req.vv, &p->digest) == MRD_OK) {
+            req.digest = (struct proto_str) { (const char *) p->digest.data,
+                (uint32_t) p->digest.len };
+        }
+    }
     proto_buf_reset(&p->req);
     rv = proto_pull_req_encode(&p->req, &req);
     MRD_ASSERT(rv == MRD_OK);
@@ -286,15 +387,87 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
         rv  = MRD_EPROTO;
     }
     if (rv != MRD_OK) {
+        /* A peer's refusal (it is stopping, or not of this cluster) is its
+         * right; an answer that cannot be read is a bad peer: counted. */
+        if (!(rv == (int) frame.status && frame.status != MRD_OK)) {
+            NODE_STAT_ADD(p->stats, rejected_pull_reply, 1);
+        }
         node_log(NODE_LOG_WARN, "pull failed", "{s:I, s:i, s:s, s:s}", "peer",
             (json_int_t) peer->id, "shard", (int) shard, "error",
             mrd_errname(rv), "why", why != NULL ? why : "");
         nng_msg_free(msg);
         return rv;
     }
+    if (p->ae != NULL) {
+        const char *dwhy = NULL;
+        if (node_ae_absorb(p->ae, shard, f->rep.digest, &dwhy) != MRD_OK
+            || (f->rep.end
+                && node_ae_report(p->ae, shard, peer->id, f->rep.vv)
+                    != MRD_OK)) {
+            NODE_STAT_ADD(p->stats, rejected_digest, 1);
+            node_log(NODE_LOG_WARN, "refused a pull reply's digest",
+                "{s:I, s:i, s:s}", "peer", (json_int_t) peer->id, "shard",
+                (int) shard, "why", dwhy != NULL ? dwhy : "no memory");
+        }
+        node_server_ack_recheck(p->srv, shard);
+        bool remote = node_ae_region_of(p->ae, peer->id)
+            != node_ae_region_of(p->ae, p->store->node_id);
+        if (remote) {
+            NODE_STAT_ADD(p->stats, pull_events_remote, f->rep.count);
+        } else {
+            NODE_STAT_ADD(p->stats, pull_events_local, f->rep.count);
+        }
+    } else {
+        NODE_STAT_ADD(p->stats, pull_events_local, f->rep.count);
+    }
     f->shard = shard;
+    f->after = req.after;
     f->msg   = msg;
+    f->stalled
+        = src != NULL && src->remote && src->skip_regions != 0 && req.skip == 0;
     return MRD_OK;
+}
+
+/* Whether to pull the shard from the peer again at once after a reply was
+ * committed. A reply blocked on an event of a region we pull directly is
+ * not pulled again until that event is here (or the round after next);
+ * one blocked on an event we got meanwhile is (ae_pull_outcome). */
+static bool
+node_pull_again(struct node_puller *p, struct node_puller_peer *peer,
+    const struct node_fetched *f, uint32_t applied)
+{
+    if (p->ae == NULL) {
+        return !f->rep.end;
+    }
+    if (f->stalled) {
+        /* Relaying: after as long again, try the skip set once more. */
+        uint64_t since = peer->blocked_ms[f->shard];
+        if (since != 0 && mrd_now_mono_ms() - since >= 2u * AE_PULL_STALL_MS) {
+            peer->blocked_ms[f->shard] = 0;
+        }
+        return !f->rep.end;
+    }
+    if (f->rep.end) {
+        peer->blocked_ms[f->shard] = 0;
+        return false;
+    }
+    if (!f->rep.blocked) {
+        peer->blocked_ms[f->shard] = 0;
+        return true;
+    }
+    uint32_t vv_len  = 0;
+    bool     lacking = true;
+    if (node_store_shard_vv(p->store, f->shard, p->vv, &vv_len) == MRD_OK) {
+        struct proto_str vv = { (const char *) p->vv, vv_len };
+        lacking = proto_vv_get(vv, f->rep.blocked_origin) < f->rep.blocked_seq;
+    }
+    if (!lacking || applied > 0) {
+        peer->blocked_ms[f->shard] = 0; /* progress: the stall clock restarts */
+    }
+    if (lacking && peer->blocked_ms[f->shard] == 0) {
+        peer->blocked_ms[f->shard] = mrd_now_mono_ms();
+    }
+    return !lacking;
 }
 
 /* After a fetched pull was applied (or had nothing to apply): the read
@@ -334,11 +507,20 @@ node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
         return rv;
     }
     if (f.rep.count > 0) {
-        rv = node_store_replicate(
-            p->store, peer->id, shard, &f.rep, p->stats, applied);
+        struct node_repl_batch b = { .shard = shard,
+            .after                          = f.after,
+            .count_max                      = NODE_PULL_COUNT,
+            .rep                            = &f.rep };
+        rv       = node_store_replicate(p->store, peer->id, &b, p->stats);
+        *applied = b.applied;
     }
     if (rv == MRD_OK) {
-        *more = !f.rep.end;
+        *more = node_pull_again(p, peer, &f, *applied);
+        if (*applied > 0) {
+            uint8_t bits[PROTO_HINT_SHARDS_SIZE_MAX] = { 0 };
+            bits[shard / 8] = (uint8_t) (1u << (shard % 8));
+            node_puller_relay(p, bits);
+        }
         node_pull_post(p, peer, &f);
     } else {
         nng_msg_free(f.msg);
@@ -363,6 +545,10 @@ node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 static void
 node_puller_peer_state(struct node_puller_peer *peer, bool down)
 {
+    if (down) {
+        atomic_store(
+            &peer->down_until_ms, mrd_now_mono_ms() + NODE_PULL_DOWN_MS);
+    }
     if (peer->down != down) {
         peer->down = down;
         node_log(down ? NODE_LOG_WARN : NODE_LOG_INFO,
@@ -379,6 +565,32 @@ node_puller_usable(struct node_puller *p, struct node_puller_peer *peer)
 {
     return atomic_load(&peer->pipes) > 0
         && !node_liveness_dead(p->liveness, peer->id);
+}
+
+/* ae_live_fn: a peer worth naming as a source or hint target now. */
+static bool
+node_puller_live(void *arg, uint64_t node)
+{
+    struct node_puller      *p    = arg;
+    struct node_puller_peer *peer = node_puller_peer_by_id(p, node);
+    return peer != NULL && node_puller_usable(p, peer)
+        && mrd_now_mono_ms() >= atomic_load(&peer->down_until_ms);
+}
+
+/* Topology mode: every held shard's sources, as liveness stands now: the
+ * failover is that a source that went down is not named any more. */
+static void
+node_puller_plan(struct node_puller *p)
+{
+    for (uint32_t s = 0; p->ae != NULL && s < p->store->shard_count; s++) {
+        p->src_count[s] = 0;
+        if (node_topology_holds(p->topology, s)
+            && node_ae_sources(p->ae, s, node_puller_live, p,
+                   &p->src[(size_t) s * AE_SOURCES_MAX], &p->src_count[s])
+                != MRD_OK) {
+            p->src_count[s] = 0;
+        }
+    }
 }
 
 /* Pulls one shard from one peer until it has nothing more. Returns false
@@ -430,12 +642,15 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
     bool *fatal)
 {
     struct node_repl_batch b[NODE_SHARDS_MAX];
-    size_t                 nb      = 0;
-    uint32_t               applied = 0;
+    size_t                 nb                                = 0;
+    uint32_t               applied                           = 0;
+    uint8_t                relay[PROTO_HINT_SHARDS_SIZE_MAX] = { 0 };
 
     for (size_t i = 0; i < n; i++) {
         if (f[i].rep.count > 0) {
             b[nb++] = (struct node_repl_batch) { .shard = f[i].shard,
+                .after                                  = f[i].after,
+                .count_max                              = NODE_PULL_COUNT,
                 .rep                                    = &f[i].rep };
         }
     }
@@ -446,10 +661,15 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
         *fatal = true;
     }
     for (size_t i = 0, j = 0; i < n; i++) {
-        bool ok = rv == MRD_OK;
+        bool     ok   = rv == MRD_OK;
+        uint32_t took = 0;
         if (f[i].rep.count > 0) {
-            ok = ok && b[j].rv == MRD_OK;
+            ok   = ok && b[j].rv == MRD_OK;
+            took = ok ? b[j].applied : 0;
             applied += b[j].applied;
+            if (took > 0) {
+                relay[f[i].shard / 8] |= (uint8_t) (1u << (f[i].shard % 8));
+            }
             if (ok && b[j].applied > 0 && f[i].rep.end) {
                 /* See node_puller_drain: the source learns it from our
                  * next pull of the shard. */
@@ -458,7 +678,7 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
             }
             j++;
         }
-        if (ok && !f[i].rep.end) {
+        if (ok && node_pull_again(p, peer, &f[i], took)) {
             more_bits[f[i].shard / 8] |= (uint8_t) (1u << (f[i].shard % 8));
         }
         if (ok) {
@@ -469,6 +689,7 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
         }
     }
     if (applied > 0) {
+        node_puller_relay(p, relay);
         node_server_wake_all(p->srv);
         *busy = true;
     }
@@ -477,8 +698,10 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
 /* The shards peers hinted at, pulled now. Under a steady load most hints
  * name a few shards with a few events each: one pull per shard, then ONE
  * commit for all of them (two syncs instead of two per shard), which is
- * what bounds replication lag. Bytes held before a commit are bounded by
- * NODE_PULL_GROUP_BYTES. Shards with more to pull are drained after. */
+ * what bounds replication lag. Reply bytes held before a commit stay within
+ * --repl-memory (a pull is only sent when a full reply still fits), which
+ * also bounds how long one replicated commit holds the write lock. Shards
+ * with more to pull are drained after. */
 static bool
 node_puller_hinted(struct node_puller *p, bool *fatal)
 {
@@ -503,8 +726,15 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
         bool   down = false;
         for (uint32_t s = 0; s < p->store->shard_count && !down; s++) {
             if ((hinted[s / 8] & (1u << (s % 8))) == 0
-                || !node_topology_holds(p->topology, s)) {
-                continue;
+                || !node_topology_holds(p->topology, s)
+                || (p->ae != NULL
+                    && node_puller_source(p, s, peer->id) == NULL)) {
+                continue; /* not ours, or the peer is not our source of it */
+            }
+            if (n > 0 && bytes + NODE_PULL_REPLY_MAX > p->memory) {
+                node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
+                n     = 0;
+                bytes = 0;
             }
             int rv = node_pull_fetch(p, peer, s, &f[n]);
             if (rv == MRD_EUNAVAIL) {
@@ -518,11 +748,6 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
             }
             bytes += nng_msg_len(f[n].msg);
             n++;
-            if (bytes >= NODE_PULL_GROUP_BYTES) {
-                node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
-                n     = 0;
-                bytes = 0;
-            }
         }
         node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
         for (uint32_t s = 0; !down && !*fatal && s < p->store->shard_count;
@@ -579,6 +804,7 @@ node_puller_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         node_puller_gossip(p);
         node_puller_sync_peers(p);
+        node_puller_plan(p);
         if (hinted) {
             node_puller_hinted(p, &fatal);
         }
@@ -586,7 +812,11 @@ node_puller_main(void *arg)
             node_puller_confirm(p, &fatal);
         }
         if (!fatal && mrd_now_mono_ms() >= next_round_ms) {
-            bool busy = false;
+            bool busy  = false;
+            bool sweep = mrd_now_mono_ms() >= p->orphan_next_ms;
+            if (sweep) {
+                p->orphan_next_ms = mrd_now_mono_ms() + NODE_PULL_ORPHAN_MS;
+            }
             for (uint32_t i = 0; i < p->peer_count && !fatal; i++) {
                 struct node_puller_peer *peer = &p->peers[i];
                 if (!node_puller_usable(p, peer)) {
@@ -598,6 +828,15 @@ node_puller_main(void *arg)
                      * one placed away from a shard may still hold what it
                      * took before. */
                     if (!node_topology_holds(p->topology, s)) {
+                        continue;
+                    }
+                    /* Topology mode: its sources, and in a sweep the nodes
+                     * that do not hold it (see NODE_PULL_ORPHAN_MS). */
+                    if (p->ae != NULL
+                        && node_puller_source(p, s, peer->id) == NULL
+                        && !(sweep
+                            && !node_topology_is_replica(
+                                p->topology, s, peer->id))) {
                         continue;
                     }
                     if (!node_puller_drain(p, peer, s, &busy, &fatal)) {
@@ -740,20 +979,50 @@ node_hint_cb(void *arg)
     pthread_mutex_unlock(&p->hint_mu);
 }
 
-/* The writer committed new events to these shards: tell every peer. */
+/* The writer committed new events to these shards: tell the peers that
+ * pull them from us (static mode: every peer; topology mode: the shard's
+ * ae_hint_targets). */
 static void
 node_puller_hint_out(void *arg, const uint8_t *shards, size_t len)
 {
     struct node_puller *p = arg;
+    uint8_t             mask[NODE_PEERS_MAX][PROTO_HINT_SHARDS_SIZE_MAX];
 
+    if (len > PROTO_HINT_SHARDS_SIZE_MAX) {
+        len = PROTO_HINT_SHARDS_SIZE_MAX;
+    }
+    memset(mask, 0, sizeof mask);
+    /* Held throughout: the peer table grows under it. */
     pthread_mutex_lock(&p->hint_mu);
-    for (uint32_t i = 0; i < p->peer_count && !p->hint_stop; i++) {
-        struct node_hint_peer *h = &p->peers[i].hint;
-        if (!h->ready) {
+    uint32_t count = p->peer_count;
+    for (uint32_t i = 0; i < count; i++) {
+        if (p->ae == NULL) {
+            memcpy(mask[i], shards, len);
+        }
+    }
+    for (uint32_t s = 0; p->ae != NULL && s < len * 8u; s++) {
+        uint64_t ids[AE_HINTS_MAX];
+        uint32_t n = 0;
+        if ((shards[s / 8] & (1u << (s % 8))) == 0
+            || node_ae_hint_targets(p->ae, s, node_puller_live, p, ids, &n)
+                != MRD_OK) {
             continue;
         }
-        for (size_t b = 0; b < len && b < sizeof h->pending; b++) {
-            h->pending[b] |= shards[b];
+        for (uint32_t t = 0; t < n; t++) {
+            for (uint32_t i = 0; i < count; i++) {
+                if (p->peers[i].id == ids[t]) {
+                    mask[i][s / 8] |= (uint8_t) (1u << (s % 8));
+                }
+            }
+        }
+    }
+    for (uint32_t i = 0; i < count && !p->hint_stop; i++) {
+        struct node_hint_peer *h = &p->peers[i].hint;
+        if (!h->ready || !node_hint_bits(mask[i], len)) {
+            continue;
+        }
+        for (size_t b = 0; b < len; b++) {
+            h->pending[b] |= mask[i][b];
         }
         /* A peer with no connection gets nothing: it catches up by its
          * rounds when it is back. */
@@ -762,6 +1031,18 @@ node_puller_hint_out(void *arg, const uint8_t *shards, size_t len)
         }
     }
     pthread_mutex_unlock(&p->hint_mu);
+}
+
+/* Topology mode: events just replicated here are new to the nodes that pull
+ * these shards from us (a remote region's designated puller, when we are
+ * ours), so they are hinted like our own writes. Static mode: not needed
+ * (every node pulls from the writer itself), so not sent. */
+static void
+node_puller_relay(struct node_puller *p, const uint8_t *shards)
+{
+    if (p->ae != NULL) {
+        node_puller_hint_out(p, shards, (p->store->shard_count + 7u) / 8u);
+    }
 }
 
 static void
@@ -811,6 +1092,7 @@ node_puller_peer_free(struct node_puller_peer *peer, uint32_t shards)
     free(peer->vv);
     free(peer->reported);
     free(peer->after);
+    free(peer->blocked_ms);
 }
 
 /* Opens a peer slot: progress from the store, a pull socket and a hint
@@ -824,12 +1106,14 @@ node_puller_peer_open(struct node_puller *p, struct node_puller_peer *peer,
     int                rv    = MRD_OK;
 
     memset(peer, 0, sizeof *peer);
-    peer->p        = p;
-    peer->id       = id;
-    peer->after    = calloc(store->shard_count, sizeof(*peer->after));
-    peer->vv       = calloc(store->shard_count, sizeof(*peer->vv));
-    peer->reported = calloc(store->shard_count, sizeof(*peer->reported));
-    if (peer->after == NULL || peer->vv == NULL || peer->reported == NULL) {
+    peer->p          = p;
+    peer->id         = id;
+    peer->after      = calloc(store->shard_count, sizeof(*peer->after));
+    peer->vv         = calloc(store->shard_count, sizeof(*peer->vv));
+    peer->reported   = calloc(store->shard_count, sizeof(*peer->reported));
+    peer->blocked_ms = calloc(store->shard_count, sizeof(*peer->blocked_ms));
+    if (peer->after == NULL || peer->vv == NULL || peer->reported == NULL
+        || peer->blocked_ms == NULL) {
         return MRD_ENOMEM;
     }
     for (uint32_t s = 0; rv == MRD_OK && s < store->shard_count; s++) {
@@ -978,7 +1262,7 @@ int
 node_puller_start(const struct node_config *cfg, struct node_store *store,
     struct node_server *srv, struct node_stats *stats,
     struct node_topology *topology, struct node_liveness *liveness,
-    struct node_puller **out)
+    struct node_ae *ae, struct node_puller **out)
 {
     *out = NULL;
     if (cfg->peer_count == 0 && topology == NULL) {
@@ -991,6 +1275,8 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     p->store        = store;
     p->topology     = topology;
     p->liveness     = liveness;
+    p->ae           = ae;
+    p->memory       = cfg->repl_memory;
     p->topo_version = node_topology_version(topology);
     p->gossip_rng   = (uint32_t) (store->node_id * 2654435761u) | 1u;
     p->srv          = srv;
@@ -1004,10 +1290,14 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     pthread_mutex_init(&p->hint_mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     proto_buf_init(&p->req, 64u * 1024u);
-    int rv = p->peers != NULL && p->vv != NULL
-            && nng_aio_alloc(&p->aio, NULL, NULL) == 0
-        ? MRD_OK
-        : MRD_ENOMEM;
+    proto_buf_init(&p->digest, PROTO_DIGEST_SIZE_MAX);
+    p->src
+        = calloc((size_t) store->shard_count * AE_SOURCES_MAX, sizeof(*p->src));
+    p->src_count = calloc(store->shard_count, sizeof(*p->src_count));
+    int rv       = p->peers != NULL && p->vv != NULL && p->src != NULL
+            && p->src_count != NULL && nng_aio_alloc(&p->aio, NULL, NULL) == 0
+              ? MRD_OK
+              : MRD_ENOMEM;
     for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
         rv = node_puller_peer_open(
             p, &p->peers[i], cfg->peers[i].id, cfg->peers[i].url);
@@ -1023,10 +1313,13 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         }
         free(p->peers);
         free(p->vv);
+        free(p->src);
+        free(p->src_count);
         if (p->aio != NULL) {
             nng_aio_free(p->aio);
         }
         proto_buf_fini(&p->req);
+        proto_buf_fini(&p->digest);
         free(p);
         return rv;
     }
@@ -1074,7 +1367,10 @@ node_puller_stop(struct node_puller *p)
     }
     free(p->peers);
     free(p->vv);
+    free(p->src);
+    free(p->src_count);
     proto_buf_fini(&p->req);
+    proto_buf_fini(&p->digest);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->hint_mu);
     pthread_cond_destroy(&p->cv);

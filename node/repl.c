@@ -14,19 +14,19 @@
  * Version vectors: the "vv" database holds, per shard and origin, the
  * highest seq held. Seqs of one origin increase in every log (each node
  * appends an origin's events in that origin's order), so "highest" is
- * enough. This node's own entry is its origin seq, kept in meta: every event
- * it ever made is in its logs.
+ * enough. This node's own entry is kept there too, per shard (the writer
+ * raises it in each commit: node_own_vv_put): the highest seq of its own
+ * events in that shard, which is what knowledge of a replica's vector
+ * needs (replication/ae.h, "Vectors"); the global origin seq stays in meta.
  */
 #include "node.h"
+
+#include "ae.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* How many log entries one pull may examine, matching or not: bounds the
- * work of a request whose vector skips almost everything. */
-#define NODE_PULL_SCAN_MAX 100000u
 
 /* ------------------------------------------------------ version vectors -- */
 
@@ -35,17 +35,6 @@ struct node_vv {
     struct crdt_dot e[CRDT_ORIGINS_MAX];
     bool            dirty[CRDT_ORIGINS_MAX];
 };
-
-static uint64_t
-node_vv_get(const struct node_vv *vv, uint64_t origin)
-{
-    for (uint32_t i = 0; i < vv->n; i++) {
-        if (vv->e[i].origin == origin) {
-            return vv->e[i].seq;
-        }
-    }
-    return 0;
-}
 
 static bool
 node_vv_raise(struct node_vv *vv, uint64_t origin, uint64_t seq)
@@ -108,24 +97,7 @@ node_vv_load(MDB_txn *txn, const struct node_store *store, uint32_t shard,
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return rc;
-    }
-    /* Our own events: all of them, in whichever shard they went. */
-    MDB_val mk = { strlen("origin_seq"), (void *) (uintptr_t) "origin_seq" };
-    if (mdb_get(txn, store->dbi_meta, &mk, &v) == 0 && v.mv_size == 8
-        && mrd_be64_get(v.mv_data) > 0) {
-        if (!node_vv_raise(vv, store->node_id, mrd_be64_get(v.mv_data))) {
-            return MDB_CORRUPTED;
-        }
-        /* Not stored in "vv": meta is its home. */
-        for (uint32_t i = 0; i < vv->n; i++) {
-            if (vv->e[i].origin == store->node_id) {
-                vv->dirty[i] = false;
-            }
-        }
-    }
-    return 0;
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* The vector as the wire carries it: 16-byte big-endian entries. */
@@ -194,19 +166,86 @@ node_store_progress(
 
 /* ---------------------------------------------------------------- pulls -- */
 
+/* ae_serve's view of the shard's log: an LMDB cursor, each record checked
+ * before it is looked at. */
+struct node_pull_scan {
+    struct node_store         *store;
+    struct node_stats         *stats;
+    const struct node_pull_ae *ae;
+    uint32_t                   shard;
+    MDB_cursor                *cur;
+    uint64_t                   after;
+    bool                       started;
+    MDB_val                    k, v; /* the entry `next` returned */
+    struct proto_buf          *out;
+    struct proto_events_wr     w;
+    const char               **why;
+};
+
+static int
+node_pull_next(void *arg, struct ae_log_entry *e)
+{
+    struct node_pull_scan *sc = arg;
+    uint8_t                key[8];
+    int                    rc;
+    uint64_t               origin, seq;
+
+    if (!sc->started) {
+        sc->started = true;
+        mrd_be64_put(key, sc->after + 1);
+        sc->k = (MDB_val) { 8, key };
+        rc    = mdb_cursor_get(sc->cur, &sc->k, &sc->v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(sc->cur, &sc->k, &sc->v, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND) {
+        return MRD_ENOTFOUND;
+    }
+    if (rc != 0) {
+        *sc->why = "cannot read the shard's log";
+        return MRD_EIO;
+    }
+    uint64_t log_seq = sc->k.mv_size == 8 ? mrd_be64_get(sc->k.mv_data) : 0;
+    if (log_seq == 0 || sc->v.mv_size < 8 + 10
+        || proto_record_verify(
+               (const char *) sc->v.mv_data + 8, sc->v.mv_size - 8)
+            != MRD_OK
+        || !proto_record_dot((const char *) sc->v.mv_data + 8,
+            sc->v.mv_size - 8, &origin, &seq)) {
+        NODE_STAT_ADD(sc->stats, corrupt_records, 1);
+        node_log(NODE_LOG_ERROR, "a stored record failed its checksum",
+            "{s:i, s:I}", "shard", (int) sc->shard, "log_seq",
+            (json_int_t) log_seq);
+        *sc->why = "a stored event failed its checksum";
+        return MRD_ECORRUPT;
+    }
+    *e = (struct ae_log_entry) { log_seq, { origin, seq },
+        (uint32_t) (sc->v.mv_size + PROTO_EVENT_REPLY_OVERHEAD) };
+    return MRD_OK;
+}
+
+static uint32_t
+node_pull_region_of(void *arg, uint64_t node)
+{
+    struct node_pull_scan *sc = arg;
+    return sc->ae->region_of(sc->ae->arg, node);
+}
+
+static int
+node_pull_emit(void *arg, const struct ae_log_entry *e)
+{
+    struct node_pull_scan *sc = arg;
+    proto_events_reply_add(sc->out, &sc->w, mrd_be64_get(sc->v.mv_data),
+        e->log_seq, (const char *) sc->v.mv_data + 8, sc->v.mv_size - 8);
+    return proto_buf_status(sc->out);
+}
+
 int
 node_store_pull(struct node_store *store, const struct proto_pull_req *req,
-    struct proto_buf *out, uint32_t *count_out, struct node_stats *stats,
-    const char **why)
+    const struct node_pull_ae *ae, struct proto_buf *out, uint32_t *count_out,
+    struct node_stats *stats, const char **why)
 {
-    struct proto_events_wr w;
-    MDB_txn               *txn;
-    MDB_cursor            *cur;
-    uint8_t                key[8];
-    MDB_val                k       = { 8, key }, v;
-    uint64_t               scanned = req->after;
-    bool                   end     = false;
-    int                    rv      = MRD_OK;
+    MDB_txn *txn;
 
     if (req->shard >= store->shard_count) {
         *why = "no such shard";
@@ -219,63 +258,62 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
         *why = "the asker is not of this cluster (its --cluster-id differs)";
         return MRD_EINVAL;
     }
+    struct crdt_vv asker;
+    crdt_vv_init(&asker);
+    int rv = MRD_OK;
+    for (uint32_t i = 0; rv == MRD_OK && i < proto_vv_count(req->vv); i++) {
+        uint64_t origin, seq;
+        proto_vv_at(req->vv, i, &origin, &seq);
+        rv = crdt_vv_raise(&asker, origin, seq);
+    }
+    if (rv != MRD_OK) {
+        crdt_vv_free(&asker);
+        return rv;
+    }
     pthread_rwlock_rdlock(&store->resize_lock);
     int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
         pthread_rwlock_unlock(&store->resize_lock);
+        crdt_vv_free(&asker);
         *why = "cannot begin a read transaction";
         return rc == MDB_READERS_FULL ? MRD_EBUSY : MRD_EIO;
     }
-    rc = mdb_cursor_open(txn, store->dbi_log[req->shard], &cur);
+    struct node_pull_scan sc = { .store = store,
+        .stats                          = stats,
+        .ae                             = ae,
+        .shard                          = req->shard,
+        .after                          = req->after,
+        .out                            = out,
+        .why                            = why };
+    rc = mdb_cursor_open(txn, store->dbi_log[req->shard], &sc.cur);
     if (rc != 0) {
         mdb_txn_abort(txn);
         pthread_rwlock_unlock(&store->resize_lock);
+        crdt_vv_free(&asker);
         return MRD_EIO;
     }
-    proto_events_reply_begin(out, PROTO_T_PULL, 4, &w);
-    mrd_be64_put(key, req->after + 1);
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (uint32_t examined = 0; rc == 0; examined++) {
-        uint64_t seq = k.mv_size == 8 ? mrd_be64_get(k.mv_data) : 0;
-        uint64_t origin, dot_seq;
-        if (w.count == req->count || examined == NODE_PULL_SCAN_MAX) {
-            break;
-        }
-        if (seq == 0 || v.mv_size < 8 + 10
-            || proto_record_verify((const char *) v.mv_data + 8, v.mv_size - 8)
-                != MRD_OK
-            || !proto_record_dot((const char *) v.mv_data + 8, v.mv_size - 8,
-                &origin, &dot_seq)) {
-            NODE_STAT_ADD(stats, corrupt_records, 1);
-            node_log(NODE_LOG_ERROR, "a stored record failed its checksum",
-                "{s:i, s:I}", "shard", (int) req->shard, "log_seq",
-                (json_int_t) seq);
-            rv   = MRD_ECORRUPT;
-            *why = "a stored event failed its checksum";
-            break;
-        }
-        if (dot_seq > proto_vv_get(req->vv, origin)) {
-            if (w.count > 0
-                && out->len + v.mv_size + PROTO_EVENT_REPLY_OVERHEAD + 64
-                        + 16u * CRDT_ORIGINS_MAX
-                    > out->cap_max) {
-                break;
-            }
-            proto_events_reply_add(out, &w, mrd_be64_get(v.mv_data), seq,
-                (const char *) v.mv_data + 8, v.mv_size - 8);
-        }
-        scanned = seq;
-        rc      = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        if (rc == MDB_NOTFOUND) {
-            end = true;
-        }
+    proto_events_reply_begin(out, PROTO_T_PULL,
+        ae != NULL ? PROTO_PULL_REP_KEYS_AE : PROTO_PULL_REP_KEYS, &sc.w);
+    /* Room for the rest of the reply: keys, a full vector, a digest. */
+    uint64_t reserve = 256u + 16u * CRDT_ORIGINS_MAX
+        + (ae != NULL ? PROTO_DIGEST_SIZE_MAX : 0u);
+    MRD_ASSERT(out->cap_max > out->len + reserve);
+    struct ae_serve_req sreq = { .after = req->after,
+        .count_max                      = req->count,
+        .bytes_max                      = out->cap_max - out->len - reserve,
+        .skip_regions                   = ae != NULL ? req->skip : 0,
+        .vv                             = &asker };
+    struct ae_serve_cb  cb
+        = { node_pull_next, node_pull_region_of, node_pull_emit, &sc };
+    struct ae_serve_rep srep;
+    rv = ae_serve(&sreq, &cb, &srep);
+    if (rv == MRD_ECORRUPT && *why == NULL) {
+        *why = "the shard's log seqs are not increasing";
     }
-    if (rc == MDB_NOTFOUND) {
-        end = true; /* nothing after `after` at all */
-    }
-    mdb_cursor_close(cur);
+    mdb_cursor_close(sc.cur);
+    crdt_vv_free(&asker);
     struct node_vv *vv = NULL;
-    if (rv == MRD_OK && end) {
+    if (rv == MRD_OK && srep.end) {
         vv = malloc(sizeof(*vv));
         if (vv == NULL || node_vv_load(txn, store, req->shard, vv) != 0) {
             rv   = MRD_EIO;
@@ -296,11 +334,18 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
             node_vv_bin(vv, bin);
             len = vv->n * 16u;
         }
-        proto_events_reply_end(out, &w);
-        proto_pull_rep_finish(out, scanned, end, bin, len);
+        proto_events_reply_end(out, &sc.w);
+        proto_pull_rep_finish(out, srep.scanned, srep.end, bin, len);
+        if (ae != NULL) {
+            proto_pull_rep_finish_ae(out, srep.blocked, srep.blocked_on.origin,
+                srep.blocked_on.seq, ae->digest.ptr, ae->digest.len);
+            if (srep.blocked) {
+                NODE_STAT_ADD(stats, pulls_blocked, 1);
+            }
+        }
         free(bin);
-        *count_out = w.count;
-        NODE_STAT_ADD(stats, events_read, w.count);
+        *count_out = srep.count;
+        NODE_STAT_ADD(stats, events_read, srep.count);
     }
     free(vv);
     return rv;
@@ -311,7 +356,8 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
 /* Appends one replicated record to its stream, in the peer's order. */
 static int
 node_replicate_one(MDB_txn *txn, struct node_store *store, uint32_t shard,
-    const void *rec, size_t len, const struct proto_record *r, const char **why)
+    const void *rec, size_t len, const struct proto_record *r,
+    struct node_stats *stats, const char **why)
 {
     struct node_stream st     = { 0 };
     int                rc     = node_stream_lookup(txn, store, r->stream, &st);
@@ -350,6 +396,10 @@ node_replicate_one(MDB_txn *txn, struct node_store *store, uint32_t shard,
         rc = node_state_apply_remote(txn, store, shard, st.id, exists,
             (struct crdt_dot) { r->origin, r->seq }, r->hlc, r->ops, why);
     }
+    if (rc == 0 && r->idem.key.len > 0) {
+        rc = node_replicate_idem(
+            txn, store, r, st.id, pos, mrd_now_real_ms(), stats);
+    }
     if (rc == 0) {
         st.count = pos + 1;
         rc       = node_stream_put(txn, store, r->stream, &st);
@@ -357,70 +407,143 @@ node_replicate_one(MDB_txn *txn, struct node_store *store, uint32_t shard,
     return rc;
 }
 
+/* Decides every event of a pulled batch before anything is written
+ * (replication/ae.h's ae_batch_check): the whole batch is refused when the
+ * peer's answer cannot be right. Fills recs[] (views into the reply) and
+ * verdict[]. An LMDB code; MDB_CORRUPTED with *why for a refusal. */
+static int
+node_replicate_check(struct node_store *store, const struct node_repl_batch *b,
+    const struct node_vv *vv, struct proto_record *recs, uint8_t *verdict,
+    const char **why)
+{
+    const struct proto_pull_rep *rep   = b->rep;
+    struct ae_batch_item        *items = NULL;
+    struct crdt_vv               have;
+    struct proto_rd              rd;
+    uint64_t                     position, log_seq;
+    struct proto_str             record;
+    uint32_t                     n = 0, appends = 0;
+    int                          rv = MRD_OK;
+
+    crdt_vv_init(&have);
+    if (rep->count > 0) {
+        items = malloc(rep->count * sizeof(*items));
+        if (items == NULL) {
+            return ENOMEM;
+        }
+    }
+    for (uint32_t i = 0; rv == MRD_OK && i < vv->n; i++) {
+        rv = crdt_vv_raise(&have, vv->e[i].origin, vv->e[i].seq);
+    }
+    proto_pull_rep_begin(rep, &rd);
+    while (rv == MRD_OK && n < rep->count
+        && proto_events_rep_next(&rd, &position, &log_seq, &record) == MRD_OK) {
+        rv = proto_record_decode(record.ptr, record.len, &recs[n], why);
+        if (rv != MRD_OK) {
+            break;
+        }
+        items[n] = (struct ae_batch_item) {
+            log_seq, { recs[n].origin, recs[n].seq },
+            node_store_shard_of(store, recs[n].stream.ptr, recs[n].stream.len)
+        };
+        n++;
+    }
+    if (rv == MRD_OK && n != rep->count) {
+        *why = "a pull answer holds fewer events than it says";
+        rv   = MRD_EPROTO;
+    }
+    if (rv == MRD_OK) {
+        struct ae_batch_req req = { .self = store->node_id,
+            .shard                        = b->shard,
+            .after                        = b->after,
+            .scanned                      = rep->scanned,
+            .count_max                    = b->count_max,
+            .vv                           = &have };
+        rv = ae_batch_check(&req, items, n, verdict, &appends, why);
+    }
+    free(items);
+    crdt_vv_free(&have);
+    if (rv == MRD_ENOMEM) {
+        return ENOMEM;
+    }
+    if (rv != MRD_OK) {
+        *why = *why != NULL ? *why : "a replicated event is malformed";
+        return MDB_CORRUPTED;
+    }
+    return 0;
+}
+
 /* Applies one pulled batch of one shard inside txn: events, vector, state
  * and the read position of the peer's log. An LMDB code. */
 static int
 node_replicate_batch(MDB_txn *txn, struct node_store *store, uint64_t peer,
-    uint32_t shard, const struct proto_pull_rep *rep, struct node_vv *vv,
-    struct node_stats *stats, uint32_t *applied, const char **why)
+    struct node_repl_batch *b, struct node_vv *vv, struct node_stats *stats,
+    const char **why)
 {
-    struct proto_rd  rd;
-    uint64_t         position, log_seq;
-    struct proto_str record;
-    uint64_t         now = mrd_now_real_ms();
+    const struct proto_pull_rep *rep     = b->rep;
+    uint32_t                     shard   = b->shard;
+    uint64_t                     now     = mrd_now_real_ms();
+    struct proto_record         *recs    = NULL;
+    uint8_t                     *verdict = NULL;
+    struct proto_rd              rd;
+    uint64_t                     position, log_seq;
+    struct proto_str             record;
 
-    *applied = 0;
+    b->applied = 0;
     node_state_remote_forget(store);
     int rc = node_vv_load(txn, store, shard, vv);
+    if (rc == 0 && rep->count > 0) {
+        recs    = malloc(rep->count * sizeof(*recs));
+        verdict = malloc(rep->count);
+        rc      = recs == NULL || verdict == NULL ? ENOMEM : 0;
+    }
+    if (rc == 0) {
+        rc = node_replicate_check(store, b, vv, recs, verdict, why);
+    }
     proto_pull_rep_begin(rep, &rd);
-    while (rc == 0
-        && proto_events_rep_next(&rd, &position, &log_seq, &record) == MRD_OK) {
-        struct proto_record r;
-        if (proto_record_decode(record.ptr, record.len, &r, why) != MRD_OK
-            || node_store_shard_of(store, r.stream.ptr, r.stream.len)
-                != shard) {
-            *why = *why != NULL ? *why
-                                : "a replicated event is not of its shard";
-            rc   = MDB_CORRUPTED;
-            break;
-        }
-        if (r.seq <= node_vv_get(vv, r.origin)) {
+    for (uint32_t i = 0; rc == 0 && i < rep->count; i++) {
+        const struct proto_record *r = &recs[i];
+        /* Checked by node_replicate_check: same items, same order. */
+        rc = proto_events_rep_next(&rd, &position, &log_seq, &record) == MRD_OK
+            ? 0
+            : MDB_CORRUPTED;
+        if (rc != 0 || verdict[i] == AE_SKIP) {
             continue; /* already here (from another peer, or our own) */
         }
-        if (r.origin == store->node_id) {
+        if (verdict[i] == AE_APPEND_OWN && r->seq > store->origin_seq_last) {
             /* Our own event that we no longer have (a restored data dir):
              * take it back, and never hand out its seq again. */
-            if (r.seq > store->origin_seq_last) {
-                store->origin_seq_last = r.seq;
-            }
+            store->origin_seq_last = r->seq;
         }
         rc = node_replicate_one(
-            txn, store, shard, record.ptr, record.len, &r, why);
-        if (rc == 0 && !node_vv_raise(vv, r.origin, r.seq)) {
+            txn, store, shard, record.ptr, record.len, r, stats, why);
+        if (rc == 0 && !node_vv_raise(vv, r->origin, r->seq)) {
             *why = "too many origins in one shard";
             rc   = MDB_CORRUPTED;
         }
         if (rc == 0
             && node_hlc_observe(
-                &store->hlc, r.hlc, now, store->clock_ahead_max_ms)) {
+                &store->hlc, r->hlc, now, store->clock_ahead_max_ms)) {
             NODE_STAT_ADD(stats, clock_clamped, 1);
             node_log(NODE_LOG_WARN,
                 "a replicated timestamp is ahead of our clock",
-                "{s:I, s:I, s:I}", "origin", (json_int_t) r.origin, "ahead_ms",
-                (json_int_t) ((r.hlc >> 16) - now), "max_ms",
+                "{s:I, s:I, s:I}", "origin", (json_int_t) r->origin, "ahead_ms",
+                (json_int_t) ((r->hlc >> 16) - now), "max_ms",
                 (json_int_t) store->clock_ahead_max_ms);
         }
         if (rc == 0) {
-            (*applied)++;
+            b->applied++;
         }
     }
+    free(recs);
+    free(verdict);
     if (rc == 0) {
         rc = node_state_remote_flush(txn, store);
     } else {
         node_state_remote_forget(store);
     }
     for (uint32_t i = 0; rc == 0 && i < vv->n; i++) {
-        if (vv->dirty[i] && vv->e[i].origin != store->node_id) {
+        if (vv->dirty[i]) {
             uint8_t key[12], val[8];
             node_vv_key(key, shard, vv->e[i].origin);
             mrd_be64_put(val, vv->e[i].seq);
@@ -456,8 +579,7 @@ node_replicate_once(struct node_store *store, uint64_t peer,
         return rc;
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = node_replicate_batch(txn, store, peer, b[i].shard, b[i].rep, vv,
-            stats, &b[i].applied, why);
+        rc = node_replicate_batch(txn, store, peer, &b[i], vv, stats, why);
         if (rc == MDB_CORRUPTED) {
             *bad = i;
         }
@@ -556,14 +678,11 @@ node_store_replicate_many(struct node_store *store, uint64_t peer,
 }
 
 int
-node_store_replicate(struct node_store *store, uint64_t peer, uint32_t shard,
-    const struct proto_pull_rep *rep, struct node_stats *stats,
-    uint32_t *applied)
+node_store_replicate(struct node_store *store, uint64_t peer,
+    struct node_repl_batch *batch, struct node_stats *stats)
 {
-    struct node_repl_batch b = { .shard = shard, .rep = rep };
-    int rv   = node_store_replicate_many(store, peer, &b, 1, stats);
-    *applied = b.applied;
-    return rv != MRD_OK ? rv : b.rv;
+    int rv = node_store_replicate_many(store, peer, batch, 1, stats);
+    return rv != MRD_OK ? rv : batch->rv;
 }
 
 int

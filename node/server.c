@@ -16,6 +16,8 @@
  */
 #include "node.h"
 
+#include "ae.h"
+
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -37,7 +39,10 @@
 /* How often the writer clears stale LMDB readers (killed tools). */
 #define NODE_READER_CHECK_MS 10000u
 
-/* The idempotency digest key: fixed, since digests never leave the node. */
+/* The idempotency digest key: fixed, and the same on every node, since a
+ * digest travels with its append's first record (proto_record_idem) and a
+ * replica compares a retry's digest with it. Changing it makes every
+ * retry of an older append a conflict. */
 static const unsigned char node_digest_key[crypto_shorthash_KEYBYTES]
     = { 'm', 'e', 'r', 'i', 'd', 'i', 'a', 'n', '-', 'i', 'd', 'e', 'm', 'p',
           '1', '\0' };
@@ -93,6 +98,7 @@ struct node_server {
     const struct node_config     *cfg;
     struct node_store            *store;
     struct node_topology         *topology; /* NULL: static mode */
+    struct node_ae               *ae; /* NULL: static mode */
     struct node_liveness *_Atomic liveness; /* NULL: no SWIM */
     nng_socket                    sock;
     nng_listener                  listener;
@@ -686,7 +692,19 @@ node_ack_count(struct node_server *srv, struct node_append *a)
     const char *regions[NODE_KNOWN_PEERS_MAX + 1];
 
     regions[0] = own;
-    for (uint32_t i = 0; i < srv->known_count; i++) {
+    if (srv->ae != NULL) {
+        /* Topology mode: the replicas the placement names, as far as this
+         * node knows (its own pullers' PULLs and what digests relay). */
+        struct ae_ack ack;
+        uint32_t      self_region;
+        node_ae_ack(srv->ae, a->shard, last, &ack, &self_region);
+        copies   = self_region < AE_REGIONS_MAX ? ack.held[self_region] : 1;
+        nregions = 0;
+        for (uint32_t r = 0; r < AE_REGIONS_MAX; r++) {
+            nregions += ack.held[r] > 0 ? 1u : 0u;
+        }
+    }
+    for (uint32_t i = 0; srv->ae == NULL && i < srv->known_count; i++) {
         const struct node_known_peer *k = &srv->known[i];
         if (k->own_seq[a->shard] < last || k->region[0] == '\0') {
             continue;
@@ -743,6 +761,21 @@ node_ack_wait(struct node_server *srv, struct node_work *w)
     pthread_mutex_unlock(&srv->park_mu);
 }
 
+static void node_ack_recheck_locked(struct node_server *srv, uint32_t shard);
+static int  node_pull_serve(struct node_server *srv, struct node_work *w,
+     struct proto_buf *buf, uint32_t *count, const char **why);
+
+void
+node_server_ack_recheck(struct node_server *srv, uint32_t shard)
+{
+    pthread_mutex_lock(&srv->park_mu);
+    if (srv->acks == NULL) {
+        pthread_mutex_unlock(&srv->park_mu);
+        return;
+    }
+    node_ack_recheck_locked(srv, shard);
+}
+
 /* A PULL from `pull->from` says what it holds of this node's events in one
  * shard: remember it, and answer the appends of that shard it completes. */
 static void
@@ -780,11 +813,19 @@ node_ack_learn(struct node_server *srv, const struct proto_pull_req *pull)
     if (seq > k->own_seq[pull->shard]) {
         k->own_seq[pull->shard] = seq;
     }
+    node_ack_recheck_locked(srv, pull->shard);
+}
+
+/* Answers the parked appends of the shard whose level is now reached.
+ * Called with park_mu held; returns with it released. */
+static void
+node_ack_recheck_locked(struct node_server *srv, uint32_t shard)
+{
     struct node_work  *done = NULL;
     struct node_work **link = &srv->acks;
     while (*link != NULL) {
         struct node_work *w = *link;
-        if (w->append.shard == pull->shard && node_ack_count(srv, &w->append)) {
+        if (w->append.shard == shard && node_ack_count(srv, &w->append)) {
             *link   = w->next;
             w->next = done;
             done    = w;
@@ -1166,13 +1207,7 @@ node_reader_serve(
         NODE_STAT_ADD(&srv->stats, reads, 1);
         break;
     case PROTO_T_PULL:
-        proto_buf_reset(buf);
-        rv = node_store_pull(
-            srv->store, &w->pull, buf, &count, &srv->stats, &why);
-        NODE_STAT_ADD(&srv->stats, pulls_served, 1);
-        if (rv == MRD_OK) {
-            node_ack_learn(srv, &w->pull); /* checked: our cluster */
-        }
+        rv = node_pull_serve(srv, w, buf, &count, &why);
         break;
     default:
         MRD_ASSERT(!"not a read-side type");
@@ -1183,6 +1218,64 @@ node_reader_serve(
         return;
     }
     node_work_send(w, buf);
+}
+
+/* A PULL. In topology mode it also carries knowledge both ways: the
+ * asker's vector and digest go into this node's, and the reply carries this
+ * node's digest (replication/ae.h). */
+static int
+node_pull_serve(struct node_server *srv, struct node_work *w,
+    struct proto_buf *buf, uint32_t *count, const char **why)
+{
+    const struct proto_pull_req *pull   = &w->pull;
+    struct node_pull_ae          pae    = { node_ae_region_of, srv->ae, { 0 } };
+    struct proto_buf             digest = { 0 };
+    int                          rv;
+
+    if (pull->shard >= srv->store->shard_count) {
+        *why = "no such shard";
+        return MRD_EINVAL;
+    }
+    if (srv->ae != NULL
+        && (pull->cluster.len != 16
+            || memcmp(pull->cluster.ptr, srv->store->cluster_id, 16) != 0)) {
+        *why = "the asker is not of this cluster (its --cluster-id differs)";
+        return MRD_EINVAL; /* learn nothing from it */
+    }
+    if (srv->ae != NULL) {
+        const char *dwhy = NULL;
+        if (node_ae_report(srv->ae, pull->shard, pull->from, pull->vv) != MRD_OK
+            || node_ae_absorb(srv->ae, pull->shard, pull->digest, &dwhy)
+                != MRD_OK) {
+            /* Knowledge only: the pull is still served. */
+            NODE_STAT_ADD(&srv->stats, rejected_digest, 1);
+            node_log(NODE_LOG_WARN, "refused a pull's digest",
+                "{s:I, s:i, s:s}", "peer", (json_int_t) pull->from, "shard",
+                (int) pull->shard, "why", dwhy != NULL ? dwhy : "no memory");
+        }
+        uint8_t *own     = malloc(16u * CRDT_ORIGINS_MAX);
+        uint32_t own_len = 0;
+        proto_buf_init(&digest, PROTO_DIGEST_SIZE_MAX);
+        if (own != NULL
+            && node_store_shard_vv(srv->store, pull->shard, own, &own_len)
+                == MRD_OK
+            && node_ae_digest(srv->ae, pull->shard,
+                   (struct proto_str) { (const char *) own, own_len }, &digest)
+                == MRD_OK) {
+            pae.digest = (struct proto_str) { (const char *) digest.data,
+                (uint32_t) digest.len };
+        }
+        free(own);
+    }
+    proto_buf_reset(buf);
+    rv = node_store_pull(srv->store, pull, srv->ae != NULL ? &pae : NULL, buf,
+        count, &srv->stats, why);
+    proto_buf_fini(&digest);
+    NODE_STAT_ADD(&srv->stats, pulls_served, 1);
+    if (rv == MRD_OK) {
+        node_ack_learn(srv, pull); /* checked: our cluster */
+    }
+    return rv;
 }
 
 static void *
@@ -1335,7 +1428,8 @@ node_server_threads_start(struct node_server *srv)
 
 int
 node_server_start(const struct node_config *cfg, struct node_store *store,
-    struct node_topology *topology, struct node_server **server_out)
+    struct node_topology *topology, struct node_ae *ae,
+    struct node_server **server_out)
 {
     struct node_server *srv = calloc(1, sizeof(*srv));
     int                 rv;
@@ -1347,6 +1441,7 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     srv->cfg        = cfg;
     srv->store      = store;
     srv->topology   = topology;
+    srv->ae         = ae;
     srv->parked_max = NODE_PARKED_MAX(cfg->workers);
     node_queue_init(&srv->wq);
     node_queue_init(&srv->rq);

@@ -263,7 +263,7 @@ node_store_check_meta(
             "{s:s}", "dir", cfg->data_dir);
         return MRD_ECORRUPT;
     }
-    if (format != NODE_STORE_FORMAT) {
+    if (format != NODE_STORE_FORMAT && format != NODE_STORE_FORMAT_OLD) {
         node_log(NODE_LOG_ERROR, "unsupported store format", "{s:I, s:i}",
             "format", (json_int_t) format, "supported", NODE_STORE_FORMAT);
         return MRD_EINVAL;
@@ -290,6 +290,55 @@ node_store_check_meta(
     memcpy(store->cluster_id, v.mv_data, 16);
     store->shard_count = (uint32_t) shards;
     return MRD_OK;
+}
+
+/* Format 1 to 2: this node's own entry per shard in "vv", found by one scan
+ * of each shard's log for its own events. Once, at the first open by a
+ * format-2 meridiand, in the opening transaction. */
+static int
+node_store_migrate_own_vv(struct node_store *store, MDB_txn *txn)
+{
+    int rc = 0;
+
+    for (uint32_t s = 0; s < store->shard_count && rc == 0; s++) {
+        MDB_cursor *cur;
+        MDB_val     k, v;
+        uint64_t    own = 0;
+        rc              = mdb_cursor_open(txn, store->dbi_log[s], &cur);
+        if (rc != 0) {
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (rc == 0) {
+            uint64_t origin, seq;
+            if (v.mv_size > 8
+                && proto_record_dot(
+                    (const char *) v.mv_data + 8, v.mv_size - 8, &origin, &seq)
+                && origin == store->node_id && seq > own) {
+                own = seq;
+            }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(cur);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        if (rc == 0 && own > 0) {
+            uint8_t key[12], val[8];
+            mrd_be32_put(key, s);
+            mrd_be64_put(key + 4, store->node_id);
+            mrd_be64_put(val, own);
+            MDB_val kk = { sizeof key, key }, vv = { sizeof val, val };
+            rc = mdb_put(txn, store->dbi_vv, &kk, &vv, 0);
+        }
+    }
+    if (rc == 0) {
+        rc = node_meta_put_u64(
+            txn, store->dbi_meta, NODE_META_FORMAT, NODE_STORE_FORMAT);
+    }
+    if (rc == 0) {
+        node_log(NODE_LOG_INFO, "migrated the store's format", "{s:i, s:i}",
+            "from", (int) NODE_STORE_FORMAT_OLD, "to", (int) NODE_STORE_FORMAT);
+    }
+    return rc;
 }
 
 /* Opens the shard logs and loads the writer's counters. */
@@ -460,11 +509,12 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
         rv = node_store_err(rc);
         goto fail;
     }
-    uint64_t format;
+    uint64_t format = NODE_STORE_FORMAT;
     rc = node_meta_get_u64(txn, store->dbi_meta, NODE_META_FORMAT, &format);
     if (rc == MDB_NOTFOUND) {
-        rc = node_store_init_meta(store, txn, cfg);
-        rv = node_store_err(rc);
+        format = NODE_STORE_FORMAT;
+        rc     = node_store_init_meta(store, txn, cfg);
+        rv     = node_store_err(rc);
     } else {
         rv = node_store_check_meta(store, txn, cfg);
     }
@@ -472,6 +522,9 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
         goto fail;
     }
     rc = node_store_load(store, txn);
+    if (rc == 0 && format == NODE_STORE_FORMAT_OLD) {
+        rc = node_store_migrate_own_vv(store, txn);
+    }
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
     } else {

@@ -138,8 +138,11 @@ node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
     uint64_t log_seq = ++store->log_seq_last[st->shard];
     uint64_t seq     = ++store->origin_seq_last;
     uint64_t hlc;
-    uint8_t  pos_be[8], seq_be[8], index_key[16];
-    int      rv;
+
+    store->own_touched[st->shard] = seq;
+    store->own_touched_any[st->shard / 8] |= (uint8_t) (1u << (st->shard % 8));
+    uint8_t pos_be[8], seq_be[8], index_key[16];
+    int     rv;
 
     if (a->has_ops) {
         /* node_state_check() ticked the clock for every event, applied the
@@ -159,9 +162,16 @@ node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
     proto_buf_reset(scratch);
     mrd_be64_put(pos_be, pos);
     rv = proto_buf_append(scratch, pos_be, 8);
+    /* The first event carries the append's idempotency key, so that every
+     * replica remembers it (node_replicate_idem). */
+    struct proto_record_idem idem = { { NULL, 0 }, 0, 0, 0 };
+    if (pos == st->count && a->req.idem_key.len > 0) {
+        idem = (struct proto_record_idem) { a->req.idem_key, a->digest,
+            a->req.expected, a->req.event_count };
+    }
     if (rv == MRD_OK) {
-        rv = proto_record_encode(
-            scratch, store->node_id, seq, hlc, a->req.stream, ev);
+        rv = proto_record_encode_idem(
+            scratch, store->node_id, seq, hlc, a->req.stream, ev, &idem);
     }
     /* The decoder bounded every field, so a record always fits. */
     MRD_ASSERT(rv == MRD_OK);
@@ -179,7 +189,30 @@ node_event_put(MDB_txn *txn, struct node_store *store, struct node_append *a,
     return mdb_put(txn, store->dbi_index, &ik, &iv, MDB_NOOVERWRITE);
 }
 
-/* Records the answer under the idempotency key, and when it expires. */
+/* Records an answer under an idempotency key, and when it expires. flags:
+ * 0, or MDB_NOOVERWRITE to keep a key already there (MDB_KEYEXIST then). */
+static int
+node_idem_write(MDB_txn *txn, struct node_store *store, struct proto_str key,
+    const struct node_idem *idem, unsigned flags)
+{
+    uint8_t value[sizeof(*idem)];
+    uint8_t exp_key[8 + MRD_IDEMPOTENCY_KEY_SIZE_MAX];
+
+    MRD_ASSERT(key.len > 0 && key.len <= MRD_IDEMPOTENCY_KEY_SIZE_MAX);
+    node_idem_encode(idem, value);
+    MDB_val k  = { key.len, (void *) (uintptr_t) key.ptr };
+    MDB_val v  = { sizeof(value), value };
+    int     rc = mdb_put(txn, store->dbi_idem, &k, &v, flags);
+    if (rc != 0) {
+        return rc;
+    }
+    mrd_be64_put(exp_key, idem->created_ms);
+    memcpy(exp_key + 8, key.ptr, key.len);
+    MDB_val ek = { 8 + key.len, exp_key };
+    MDB_val ev = { 0, NULL };
+    return mdb_put(txn, store->dbi_idem_exp, &ek, &ev, 0);
+}
+
 static int
 node_idem_put(MDB_txn *txn, struct node_store *store,
     const struct node_append *a, const struct node_stream *st, uint64_t now_ms)
@@ -196,22 +229,38 @@ node_idem_put(MDB_txn *txn, struct node_store *store,
         .count      = a->rep.count,
         .hlc        = a->rep.hlc,
     };
-    uint8_t value[sizeof(idem)];
-    uint8_t exp_key[8 + MRD_IDEMPOTENCY_KEY_SIZE_MAX];
+    return node_idem_write(txn, store, a->req.idem_key, &idem, 0);
+}
 
-    node_idem_encode(&idem, value);
-    MDB_val k
-        = { a->req.idem_key.len, (void *) (uintptr_t) a->req.idem_key.ptr };
-    MDB_val v  = { sizeof(value), value };
-    int     rc = mdb_put(txn, store->dbi_idem, &k, &v, 0);
-    if (rc != 0) {
-        return rc;
+int
+node_replicate_idem(MDB_txn *txn, struct node_store *store,
+    const struct proto_record *r, uint64_t stream_id, uint64_t first_pos,
+    uint64_t now_ms, struct node_stats *stats)
+{
+    struct node_idem idem = {
+        .created_ms = now_ms,
+        .digest     = r->idem.digest,
+        .expected   = r->idem.expected,
+        .stream_id  = stream_id,
+        .origin     = r->origin,
+        .seq        = r->seq,
+        .first_pos  = first_pos,
+        .version    = first_pos + r->idem.count - 1,
+        .count      = r->idem.count,
+        .hlc        = r->hlc,
+    };
+    int rc = node_idem_write(txn, store, r->idem.key, &idem, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        /* Two nodes took the key before either heard of the other (or
+         * this is our own append coming back): the one here stays, as a
+         * retry here was already answered by it. */
+        NODE_STAT_ADD(stats, idem_replicated_kept, 1);
+        return 0;
     }
-    mrd_be64_put(exp_key, now_ms);
-    memcpy(exp_key + 8, a->req.idem_key.ptr, a->req.idem_key.len);
-    MDB_val ek = { 8 + a->req.idem_key.len, exp_key };
-    MDB_val ev = { 0, NULL };
-    return mdb_put(txn, store->dbi_idem_exp, &ek, &ev, 0);
+    if (rc == 0) {
+        NODE_STAT_ADD(stats, idem_replicated, 1);
+    }
+    return rc;
 }
 
 /* Applies one append in txn. Returns an LMDB error code (the transaction is
@@ -319,6 +368,32 @@ node_idem_sweep(MDB_txn *txn, struct node_store *store, uint64_t now_ms,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+void
+node_own_vv_forget(struct node_store *store)
+{
+    memset(store->own_touched_any, 0, sizeof store->own_touched_any);
+}
+
+int
+node_own_vv_put(MDB_txn *txn, struct node_store *store)
+{
+    int rc = 0;
+
+    for (uint32_t s = 0; s < store->shard_count && rc == 0; s++) {
+        if ((store->own_touched_any[s / 8] & (1u << (s % 8))) == 0) {
+            continue;
+        }
+        uint8_t key[12], val[8];
+        mrd_be32_put(key, s);
+        mrd_be64_put(key + 4, store->node_id);
+        mrd_be64_put(val, store->own_touched[s]);
+        MDB_val k = { sizeof key, key }, v = { sizeof val, val };
+        rc = mdb_put(txn, store->dbi_vv, &k, &v, 0);
+    }
+    node_own_vv_forget(store);
+    return rc;
+}
+
 int
 node_counters_put(MDB_txn *txn, struct node_store *store)
 {
@@ -360,8 +435,12 @@ node_commit_once(struct node_store *store, struct node_append **appends,
         rc = node_idem_sweep(txn, store, now_ms, stats);
     }
     if (rc == 0) {
+        rc = node_own_vv_put(txn, store);
+    }
+    if (rc == 0) {
         rc = node_counters_put(txn, store);
     }
+    node_own_vv_forget(store);
     if (rc == 0) {
         rc = mdb_txn_commit(txn); /* frees txn whatever happens */
     } else {

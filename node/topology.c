@@ -419,3 +419,14 @@ node_topology_peers(struct node_topology *nt, struct node_peer *peers,
     pthread_rwlock_unlock(&nt->lock);
     return rv;
 }
+
+uint64_t
+node_topology_with(struct node_topology *nt,
+    void (*fn)(const struct topo *t, uint64_t self, void *arg), void *arg)
+{
+    pthread_rwlock_rdlock(&nt->lock);
+    uint64_t version = nt->cur->version;
+    fn(nt->cur, nt->self, arg);
+    pthread_rwlock_unlock(&nt->lock);
+    return version;
+}

@@ -42,17 +42,21 @@
 #define PROTO_UINT64 0xcfu
 #define PROTO_ARRAY32_SIZE 5u
 #define PROTO_CHECKSUM_SIZE 9u
-/* The fields of a record, checksum included: format 1 has no ops. */
+/* The fields of a record, checksum included: format 1 has no ops, format 2
+ * no idem. */
 #define PROTO_RECORD_FIELDS_V1 12u
 #define PROTO_RECORD_FIELDS_V2 13u
-_Static_assert(PROTO_RECORD_FORMAT == 2, "the encoder writes format 2");
+#define PROTO_RECORD_FIELDS_V3 14u
+_Static_assert(PROTO_RECORD_FORMAT == 3, "the encoder writes format 3");
 
 /* The widest a record's fixed parts can be: array header, format, origin,
  * seq and hlc as uint64, str8 headers for stream, type, content type and
- * ids, bin32 for data, map32 for meta, bin32 for ops, and the checksum.
- * Meta entries are copied verbatim and may use str32 headers: 10 bytes per
- * entry, which PROTO_RECORD_SIZE_MAX allows. */
-_Static_assert(1 + 1 + 3 * 9 + 2 + 2 + 2 + 5 + 2 + 2 + 5 + 5 + 9
+ * ids, bin32 for data, map32 for meta, bin32 for ops, idem (array header,
+ * bin8 header, digest, expected and count as 64-bit ints), and the
+ * checksum. Meta entries are copied verbatim and may use str32 headers: 10
+ * bytes per entry, which PROTO_RECORD_SIZE_MAX allows. */
+_Static_assert(
+    1 + 1 + 3 * 9 + 2 + 2 + 2 + 5 + 2 + 2 + 5 + 5 + (1 + 2 + 3 * 9) + 9
         <= PROTO_RECORD_OVERHEAD_MAX,
     "record headers fit PROTO_RECORD_OVERHEAD_MAX");
 /* One read reply item: array header, two uint64 and a bin32 header. */
@@ -1172,6 +1176,14 @@ int
 proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     uint64_t hlc, struct proto_str stream, const struct proto_event_in *ev)
 {
+    return proto_record_encode_idem(buf, origin, seq, hlc, stream, ev, NULL);
+}
+
+int
+proto_record_encode_idem(struct proto_buf *buf, uint64_t origin, uint64_t seq,
+    uint64_t hlc, struct proto_str stream, const struct proto_event_in *ev,
+    const struct proto_record_idem *idem)
+{
     static const uint8_t meta_empty = PROTO_MAP_EMPTY;
     uint8_t              tail[PROTO_CHECKSUM_SIZE];
 
@@ -1187,6 +1199,15 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     if (rv == MRD_OK && ev->ops.len > 0 && ev->ops.ptr == NULL) {
         rv = MRD_EPROTO;
     }
+    if (idem != NULL && idem->key.len == 0) {
+        idem = NULL;
+    }
+    if (rv == MRD_OK && idem != NULL
+        && (idem->key.len > MRD_IDEMPOTENCY_KEY_SIZE_MAX
+            || idem->key.ptr == NULL || idem->count == 0
+            || idem->count > MRD_APPEND_EVENTS_MAX)) {
+        rv = MRD_EINVAL;
+    }
     if (rv == MRD_OK) {
         rv = proto_buf_status(buf);
     }
@@ -1194,7 +1215,7 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
         return rv;
     }
     size_t start = buf->len;
-    proto_wr_array(buf, PROTO_RECORD_FIELDS_V2);
+    proto_wr_array(buf, PROTO_RECORD_FIELDS_V3);
     proto_wr_uint(buf, PROTO_RECORD_FORMAT);
     proto_wr_uint(buf, origin);
     proto_wr_uint(buf, seq);
@@ -1212,6 +1233,15 @@ proto_record_encode(struct proto_buf *buf, uint64_t origin, uint64_t seq,
     }
     if (ev->ops.len > 0) {
         proto_wr_bin(buf, ev->ops.ptr, ev->ops.len);
+    } else {
+        proto_wr_nil(buf);
+    }
+    if (idem != NULL) {
+        proto_wr_array(buf, 4);
+        proto_wr_bin(buf, idem->key.ptr, idem->key.len);
+        proto_wr_uint(buf, idem->digest);
+        proto_wr_int(buf, idem->expected);
+        proto_wr_uint(buf, idem->count);
     } else {
         proto_wr_nil(buf);
     }
@@ -1246,6 +1276,40 @@ proto_record_ops_read(
     return MRD_OK;
 }
 
+/* A format-3 record's idem: nil, or [key bin 1..64, digest uint, expected
+ * int, count uint 1..MRD_APPEND_EVENTS_MAX]. */
+static int
+proto_record_idem_read(
+    struct proto_rd *rd, struct proto_record_idem *idem, const char **why)
+{
+    uint32_t n;
+    uint64_t count;
+
+    memset(idem, 0, sizeof *idem);
+    if (proto_rd_nil(rd) == MRD_OK) {
+        return MRD_OK;
+    }
+    if (proto_rd_array(rd, &n) != MRD_OK || n != 4
+        || proto_rd_bin(rd, &idem->key) != MRD_OK
+        || proto_rd_uint(rd, &idem->digest) != MRD_OK
+        || proto_rd_int(rd, &idem->expected) != MRD_OK
+        || proto_rd_uint(rd, &count) != MRD_OK) {
+        return proto_fail(why, MRD_EPROTO,
+            "record idem is not nil or [key, digest, expected, count]");
+    }
+    if (idem->key.len == 0 || idem->key.len > MRD_IDEMPOTENCY_KEY_SIZE_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "record idempotency key is not 1..MRD_IDEMPOTENCY_KEY_SIZE_MAX "
+            "bytes");
+    }
+    if (count == 0 || count > MRD_APPEND_EVENTS_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "record idem count is not 1..MRD_APPEND_EVENTS_MAX");
+    }
+    idem->count = (uint32_t) count;
+    return MRD_OK;
+}
+
 /* Reads the fields after the format, in record order, each with the same
  * checks as event input. */
 static int
@@ -1275,6 +1339,9 @@ proto_record_fields(struct proto_rd *rd, uint64_t format,
     rv = proto_meta_read(rd, true, &ev.meta_raw, &ev.meta_count, why);
     if (rv == MRD_OK && format >= 2) {
         rv = proto_record_ops_read(rd, &ev.ops, why);
+    }
+    if (rv == MRD_OK && format >= 3) {
+        rv = proto_record_idem_read(rd, &out->idem, why);
     }
     if (rv == MRD_OK) {
         rv = proto_event_check(&ev, why);
@@ -1324,7 +1391,9 @@ proto_record_decode(
         return proto_fail(why, MRD_EPROTO, "unknown record format");
     }
     if (count
-        != (format == 1 ? PROTO_RECORD_FIELDS_V1 : PROTO_RECORD_FIELDS_V2)) {
+        != (format == 1       ? PROTO_RECORD_FIELDS_V1
+                : format == 2 ? PROTO_RECORD_FIELDS_V2
+                              : PROTO_RECORD_FIELDS_V3)) {
         return proto_fail(why, MRD_EPROTO, "record has the wrong length");
     }
     out->format = (uint32_t) format;
@@ -1563,7 +1632,9 @@ proto_events_reply_begin(struct proto_buf *buf, uint32_t type,
      * adds READ_NODE). */
     MRD_ASSERT((type == PROTO_T_READ && (key_count == 3 || key_count == 4))
         || (type == PROTO_T_READ_LOG && key_count == 2)
-        || (type == PROTO_T_PULL && key_count == 4));
+        || (type == PROTO_T_PULL
+            && (key_count == PROTO_PULL_REP_KEYS
+                || key_count == PROTO_PULL_REP_KEYS_AE)));
     proto_reply_begin(buf, type, MRD_OK);
     proto_wr_map(buf, key_count);
     proto_wr_uint(buf, PROTO_K_READ_EVENTS);
@@ -1837,10 +1908,14 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
                 || !mrd_utf8_valid(req->region.ptr, req->region.len)))) {
         return MRD_EINVAL;
     }
+    if (req->digest.len > PROTO_DIGEST_SIZE_MAX
+        || (req->digest.len > 0 && req->digest.ptr == NULL)) {
+        return MRD_EINVAL;
+    }
     proto_request_begin(buf, PROTO_T_PULL);
     proto_wr_map(buf,
         3 + (req->after != 0) + (req->vv.len > 0) + (req->cluster.len > 0)
-            + (req->region.len > 0));
+            + (req->region.len > 0) + (req->skip != 0) + (req->digest.len > 0));
     proto_wr_uint(buf, PROTO_K_PULL_SHARD);
     proto_wr_uint(buf, req->shard);
     if (req->after != 0) {
@@ -1863,6 +1938,14 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
         proto_wr_uint(buf, PROTO_K_PULL_REGION);
         proto_wr_str(buf, req->region.ptr, req->region.len);
     }
+    if (req->skip != 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_SKIP);
+        proto_wr_uint(buf, req->skip);
+    }
+    if (req->digest.len > 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_DIGEST);
+        proto_wr_bin(buf, req->digest.ptr, req->digest.len);
+    }
     return proto_buf_status(buf);
 }
 
@@ -1870,17 +1953,17 @@ int
 proto_pull_req_decode(
     struct proto_rd *body, struct proto_pull_req *out, const char **why)
 {
-    static const enum proto_vt vts[]
-        = { PROTO_VT_U32, PROTO_VT_UINT, PROTO_VT_UINT, PROTO_VT_BIN,
-              PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_STR };
-    static const uint32_t required = PROTO_BIT(PROTO_K_PULL_SHARD)
+    static const enum proto_vt vts[]    = { PROTO_VT_U32, PROTO_VT_UINT,
+           PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_STR,
+           PROTO_VT_U32, PROTO_VT_BIN };
+    static const uint32_t      required = PROTO_BIT(PROTO_K_PULL_SHARD)
         | PROTO_BIT(PROTO_K_PULL_COUNT) | PROTO_BIT(PROTO_K_PULL_FROM);
-    struct proto_val v[7];
+    struct proto_val v[9];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 7, required, v, &seen, why);
+    int rv = proto_flat_decode(&rd, vts, 9, required, v, &seen, why);
     if (rv == MRD_OK) {
         rv = proto_pull_check(v[2].u, v[3].s, v[4].u, why);
     }
@@ -1909,6 +1992,14 @@ proto_pull_req_decode(
         }
         out->region = v[6].s;
     }
+    out->skip = (uint32_t) v[7].u;
+    if ((seen & PROTO_BIT(PROTO_K_PULL_DIGEST)) != 0) {
+        if (v[8].s.len == 0 || v[8].s.len > PROTO_DIGEST_SIZE_MAX) {
+            return proto_fail(why, MRD_EPROTO,
+                "digest is not 1..PROTO_DIGEST_SIZE_MAX bytes");
+        }
+        out->digest = v[8].s;
+    }
     *body = rd;
     return MRD_OK;
 }
@@ -1933,6 +2024,31 @@ proto_pull_rep_finish(struct proto_buf *buf, uint64_t scanned, bool end,
     proto_wr_bool(buf, end);
     proto_wr_uint(buf, PROTO_K_PULL_VV);
     proto_wr_bin(buf, vv, vv_len);
+}
+
+void
+proto_pull_rep_finish_ae(struct proto_buf *buf, bool blocked,
+    uint64_t blocked_origin, uint64_t blocked_seq, const void *digest,
+    size_t digest_len)
+{
+    uint8_t on[16];
+
+    MRD_ASSERT(!blocked || (blocked_origin != 0 && blocked_seq != 0));
+    MRD_ASSERT(digest != NULL || digest_len == 0);
+    if (digest_len > PROTO_DIGEST_SIZE_MAX) {
+        if (proto_buf_status(buf) == MRD_OK) {
+            buf->overflow = true; /* no peer would accept it */
+        }
+        return;
+    }
+    mrd_be64_put(on, blocked_origin);
+    mrd_be64_put(on + 8, blocked_seq);
+    proto_wr_uint(buf, PROTO_K_PULL_BLOCKED);
+    proto_wr_bool(buf, blocked);
+    proto_wr_uint(buf, PROTO_K_PULL_BLOCKED_ON);
+    proto_wr_bin(buf, on, blocked ? sizeof on : 0);
+    proto_wr_uint(buf, PROTO_K_PULL_DIGEST_REP);
+    proto_wr_bin(buf, digest, digest_len);
 }
 
 static int
@@ -1965,6 +2081,35 @@ proto_pull_rep_field(struct proto_rd *rd, uint32_t key,
             return proto_fail(why, MRD_EPROTO, "version vector is not a bin");
         }
         return proto_vv_check(out->vv, why);
+    case PROTO_K_PULL_BLOCKED:
+        if (proto_rd_bool(rd, &out->blocked) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "blocked is not a bool");
+        }
+        return MRD_OK;
+    case PROTO_K_PULL_BLOCKED_ON: {
+        struct proto_str on;
+        if (proto_rd_bin(rd, &on) != MRD_OK || (on.len != 0 && on.len != 16)) {
+            return proto_fail(
+                why, MRD_EPROTO, "blocked_on is not an empty or 16-byte bin");
+        }
+        if (on.len == 16) {
+            out->blocked_origin = mrd_be64_get((const uint8_t *) on.ptr);
+            out->blocked_seq    = mrd_be64_get((const uint8_t *) on.ptr + 8);
+            if (out->blocked_origin == 0 || out->blocked_seq == 0) {
+                return proto_fail(why, MRD_EPROTO, "blocked_on has a 0");
+            }
+        }
+        return MRD_OK;
+    }
+    case PROTO_K_PULL_DIGEST_REP:
+        if (proto_rd_bin(rd, &out->digest) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "digest is not a bin");
+        }
+        if (out->digest.len > PROTO_DIGEST_SIZE_MAX) {
+            return proto_fail(
+                why, MRD_EPROTO, "digest over PROTO_DIGEST_SIZE_MAX bytes");
+        }
+        return MRD_OK;
     default:
         MRD_ASSERT(!"proto_key_next let an unknown pull key through");
         return MRD_EINTERNAL;
@@ -1987,7 +2132,7 @@ proto_pull_rep_decode(
         return proto_fail(why, MRD_EPROTO, "body is not a map");
     }
     for (uint32_t i = 0; i < count; i++) {
-        int rv = proto_key_next(&rd, PROTO_K_PULL_VV, &seen, &key, why);
+        int rv = proto_key_next(&rd, PROTO_K_PULL_DIGEST_REP, &seen, &key, why);
         if (rv == MRD_OK) {
             rv = proto_pull_rep_field(&rd, key, out, why);
         }
@@ -1995,12 +2140,19 @@ proto_pull_rep_decode(
             return rv;
         }
     }
-    if (seen != PROTO_KEYS_ALL(4)) {
+    if ((seen & PROTO_KEYS_ALL(4)) != PROTO_KEYS_ALL(4)) {
         return proto_fail(why, MRD_EPROTO, "a required key is missing");
     }
     if (!out->end && out->vv.len != 0) {
         return proto_fail(
             why, MRD_EPROTO, "version vector in a reply that did not end");
+    }
+    if (out->blocked && (out->end || out->blocked_origin == 0)) {
+        return proto_fail(why, MRD_EPROTO,
+            "blocked with end, or without the event it is blocked on");
+    }
+    if (!out->blocked && out->blocked_origin != 0) {
+        return proto_fail(why, MRD_EPROTO, "blocked_on without blocked");
     }
     *body = rd;
     return MRD_OK;

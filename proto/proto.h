@@ -42,8 +42,9 @@ struct msgpack_packer;
 #define PROTO_VERSION 1u
 /* On-disk and on-wire event record format. Readers accept every format up to
  * this one, so later fields need no migration. Format 2 added the event's
- * ops (stream state, docs/CRDT.md). */
-#define PROTO_RECORD_FORMAT 2u
+ * ops (stream state, docs/CRDT.md); format 3 the append's idempotency key on
+ * its first event, so that replicas remember it too. */
+#define PROTO_RECORD_FORMAT 3u
 /* One event's encoded ops (crdt_ops_encode output: deps + ops), in append
  * requests and in records. Must hold CRDT_OPS_SIZE_MAX, every op at every
  * limit plus a full deps vector (~406 KiB; checked where both headers meet,
@@ -67,7 +68,7 @@ struct msgpack_packer;
         + 2 * MRD_ID_SIZE_MAX + MRD_EVENT_DATA_SIZE_MAX                        \
         + MRD_META_ENTRIES_MAX                                                 \
             * (MRD_META_KEY_SIZE_MAX + MRD_META_VALUE_SIZE_MAX + 10)           \
-        + PROTO_OPS_SIZE_MAX)
+        + PROTO_OPS_SIZE_MAX + MRD_IDEMPOTENCY_KEY_SIZE_MAX)
 /* Smallest frame limit a node or client may configure: one full record and
  * its envelope must fit. */
 #define PROTO_FRAME_SIZE_MIN (PROTO_RECORD_SIZE_MAX + 4096u)
@@ -208,7 +209,17 @@ enum proto_key_pull_req {
                                  theirs) */
     PROTO_K_PULL_REGION = 7, /* str 1..PROTO_REGION_SIZE_MAX: the asker's
                                 region, for acknowledgement levels */
+    PROTO_K_PULL_SKIP = 8, /* uint32, default 0: regions (bit i = the
+                              topology's region i) whose events the asker
+                              gets another way: the peer stops before such
+                              an event instead of sending it (anti-entropy,
+                              replication/ae.h ae_serve) */
+    PROTO_K_PULL_DIGEST = 9, /* bin 1..PROTO_DIGEST_SIZE_MAX: what the asker
+                                knows of the shard's replicas (opaque here:
+                                replication/ae.h ae_digest_encode) */
 };
+/* A knowledge digest on the wire: a full version vector's worth. */
+#define PROTO_DIGEST_SIZE_MAX (16u * 1024u)
 
 /* A region name on the wire (the node's --region). */
 #define PROTO_REGION_SIZE_MAX 63u
@@ -254,7 +265,17 @@ enum proto_key_pull_rep {
     PROTO_K_PULL_EVENTS  = 1, /* array of [position, log_seq, record bin] */
     PROTO_K_PULL_SCANNED = 2, /* uint: last log seq examined (>= after) */
     PROTO_K_PULL_END     = 3, /* bool: the scan reached the end of the log */
+    /* Optional, written together by proto_pull_rep_finish_ae(): */
+    PROTO_K_PULL_BLOCKED = 5, /* bool: stopped before an event of a skipped
+                                 region the asker lacks (never with END) */
+    PROTO_K_PULL_BLOCKED_ON = 6, /* bin 16 (origin BE64, seq BE64) when
+                                    BLOCKED, else empty: that event */
+    PROTO_K_PULL_DIGEST_REP = 7, /* bin 0..PROTO_DIGEST_SIZE_MAX: what the
+                                    peer knows of the shard's replicas */
 };
+/* Map entries of a PULL reply with and without the anti-entropy keys. */
+#define PROTO_PULL_REP_KEYS 4u
+#define PROTO_PULL_REP_KEYS_AE 7u
 /* The body of a reply whose status is not MRD_OK. */
 enum proto_key_error_rep {
     PROTO_K_ERR_MESSAGE = 1, /* str: what was wrong, for humans */
@@ -464,26 +485,38 @@ MRD_MUST_USE int proto_append_rep_decode(
 
 /* -------------------------------------------------------------- records -- */
 
-/* A stored event. Format 2: [format, origin, seq, hlc, stream, type,
- * content_type, data, correlation, causation, meta, ops, checksum], where
- * ops is nil or a bin of 1..PROTO_OPS_SIZE_MAX bytes. Format 1 (still read,
- * never written) has no ops: 12 elements. The checksum is the last 9 bytes
- * (0xcf + big-endian u64): SipHash-2-4 (libsodium crypto_shorthash, fixed
- * key) of every byte before it. */
+/* A stored event. Format 3: [format, origin, seq, hlc, stream, type,
+ * content_type, data, correlation, causation, meta, ops, idem, checksum],
+ * where ops is nil or a bin of 1..PROTO_OPS_SIZE_MAX bytes, and idem is nil
+ * or, on the first event of an append that had an idempotency key,
+ * [key bin 1..MRD_IDEMPOTENCY_KEY_SIZE_MAX, digest uint, expected int,
+ * count uint 1..MRD_APPEND_EVENTS_MAX]: what a replica needs to answer a
+ * retry of that append as its first node would. Formats 2 (no idem: 13
+ * elements) and 1 (no ops either: 12) are still read, never written. The
+ * checksum is the last 9 bytes (0xcf + big-endian u64): SipHash-2-4
+ * (libsodium crypto_shorthash, fixed key) of every byte before it. */
+struct proto_record_idem {
+    struct proto_str key; /* len 0: none */
+    uint64_t         digest; /* of the append's events (node/server.c) */
+    int64_t          expected; /* the append's expected version */
+    uint32_t         count; /* events in the append */
+};
+
 struct proto_record {
-    uint32_t         format;
-    uint64_t         origin;
-    uint64_t         seq;
-    uint64_t         hlc;
-    struct proto_str stream;
-    struct proto_str type;
-    struct proto_str content_type;
-    struct proto_str data;
-    struct proto_str correlation;
-    struct proto_str causation;
-    struct proto_str meta_raw; /* msgpack map bytes */
-    uint32_t         meta_count;
-    struct proto_str ops; /* encoded ops; len 0, ptr NULL when none */
+    uint32_t                 format;
+    uint64_t                 origin;
+    uint64_t                 seq;
+    uint64_t                 hlc;
+    struct proto_str         stream;
+    struct proto_str         type;
+    struct proto_str         content_type;
+    struct proto_str         data;
+    struct proto_str         correlation;
+    struct proto_str         causation;
+    struct proto_str         meta_raw; /* msgpack map bytes */
+    uint32_t                 meta_count;
+    struct proto_str         ops; /* encoded ops; len 0, ptr NULL when none */
+    struct proto_record_idem idem; /* key.len 0 when none */
 };
 
 /* Appends one record for ev to buf (not a frame: raw record bytes), always
@@ -494,6 +527,12 @@ struct proto_record {
 MRD_MUST_USE int proto_record_encode(struct proto_buf *buf, uint64_t origin,
     uint64_t seq, uint64_t hlc, struct proto_str stream,
     const struct proto_event_in *ev);
+/* The same with the append's idempotency (NULL or key.len 0: none); a key
+ * over MRD_IDEMPOTENCY_KEY_SIZE_MAX or a count outside
+ * 1..MRD_APPEND_EVENTS_MAX is MRD_EINVAL. */
+MRD_MUST_USE int proto_record_encode_idem(struct proto_buf *buf,
+    uint64_t origin, uint64_t seq, uint64_t hlc, struct proto_str stream,
+    const struct proto_event_in *ev, const struct proto_record_idem *idem);
 /* Verifies the checksum (MRD_ECORRUPT) and decodes; views point into buf. */
 MRD_MUST_USE int proto_record_decode(
     const void *buf, size_t len, struct proto_record *out, const char **why);
@@ -605,6 +644,8 @@ struct proto_pull_req {
     uint64_t         from;
     struct proto_str cluster; /* 16 bytes, or len 0 when absent */
     struct proto_str region; /* len 0 when absent */
+    uint32_t         skip; /* region mask, 0 when absent */
+    struct proto_str digest; /* len 0 when absent */
 };
 /* MRD_EINVAL (count 0, from 0, a vv proto_vv_check refuses, or vv.len > 0
  * with a NULL ptr), MRD_ETOOBIG (count over MRD_READ_COUNT_MAX), else the
@@ -656,6 +697,12 @@ MRD_MUST_USE int proto_pull_req_decode(
  * poisons buf with MRD_ETOOBIG (no peer would accept it). */
 void proto_pull_rep_finish(struct proto_buf *buf, uint64_t scanned, bool end,
     const void *vv, size_t vv_len);
+/* Then, for a reply begun with PROTO_PULL_REP_KEYS_AE entries, keys 5..7:
+ * blocked (never with end: asserted) on the event (origin, seq), and the
+ * digest (len 0: none; over PROTO_DIGEST_SIZE_MAX poisons buf). */
+void proto_pull_rep_finish_ae(struct proto_buf *buf, bool blocked,
+    uint64_t blocked_origin, uint64_t blocked_seq, const void *digest,
+    size_t digest_len);
 
 struct proto_pull_rep {
     uint32_t         count;
@@ -663,6 +710,10 @@ struct proto_pull_rep {
     uint64_t         scanned;
     bool             end;
     struct proto_str vv; /* validated; len 0 unless end */
+    bool             blocked; /* never with end */
+    uint64_t         blocked_origin; /* >= 1 when blocked, else 0 */
+    uint64_t         blocked_seq; /* >= 1 when blocked, else 0 */
+    struct proto_str digest; /* len 0 when absent */
 };
 /* Validates every item's shape ([uint, uint, bin], as READ_LOG) but not the
  * records inside (proto_record_decode), the vv (proto_vv_check), and that

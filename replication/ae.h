@@ -58,7 +58,7 @@
 #define AE_REGION_NONE UINT32_MAX
 /* Replicas of one shard in one region. Writes never wait for a quorum, so
  * more copies in one region than this only cost disk and pulls. */
-#define AE_RF_MAX 7u
+#define AE_RF_MAX 8u
 /* Replicas of one shard in the whole cluster: rows of ae_know. */
 #define AE_REPLICAS_MAX (AE_REGIONS_MAX * AE_RF_MAX)
 /* Sources of one shard: the other replicas of this region, and one per
@@ -67,7 +67,7 @@
 /* Hint targets of one append: the same shape. */
 #define AE_HINTS_MAX AE_SOURCES_MAX
 /* Log entries one pull may examine, sent or not: bounds the work of a pull
- * whose vector covers almost everything (node/repl.c's NODE_PULL_SCAN_MAX). */
+ * whose vector covers almost everything. */
 #define AE_SERVE_SCAN_MAX 100000u
 /* Events asked for per pull (node/puller.c's NODE_PULL_COUNT): one LMDB
  * transaction each, so a catching-up replica holds the write lock briefly. */

@@ -208,6 +208,11 @@ requests(struct proto_buf *b)
     pr.region = (struct proto_str) { "eu-west", 7 };
     ok(proto_pull_req_encode(b, &pr));
     emit_buf(t, "pull_region", b);
+    /* Topology mode: a skip set and a knowledge digest (opaque here). */
+    pr.skip   = 0x6u;
+    pr.digest = (struct proto_str) { "\x93\x01\x90\x90", 4 };
+    ok(proto_pull_req_encode(b, &pr));
+    emit_cuts(t, "pull_ae", b);
 
     /* HINT, an append with an acknowledgement level, a cursor read. */
     struct proto_hint_req hr = { .from = 2, .shards = { "\x05\x80", 2 } };
@@ -459,6 +464,13 @@ replies(struct proto_buf *b)
     proto_events_reply_end(b, &w);
     proto_pull_rep_finish(b, 500, false, NULL, 0);
     emit_buf(t, "pull_page", b);
+    /* Topology mode: blocked on an event of a skipped region, a digest. */
+    proto_events_reply_begin(b, PROTO_T_PULL, PROTO_PULL_REP_KEYS_AE, &w);
+    proto_events_reply_add(b, &w, 0, 41, rec.data, rec.len);
+    proto_events_reply_end(b, &w);
+    proto_pull_rep_finish(b, 41, false, NULL, 0);
+    proto_pull_rep_finish_ae(b, true, 5, 9, "\x93\x01\x90\x90", 4);
+    emit_cuts(t, "pull_blocked", b);
     proto_buf_fini(&rec);
 }
 
@@ -565,6 +577,13 @@ records(struct proto_buf *b)
     emit(t, "ops_body", b->data, b->len - 9);
     emit_cuts(t, "ops", b);
     proto_buf_fini(&o);
+    /* Format 3: the first event of an append with an idempotency key. */
+    struct proto_record_idem idem
+        = { { "order-42", 8 }, 0x1234567890abcdefu, -1, 3 };
+    ok(proto_record_encode_idem(
+        b, 2, 9, 1u << 30, (struct proto_str) { "s", 1 }, &min, &idem));
+    emit(t, "idem_body", b->data, b->len - 9);
+    emit_cuts(t, "idem", b);
     record_variants(b);
 }
 
@@ -575,8 +594,16 @@ static const struct raw bad_records[] = {
     RAW("format2", "\x9c\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"),
     RAW("format2_nil_body",
         "\x9d\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"),
-    RAW("format3",
+    RAW("format3_short",
         "\x9d\x03\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"),
+    RAW("format4",
+        "\x9e\x04\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0\xc0"),
+    RAW("idem_short",
+        "\x9e\x03\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"
+        "\x93\xc4\x01k\x01\x01"),
+    RAW("idem_count0",
+        "\x9e\x03\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80\xc0"
+        "\x94\xc4\x01k\x01\x01\x00"),
     RAW("ops_empty",
         "\x9d\x02\x01\x01\x01\xa1s\xa1t\xa0\xc4\x00\xa0\xa0\x80"
         "\xc4\x00"),

@@ -60,6 +60,10 @@ check_record(const struct proto_record *r)
     CHECK(r->ops.len <= PROTO_OPS_SIZE_MAX);
     CHECK(r->format >= 2 || r->ops.len == 0);
     CHECK((r->ops.len == 0) == (r->ops.ptr == NULL));
+    CHECK(r->format >= 3 || r->idem.key.len == 0);
+    CHECK(r->idem.key.len <= MRD_IDEMPOTENCY_KEY_SIZE_MAX);
+    CHECK(r->idem.key.len == 0
+        || (r->idem.count >= 1 && r->idem.count <= MRD_APPEND_EVENTS_MAX));
     CHECK(r->meta_count <= MRD_META_ENTRIES_MAX);
     proto_meta_begin(&r->meta_raw, &rd);
     while (proto_meta_next(&rd, &k, &v) == MRD_OK) {
@@ -72,7 +76,8 @@ check_record(const struct proto_record *r)
 }
 
 /* Stores the decoded event again, as a node would, and reads it back: a
- * format-1 record comes back as format 2 with the same fields. */
+ * format-1 or format-2 record comes back as format 3 with the same
+ * fields. */
 static void
 reencode(const struct proto_record *r)
 {
@@ -89,7 +94,8 @@ reencode(const struct proto_record *r)
     const char           *why;
 
     proto_buf_init(&b, PROTO_RECORD_SIZE_MAX);
-    CHECK(proto_record_encode(&b, r->origin, r->seq, r->hlc, r->stream, &ev)
+    CHECK(proto_record_encode_idem(
+              &b, r->origin, r->seq, r->hlc, r->stream, &ev, &r->idem)
         == MRD_OK);
     CHECK(b.len <= PROTO_RECORD_SIZE_MAX);
     CHECK(proto_record_verify(b.data, b.len) == MRD_OK);
@@ -103,7 +109,11 @@ reencode(const struct proto_record *r)
     CHECK(str_eq(again.meta_raw, r->meta_raw));
     CHECK(again.meta_count == r->meta_count);
     CHECK(str_eq(again.ops, r->ops));
-    CHECK(again.format == PROTO_RECORD_FORMAT); /* format 1 is read only */
+    CHECK(str_eq(again.idem.key, r->idem.key));
+    CHECK(again.idem.digest == r->idem.digest);
+    CHECK(again.idem.expected == r->idem.expected);
+    CHECK(again.idem.count == r->idem.count);
+    CHECK(again.format == PROTO_RECORD_FORMAT); /* 1 and 2 are read only */
     proto_buf_fini(&b);
 }
 

@@ -205,22 +205,30 @@ fuzz_pull(struct proto_rd *body)
     CHECK(rep.count <= MRD_READ_COUNT_MAX);
     CHECK(rep.end || rep.vv.len == 0);
     CHECK(proto_vv_check(rep.vv, NULL) == MRD_OK);
+    CHECK(!(rep.blocked && rep.end));
+    CHECK(rep.blocked == (rep.blocked_origin != 0));
+    CHECK(rep.digest.len <= PROTO_DIGEST_SIZE_MAX);
     items.count      = rep.count;
     items.events_raw = rep.events_raw;
     records_decode(&items);
     /* Written again the way a node writes it. */
     proto_buf_init(&b, MRD_FRAME_SIZE_MAX);
-    proto_events_reply_begin(&b, PROTO_T_PULL, 4, &w);
+    proto_events_reply_begin(&b, PROTO_T_PULL, PROTO_PULL_REP_KEYS_AE, &w);
     proto_pull_rep_begin(&rep, &rd);
     while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {
         proto_events_reply_add(&b, &w, pos, seq, rec.ptr, rec.len);
     }
     proto_events_reply_end(&b, &w);
     proto_pull_rep_finish(&b, rep.scanned, rep.end, rep.vv.ptr, rep.vv.len);
+    proto_pull_rep_finish_ae(&b, rep.blocked, rep.blocked_origin,
+        rep.blocked_seq, rep.digest.ptr, rep.digest.len);
     rd = reopen(&b, PROTO_T_PULL, MRD_OK);
     CHECK(proto_pull_rep_decode(&rd, &again, &why) == MRD_OK);
     CHECK(again.count == rep.count && again.scanned == rep.scanned);
     CHECK(again.end == rep.end && str_eq(again.vv, rep.vv));
+    CHECK(again.blocked == rep.blocked && again.blocked_seq == rep.blocked_seq);
+    CHECK(again.blocked_origin == rep.blocked_origin);
+    CHECK(str_eq(again.digest, rep.digest));
     proto_pull_rep_begin(&rep, &rd);
     proto_pull_rep_begin(&again, &rd2);
     while (proto_events_rep_next(&rd, &pos, &seq, &rec) == MRD_OK) {

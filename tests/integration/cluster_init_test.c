@@ -28,39 +28,6 @@
 
 #define CI_NODES 3u
 
-/* True when nothing listens on 127.0.0.1:port and we may bind it. */
-static bool
-ci_port_free(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return false;
-    }
-    struct sockaddr_in a = { 0 };
-    a.sin_family         = AF_INET;
-    a.sin_port           = htons(port);
-    a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
-    bool ok              = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* Three consecutive free ports, from a spot that depends on our pid so that
- * parallel test runs rarely meet. */
-static uint16_t
-ci_base_port(void)
-{
-    for (uint32_t t = 0; t < 200; t++) {
-        uint16_t base
-            = (uint16_t) (20000 + ((uint32_t) getpid() * 7 + t * 37) % 30000);
-        if (ci_port_free(base) && ci_port_free(base + 1)
-            && ci_port_free(base + 2)) {
-            return base;
-        }
-    }
-    return 0;
-}
-
 struct ci_wait {
     mrd_client *client;
     int64_t     want;
@@ -116,7 +83,7 @@ test_cluster_init(void **state)
     char dir[256], cdir[300], port_text[16], out[8192];
     assert_int_equal(harness_tmpdir_make("meridian-ci-", dir, sizeof(dir)), 0);
     snprintf(cdir, sizeof(cdir), "%s/c", dir);
-    uint16_t base = ci_base_port();
+    uint16_t base = harness_free_ports(CI_NODES, 0);
     assert_int_not_equal(base, 0);
     snprintf(port_text, sizeof(port_text), "%u", (unsigned) base);
 

@@ -783,3 +783,49 @@ harness_run_ctl(const char *const *args, char *out, size_t out_size)
     }
     return WEXITSTATUS(status);
 }
+
+/* ---------------------------------------------------------------- ports -- */
+
+static bool
+harness_port_free(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct sockaddr_in a = { 0 };
+    a.sin_family         = AF_INET;
+    a.sin_port           = htons(port);
+    a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
+    bool ok              = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+uint16_t
+harness_free_ports(uint32_t count, uint32_t salt)
+{
+    for (uint32_t t = 0; t < 400; t++) {
+        uint16_t base = (uint16_t) (20000
+            + ((uint32_t) getpid() * 11 + salt * 101 + t * 37) % 30000);
+        bool     ok   = true;
+        for (uint32_t i = 0; i < count && ok; i++) {
+            ok = harness_port_free((uint16_t) (base + i));
+        }
+        if (ok) {
+            return base;
+        }
+    }
+    return 0;
+}
+
+uint32_t
+harness_rand32(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    return x;
+}

@@ -73,6 +73,18 @@ int harness_rmrf(const char *path);
 bool harness_wait_for(
     bool (*cond)(void *arg), void *arg, uint32_t tries, uint32_t interval_ms);
 
+/* count consecutive ports on 127.0.0.1 that nothing listens on now, for a
+ * cluster whose configs name its ports ahead (meridianctl cluster init);
+ * searched from a spot that depends on our pid and salt, so that parallel
+ * test runs rarely meet. 0 when none are found. Another process may still
+ * take one before the node binds it: the node then fails to start, and the
+ * test with it, loudly. */
+uint16_t harness_free_ports(uint32_t count, uint32_t salt);
+
+/* xorshift32: a test's seeded choices, replayable from the seed printed.
+ * *state must not be 0. */
+uint32_t harness_rand32(uint32_t *state);
+
 /* --------------------------------------------------------------- nodes -- */
 
 /* Gives node its own temp directory; nothing runs yet. */

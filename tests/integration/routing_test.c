@@ -79,42 +79,6 @@ static struct rt_cluster rt_rf2; /* test 4 */
 
 /* ---------------------------------------------------------------- ports -- */
 
-/* True when nothing listens on 127.0.0.1:port and we may bind it. */
-static bool
-rt_port_free(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return false;
-    }
-    struct sockaddr_in a = { 0 };
-    a.sin_family         = AF_INET;
-    a.sin_port           = htons(port);
-    a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
-    bool ok              = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
-    close(fd);
-    return ok;
-}
-
-/* count consecutive free ports, from a spot that depends on our pid (and
- * salt) so that parallel test runs rarely meet. 0 when none found. */
-static uint16_t
-rt_base_port(uint32_t count, uint32_t salt)
-{
-    for (uint32_t t = 0; t < 400; t++) {
-        uint16_t base = (uint16_t) (20000
-            + ((uint32_t) getpid() * 11 + salt * 101 + t * 37) % 30000);
-        bool     ok   = true;
-        for (uint32_t i = 0; i < count && ok; i++) {
-            ok = rt_port_free((uint16_t) (base + i));
-        }
-        if (ok) {
-            return base;
-        }
-    }
-    return 0;
-}
-
 /* -------------------------------------------------------------- cluster -- */
 
 static void
@@ -174,7 +138,7 @@ rt_cluster_start(struct rt_cluster *c, const char *regions,
     snprintf(c->cdir, sizeof c->cdir, "%s/c", c->dir);
     snprintf(c->topo_path, sizeof c->topo_path, "%s/topology.signed", c->cdir);
     snprintf(c->admin_path, sizeof c->admin_path, "%s/admin.key", c->cdir);
-    uint16_t base = rt_base_port(c->node_count, salt);
+    uint16_t base = harness_free_ports(c->node_count, salt);
     assert_int_not_equal(base, 0);
     snprintf(per_text, sizeof per_text, "%u", 2u);
     snprintf(rf_text, sizeof rf_text, "%u", rf);

@@ -60,9 +60,10 @@
  * a check can never compare a node with itself. Appends in 5 and 6 are
  * checked to be taken by the node meant (the dot's origin).
  *
- * Idempotency keys are node-local (docs/ARCHITECTURE.md, "Known limits"):
- * an append in flight on the node killed in 2 may have been committed
- * there and written again on the next node. Such a twin (same writer and
+ * An idempotency key reaches another node only with its append
+ * (docs/ARCHITECTURE.md, "Idempotency across nodes"): an append in flight
+ * on the node killed in 2 may have been committed there and, before it
+ * replicated, written again on the next node. Such a twin (same writer and
  * index, the killed node's dot, never acknowledged) is allowed and counted;
  * anything else unacknowledged fails the test.
  *
@@ -175,18 +176,6 @@ static char             tt_v1_path[HARNESS_PATH_SIZE + 32];
 static char             tt_v2_path[HARNESS_PATH_SIZE + 32];
 /* The node whose in-flight appends may have twins (0: none yet). */
 static uint32_t tt_extra_origin;
-
-static uint32_t
-tt_rand(uint32_t *state)
-{
-    /* xorshift32: the seed makes the choices replayable. */
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *state = x;
-    return x;
-}
 
 static long
 tt_now_ms(void)
@@ -384,7 +373,7 @@ tt_cluster_make(uint32_t *rng)
     bool    found = false;
     for (int attempt = 0; attempt < 1000 && !found; attempt++) {
         for (uint32_t b = 0; b < TOPO_CLUSTER_ID_SIZE; b++) {
-            cluster_id[b] = (uint8_t) tt_rand(rng);
+            cluster_id[b] = (uint8_t) harness_rand32(rng);
         }
         if (!tt_streams_pick(cluster_id)) {
             continue;
@@ -609,11 +598,11 @@ tt_writer_main(void *arg)
     char              key[48];
 
     while (!atomic_load(&w->stop) && w->count + TT_BATCH_MAX <= TT_EVENTS_MAX) {
-        uint32_t stream = tt_rand(&w->rng) % TT_STREAMS;
-        uint32_t n      = 1 + tt_rand(&w->rng) % TT_BATCH_MAX;
+        uint32_t stream = harness_rand32(&w->rng) % TT_STREAMS;
+        uint32_t n      = 1 + harness_rand32(&w->rng) % TT_BATCH_MAX;
         uint32_t flags[TT_BATCH_MAX];
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t k = w->count + i, r = tt_rand(&w->rng);
+            uint32_t k = w->count + i, r = harness_rand32(&w->rng);
             size_t   nops = 0;
             flags[i]      = (r % 3 == 0 ? TT_F_MEMBER : 0)
                 | ((r / 3) % 4 == 0 ? TT_F_LWW : 0);

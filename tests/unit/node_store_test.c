@@ -503,6 +503,79 @@ test_idempotency_window(void **state)
     proto_buf_fini(&t.frame);
 }
 
+/* This node's own entry in a shard's vector is the highest seq of its own
+ * events in that shard (format 2), not its global origin seq; and a format-1
+ * store, which kept only the global seq, gets the entries back by a scan at
+ * its first open. */
+static uint64_t
+own_entry(struct fixture *f, uint32_t shard)
+{
+    uint8_t  vv[16u * CRDT_ORIGINS_MAX];
+    uint32_t len = 0;
+    assert_int_equal(node_store_shard_vv(&f->store, shard, vv, &len), MRD_OK);
+    return proto_vv_get(
+        (struct proto_str) { (const char *) vv, len }, f->cfg.node_id);
+}
+
+static void
+test_own_vv_per_shard(void **state)
+{
+    struct fixture    *f = *state;
+    struct test_append t;
+    uint64_t           want[4] = { 0 };
+    char               name[32];
+
+    /* Streams of 1..3 events over four shards: six, and more until two
+     * shards have some (the cluster id, so the hash, is random). */
+    uint32_t distinct = 0;
+    for (uint32_t i = 0; i < 64 && (i < 6 || distinct < 2); i++) {
+        snprintf(name, sizeof name, "own-%u", i);
+        build_append(f, &t, name, -2, NULL, "x", 1 + i % 3);
+        assert_int_equal(commit_one(f, &t), MRD_OK);
+        distinct += want[t.a.shard] == 0;
+        want[t.a.shard] = t.a.rep.seq + t.a.rep.count - 1;
+        proto_buf_fini(&t.frame);
+    }
+    uint32_t used = 0;
+    for (uint32_t s = 0; s < 4; s++) {
+        assert_int_equal(own_entry(f, s), want[s]);
+        used += want[s] != 0;
+    }
+    assert_true(used >= 2); /* 6 streams over 4 shards */
+    assert_true(f->store.origin_seq_last > 0);
+
+    /* Make it a format-1 store: no own entries, format 1. */
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(f->store.env, NULL, 0, &txn), 0);
+    for (uint32_t s = 0; s < 4; s++) {
+        uint8_t key[12];
+        mrd_be32_put(key, s);
+        mrd_be64_put(key + 4, f->cfg.node_id);
+        MDB_val k  = { sizeof key, key };
+        int     rc = mdb_del(txn, f->store.dbi_vv, &k, NULL);
+        assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    }
+    uint8_t one[8];
+    mrd_be64_put(one, 1);
+    MDB_val fk = { 6, "format" }, fv = { 8, one };
+    assert_int_equal(mdb_put(txn, f->store.dbi_meta, &fk, &fv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_int_equal(
+        own_entry(f, 0) + own_entry(f, 1) + own_entry(f, 2) + own_entry(f, 3),
+        0);
+    node_store_close(&f->store);
+    assert_int_equal(node_store_open(&f->store, &f->cfg), MRD_OK);
+    for (uint32_t s = 0; s < 4; s++) {
+        assert_int_equal(own_entry(f, s), want[s]);
+    }
+    /* Migrated for good: format 2 on disk, and a later open is quick. */
+    node_store_close(&f->store);
+    assert_int_equal(node_store_open(&f->store, &f->cfg), MRD_OK);
+    for (uint32_t s = 0; s < 4; s++) {
+        assert_int_equal(own_entry(f, s), want[s]);
+    }
+}
+
 int
 main(void)
 {
@@ -521,6 +594,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_read_log, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_idempotency_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_vv_per_shard, setup, teardown),
     };
     return cmocka_run_group_tests_name("node_store", tests, NULL, NULL);
 }

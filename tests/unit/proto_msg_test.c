@@ -2471,6 +2471,17 @@ test_pull_req(void **state)
     assert_int_equal(proto_pull_req_decode(&f.body, &out, &why), MRD_OK);
     assert_int_equal(out.after, 0);
     assert_int_equal(out.vv.len, 0);
+    /* Anti-entropy keys: the skip set and a digest, opaque here. */
+    in.skip   = 0x5u;
+    in.digest = (struct proto_str) { "\x93\x01\x90\x90", 4 };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_pull_req_encode(&b, &in), MRD_OK);
+    assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
+    assert_int_equal(proto_pull_req_decode(&f.body, &out, &why), MRD_OK);
+    assert_int_equal(out.skip, 0x5u);
+    check_str(out.digest, "\x93\x01\x90\x90");
+    in.skip   = 0;
+    in.digest = (struct proto_str) { NULL, 0 };
     /* A vv at its limit fits. */
     vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
     in.vv = (struct proto_str) { (const char *) vv, 16 * PROTO_VV_ENTRIES_MAX };
@@ -2492,6 +2503,11 @@ test_pull_req(void **state)
               .vv   = { (const char *) vv, 16 * PROTO_VV_ENTRIES_MAX + 16 } },
             MRD_EINVAL },
         { { .count = 1, .from = 1, .vv = { PULL_VV2 PULL_VV2, 64 } },
+            MRD_EINVAL },
+        { { .count = 1, .from = 1, .digest = { NULL, 3 } }, MRD_EINVAL },
+        { { .count    = 1,
+              .from   = 1,
+              .digest = { (const char *) vv, PROTO_DIGEST_SIZE_MAX + 1 } },
             MRD_EINVAL },
     };
     for (size_t i = 0; i < MRD_ARRAY_SIZE(bad); i++) {
@@ -2530,8 +2546,17 @@ test_pull_req(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "from is 0");
     PULL("M3 u1 u0 u3 u1 u5 i-1");
     EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
-    PULL("M4 u1 u0 u3 u1 u5 u1 u8 u0");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u10 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Key 8, the skip set: a uint32; key 9, the digest: 1..16 KiB. */
+    PULL("M4 u1 u0 u3 u1 u5 u1 u8 u", (uint64_t) UINT32_MAX);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    PULL("M4 u1 u0 u3 u1 u5 u1 u8 u", (uint64_t) UINT32_MAX + 1);
+    EXPECT_REQ(&b, MRD_EPROTO, NULL);
+    PULL("M4 u1 u0 u3 u1 u5 u1 u9 b", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_EPROTO, "digest is not 1..PROTO_DIGEST_SIZE_MAX bytes");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u9 b", "x", (size_t) 1);
+    EXPECT_REQ(&b, MRD_OK, NULL);
     /* Key 7, the asker's region: 1..PROTO_REGION_SIZE_MAX bytes. */
     PULL("M4 u1 u0 u3 u1 u5 u1 u7 s", "");
     EXPECT_REQ(&b, MRD_EPROTO, "region is not 1..PROTO_REGION_SIZE_MAX bytes");
@@ -2650,6 +2675,41 @@ test_pull_rep(void **state)
     EXPECT_REP(&b, MRD_OK, NULL);
     pull_reply(&b, 1, 1, true, vv, 16 * (PROTO_VV_ENTRIES_MAX + 1));
     assert_int_equal(proto_buf_status(&b), MRD_ETOOBIG);
+    /* The anti-entropy keys: blocked on an event, and a digest. */
+    {
+        struct proto_events_wr w;
+        proto_buf_reset(&b);
+        proto_events_reply_begin(&b, PROTO_T_PULL, PROTO_PULL_REP_KEYS_AE, &w);
+        proto_events_reply_add(&b, &w, 1, 7, "r", 1);
+        proto_events_reply_end(&b, &w);
+        proto_pull_rep_finish(&b, 9, false, NULL, 0);
+        proto_pull_rep_finish_ae(&b, true, 3, 44, "dg", 2);
+        assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+        assert_int_equal(proto_pull_rep_decode(&f.body, &rep, &why), MRD_OK);
+        assert_true(rep.blocked);
+        assert_int_equal(rep.blocked_origin, 3);
+        assert_int_equal(rep.blocked_seq, 44);
+        check_str(rep.digest, "dg");
+        /* Not blocked, no digest. */
+        proto_buf_reset(&b);
+        proto_events_reply_begin(&b, PROTO_T_PULL, PROTO_PULL_REP_KEYS_AE, &w);
+        proto_events_reply_end(&b, &w);
+        proto_pull_rep_finish(&b, 9, true, NULL, 0);
+        proto_pull_rep_finish_ae(&b, false, 0, 0, NULL, 0);
+        assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
+        assert_int_equal(proto_pull_rep_decode(&f.body, &rep, &why), MRD_OK);
+        assert_false(rep.blocked);
+        assert_int_equal(rep.blocked_origin, 0);
+        assert_int_equal(rep.digest.len, 0);
+        /* A digest over the limit poisons the frame. */
+        proto_buf_reset(&b);
+        proto_events_reply_begin(&b, PROTO_T_PULL, PROTO_PULL_REP_KEYS_AE, &w);
+        proto_events_reply_end(&b, &w);
+        proto_pull_rep_finish(&b, 9, true, NULL, 0);
+        proto_pull_rep_finish_ae(
+            &b, false, 0, 0, vv, PROTO_DIGEST_SIZE_MAX + 1);
+        assert_int_equal(proto_buf_status(&b), MRD_ETOOBIG);
+    }
     /* A PULL reply is not a log reply. */
     pull_reply(&b, 1, 1, true, NULL, 0);
     assert_int_equal(proto_reply_open(b.data, b.len, &f, &why), MRD_OK);
@@ -2675,8 +2735,32 @@ test_pull_rep(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
     PREP("M3 u1 A0 u2 u1 u3 T");
     EXPECT_REP(&b, MRD_EPROTO, "a required key is missing");
-    PREP("M5 u1 A0 u2 u1 u3 T u4 b u5 u0", "", (size_t) 0);
+    PREP("M5 u1 A0 u2 u1 u3 T u4 b u8 u0", "", (size_t) 0);
     EXPECT_REP(&b, MRD_EPROTO, "unknown key");
+    /* Blocked: never with end, always on an event, which has no 0. */
+    PREP("M6 u1 A0 u2 u1 u3 F u4 b u5 T u6 b", "", (size_t) 0,
+        "\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\2", (size_t) 16);
+    EXPECT_REP(&b, MRD_OK, NULL);
+    PREP("M6 u1 A0 u2 u1 u3 T u4 b u5 T u6 b", "", (size_t) 0,
+        "\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\2", (size_t) 16);
+    EXPECT_REP(&b, MRD_EPROTO,
+        "blocked with end, or without the event it is blocked on");
+    PREP("M5 u1 A0 u2 u1 u3 F u4 b u5 T", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO,
+        "blocked with end, or without the event it is blocked on");
+    PREP("M6 u1 A0 u2 u1 u3 F u4 b u5 F u6 b", "", (size_t) 0,
+        "\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\2", (size_t) 16);
+    EXPECT_REP(&b, MRD_EPROTO, "blocked_on without blocked");
+    PREP("M6 u1 A0 u2 u1 u3 F u4 b u5 T u6 b", "", (size_t) 0,
+        "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\2", (size_t) 16);
+    EXPECT_REP(&b, MRD_EPROTO, "blocked_on has a 0");
+    PREP("M6 u1 A0 u2 u1 u3 F u4 b u5 T u6 b", "", (size_t) 0, "abc",
+        (size_t) 3);
+    EXPECT_REP(&b, MRD_EPROTO, "blocked_on is not an empty or 16-byte bin");
+    PREP("M5 u1 A0 u2 u1 u3 T u4 b u5 u1", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "blocked is not a bool");
+    PREP("M5 u1 A0 u2 u1 u3 T u4 b u7 u1", "", (size_t) 0);
+    EXPECT_REP(&b, MRD_EPROTO, "digest is not a bin");
     PREP("M4 u1 A0 u2 u1 u3 T u3 F");
     EXPECT_REP(&b, MRD_EPROTO, "duplicate key");
     PREP("M4 u1 A0 u2 i-1 u3 T u4 b", "", (size_t) 0);

@@ -115,13 +115,13 @@ test_record_round_trip(void **state)
     proto_buf_fini(&b);
 }
 
-/* The smallest record, byte for byte: the format is frozen. Format 2 ends
- * its fields with ops, nil when there are none. */
+/* The smallest record, byte for byte: the format is frozen. Format 3 ends
+ * its fields with ops and idem, nil when there are none. */
 static void
 test_record_layout(void **state)
 {
-    static const uint8_t  want[] = { 0x9d, 0x02, 0x01, 0x02, 0x03, 0xa1, 's',
-         0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80, 0xc0 };
+    static const uint8_t  want[] = { 0x9e, 0x03, 0x01, 0x02, 0x03, 0xa1, 's',
+         0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80, 0xc0, 0xc0 };
     struct proto_event_in ev     = { .type = S("t") };
     struct proto_buf      b;
     struct proto_record   r;
@@ -139,15 +139,89 @@ test_record_layout(void **state)
         mrd_be64_get(rec + sizeof want + 1) == siphash(rec, sizeof want));
     /* A golden value: changing the key or the hash breaks every stored
      * record, so it is written down here (and in docs/PROTOCOL.md). */
-    assert_true(mrd_be64_get(rec + sizeof want + 1) == 0x15fe5d4ad7be9c32u);
+    assert_true(mrd_be64_get(rec + sizeof want + 1) == 0xe2af825b5edd9fafu);
     assert_int_equal(
         proto_record_decode(rec, sizeof want + 9, &r, &why), MRD_OK);
-    assert_int_equal(r.format, 2);
+    assert_int_equal(r.format, 3);
     check_str(r.meta_raw, "\x80");
     assert_int_equal(r.meta_count, 0);
     assert_int_equal(r.data.len, 0);
     assert_int_equal(r.ops.len, 0);
     assert_null(r.ops.ptr);
+    assert_int_equal(r.idem.key.len, 0);
+    assert_int_equal(proto_record_verify(b.data + 1, 9), MRD_ECORRUPT);
+    proto_buf_fini(&b);
+}
+
+/* Format 2, as every record written before idempotency travelled: 13
+ * elements, ops last. Stored data must keep reading (this golden record and
+ * checksum are format 2's, frozen). */
+static void
+test_record_format2(void **state)
+{
+    static const uint8_t rec[] = { 0x9d, 0x02, 0x01, 0x02, 0x03, 0xa1, 's',
+        0xa1, 't', 0xa0, 0xc4, 0x00, 0xa0, 0xa0, 0x80, 0xc0, 0xcf, 0x15, 0xfe,
+        0x5d, 0x4a, 0xd7, 0xbe, 0x9c, 0x32 };
+    struct proto_record  r;
+    const char          *why = NULL;
+    (void) state;
+
+    assert_int_equal(proto_record_verify(rec, sizeof rec), MRD_OK);
+    assert_int_equal(proto_record_decode(rec, sizeof rec, &r, &why), MRD_OK);
+    assert_int_equal(r.format, 2);
+    assert_int_equal(r.seq, 2);
+    check_str(r.stream, "s");
+    assert_int_equal(r.ops.len, 0);
+    assert_int_equal(r.idem.key.len, 0);
+}
+
+/* An append's idempotency rides on its first event's record. */
+static void
+test_record_idem(void **state)
+{
+    struct proto_event_in    ev = { .type = S("t") };
+    struct proto_record_idem idem
+        = { S("order-42"), 0x1234567890abcdefu, MRD_EXPECT_NO_STREAM, 3 };
+    struct proto_buf    b;
+    struct proto_record r;
+    const char         *why = NULL;
+    (void) state;
+
+    proto_buf_init(&b, 1024);
+    assert_int_equal(
+        proto_record_encode_idem(&b, 1, 2, 3, S("s"), &ev, &idem), MRD_OK);
+    assert_int_equal(proto_record_decode(b.data, b.len, &r, &why), MRD_OK);
+    check_str(r.idem.key, "order-42");
+    assert_true(r.idem.digest == 0x1234567890abcdefu);
+    assert_int_equal(r.idem.expected, MRD_EXPECT_NO_STREAM);
+    assert_int_equal(r.idem.count, 3);
+    /* No key: written as nil, like proto_record_encode. */
+    struct proto_buf plain;
+    proto_buf_init(&plain, 1024);
+    assert_int_equal(proto_record_encode(&plain, 1, 2, 3, S("s"), &ev), MRD_OK);
+    idem.key = (struct proto_str) { NULL, 0 };
+    proto_buf_reset(&b);
+    assert_int_equal(
+        proto_record_encode_idem(&b, 1, 2, 3, S("s"), &ev, &idem), MRD_OK);
+    assert_int_equal(b.len, plain.len);
+    assert_memory_equal(b.data, plain.data, b.len);
+    /* The encoder refuses what a decoder would, and writes nothing. */
+    char big[MRD_IDEMPOTENCY_KEY_SIZE_MAX + 1];
+    memset(big, 'k', sizeof big);
+    const struct proto_record_idem bad[] = {
+        { { big, sizeof big }, 1, MRD_EXPECT_ANY, 1 },
+        { S("k"), 1, MRD_EXPECT_ANY, 0 },
+        { S("k"), 1, MRD_EXPECT_ANY, MRD_APPEND_EVENTS_MAX + 1 },
+        { { NULL, 1 }, 1, MRD_EXPECT_ANY, 1 },
+    };
+    for (size_t i = 0; i < MRD_ARRAY_SIZE(bad); i++) {
+        proto_buf_reset(&b);
+        assert_int_equal(
+            proto_record_encode_idem(&b, 1, 2, 3, S("s"), &ev, &bad[i]),
+            MRD_EINVAL);
+        assert_int_equal(b.len, 0);
+    }
+    proto_buf_fini(&plain);
     proto_buf_fini(&b);
 }
 
@@ -173,8 +247,10 @@ test_record_ops_round_trip(void **state)
     check_str(r.data, "{}");
     assert_int_equal(r.ops.len, sizeof ops - 1);
     assert_memory_equal(r.ops.ptr, ops, sizeof ops - 1);
-    /* The view points into the record, right before the checksum. */
-    assert_ptr_equal(r.ops.ptr, (const char *) b.data + b.len - 9 - r.ops.len);
+    /* The view points into the record, right before idem (nil) and the
+     * checksum. */
+    assert_ptr_equal(
+        r.ops.ptr, (const char *) b.data + b.len - 9 - 1 - r.ops.len);
     proto_buf_fini(&b);
 }
 
@@ -333,7 +409,7 @@ test_record_format1(void **state)
     assert_int_equal(r.meta_count, 1);
     assert_int_equal(r.data.len, 2);
     assert_int_equal(r.ops.len, 0);
-    /* Re-encoding a format-1 event writes format 2 with no ops. */
+    /* Re-encoding a format-1 event writes format 3 with no ops, no idem. */
     struct proto_event_in ev = { .type = r.type,
         .data                          = r.data,
         .meta_raw                      = r.meta_raw,
@@ -342,9 +418,9 @@ test_record_format1(void **state)
     proto_buf_init(&again, 4096);
     assert_int_equal(
         proto_record_encode(&again, 1, 1, 1, r.stream, &ev), MRD_OK);
-    assert_int_equal(again.data[0], 0x9d);
-    assert_int_equal(again.data[1], 0x02);
-    assert_int_equal(again.len, b.len + 1); /* 1 more element: nil */
+    assert_int_equal(again.data[0], 0x9e);
+    assert_int_equal(again.data[1], 0x03);
+    assert_int_equal(again.len, b.len + 2); /* 2 more elements: nil, nil */
     proto_buf_fini(&again);
     proto_buf_fini(&b);
 }
@@ -427,6 +503,42 @@ test_record_bad_ops(void **state)
     f.extra_len = 1;
     fields_write(&b, &f);
     EXPECT(&b, MRD_EPROTO, "record ops are not nil or bin");
+    /* Format 3: ops, then idem (nil or [key, digest, expected, count]). */
+    f.format    = 3;
+    f.count     = 14;
+    f.extra     = "\xc0\xc0";
+    f.extra_len = 2;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_OK, NULL);
+    f.extra     = "\xc0\x94\xc4\x01k\x05\xff\x01";
+    f.extra_len = 8;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_OK, NULL);
+    f.extra     = "\xc0\x94\xc4\x00\x05\xff\x01";
+    f.extra_len = 7;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO,
+        "record idempotency key is not 1..MRD_IDEMPOTENCY_KEY_SIZE_MAX bytes");
+    f.extra     = "\xc0\x94\xc4\x01k\x05\xff\x00";
+    f.extra_len = 8;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record idem count is not 1..MRD_APPEND_EVENTS_MAX");
+    f.extra     = "\xc0\x93\xc4\x01k\x05\xff";
+    f.extra_len = 7;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO,
+        "record idem is not nil or [key, digest, expected, count]");
+    f.extra     = "\xc0\xa1k";
+    f.extra_len = 3;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO,
+        "record idem is not nil or [key, digest, expected, count]");
+    f.count     = 13; /* format 3 without its idem */
+    f.extra     = "\xc0";
+    f.extra_len = 1;
+    fields_write(&b, &f);
+    EXPECT(&b, MRD_EPROTO, "record has the wrong length");
+    f.format = 2;
     /* A format-2 record without its ops, and one with a field too many. */
     f.count     = 12;
     f.extra     = NULL;
@@ -800,6 +912,8 @@ main(void)
         cmocka_unit_test(test_record_round_trip),
         cmocka_unit_test(test_record_layout),
         cmocka_unit_test(test_record_format1),
+        cmocka_unit_test(test_record_format2),
+        cmocka_unit_test(test_record_idem),
         cmocka_unit_test(test_record_ops_round_trip),
         cmocka_unit_test(test_record_bad_ops),
         cmocka_unit_test(test_record_bit_flips),

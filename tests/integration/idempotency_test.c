@@ -1,0 +1,297 @@
+/*
+ * idempotency_test.c: an idempotency key holds across nodes
+ * (docs/ARCHITECTURE.md, "Idempotency across nodes"; docs/PROTOCOL.md,
+ * section 7, record field idem).
+ *
+ * Two nodes in a full mesh, both in region "a". A client that times out on
+ * one node retries on another; once the first append has replicated, the
+ * second node must answer the retry with the first answer, not write the
+ * events again.
+ *   1. An append of three events with key "order-1" on node 1, acknowledged
+ *      at MRD_ACK_REGION k = 2 (so node 2 holds it when the call returns).
+ *   2. The same append with the same key on node 2: MRD_OK, replayed, the
+ *      first append's dots (origin 1), count 3; node 2's stream still has
+ *      three events, and node 2 counted the key it learnt
+ *      (idem_replicated).
+ *   3. The same key on node 2 with other events, or another expected
+ *      version, or on another stream: MRD_EIDEMPOTENCY, nothing written.
+ *   4. Node 2 restarted: the key is still known there (it is durable with
+ *      the events it came with).
+ *   5. The other way round: a key first used on node 2 replays on node 1.
+ *   6. A key taken on node 1 while node 2 is down, and then used on node 2
+ *      for a different append before node 1's could arrive: both nodes keep
+ *      their own (each answered a client with it), node 2 counts the one it
+ *      kept (idem_replicated_kept), and both appends' events are on both
+ *      nodes: a key is a guard against retries, not a lock.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define IDEM_NODES 2u
+
+struct idem_node {
+    struct harness_node h;
+    char                peers[512];
+    const char         *args[10];
+    mrd_client         *c; /* a client on this node only */
+};
+
+static struct idem_node idem_nodes[IDEM_NODES];
+static const char       idem_cluster_id[] = "00112233445566778899aabbccddeeff";
+
+static void
+idem_args(struct idem_node *n, bool with_peers)
+{
+    size_t a     = 0;
+    n->args[a++] = "--region";
+    n->args[a++] = "a";
+    n->args[a++] = "--cluster-id";
+    n->args[a++] = idem_cluster_id;
+    if (with_peers) {
+        n->args[a++] = "--peers";
+        n->args[a++] = n->peers;
+    }
+    n->args[a] = NULL;
+}
+
+static void
+idem_peers(struct idem_node *n)
+{
+    const struct idem_node *p
+        = n == &idem_nodes[0] ? &idem_nodes[1] : &idem_nodes[0];
+    int w = snprintf(
+        n->peers, sizeof n->peers, "%" PRIu64 "@%s", p->h.node_id, p->h.url);
+    assert_true(w > 0 && (size_t) w < sizeof n->peers);
+}
+
+static uint64_t
+idem_stat(const struct idem_node *n, const char *name)
+{
+    uint64_t value = 0;
+    assert_int_equal(harness_node_stat(&n->h, name, &value), 0);
+    return value;
+}
+
+static void
+idem_client(struct idem_node *n)
+{
+    struct harness_node *one[] = { &n->h };
+    if (n->c != NULL) {
+        mrd_client_close(n->c);
+        n->c = NULL;
+    }
+    assert_int_equal(harness_client_open(one, 1, NULL, &n->c), MRD_OK);
+}
+
+/* Appends `count` events "<tag>-<i>" to stream with key (NUL-terminated). */
+static int
+idem_append(struct idem_node *n, const char *stream, const char *key,
+    const char *tag, uint32_t count, int64_t expected, int ack,
+    mrd_append_result *res)
+{
+    mrd_event_in    ev[4];
+    char            data[4][32];
+    mrd_append_opts opts;
+
+    assert_true(count <= 4);
+    memset(ev, 0, sizeof ev);
+    for (uint32_t i = 0; i < count; i++) {
+        snprintf(data[i], sizeof data[i], "%s-%u", tag, i);
+        ev[i].type      = "Ordered";
+        ev[i].data      = data[i];
+        ev[i].data_size = strlen(data[i]);
+    }
+    mrd_append_opts_init(&opts);
+    opts.expected_version     = expected;
+    opts.idempotency_key      = key;
+    opts.idempotency_key_size = strlen(key);
+    opts.ack                  = ack;
+    opts.ack_count            = 2;
+    opts.ack_wait_ms          = harness_ms(10000);
+    memset(res, 0, sizeof *res);
+    return mrd_append(n->c, stream, ev, count, &opts, res);
+}
+
+static uint64_t
+idem_count(struct idem_node *n, const char *stream)
+{
+    mrd_stream_info info = { 0 };
+    int             rv   = mrd_stream_info_get(n->c, stream, &info);
+    return rv == MRD_OK ? info.count : 0;
+}
+
+struct idem_want {
+    struct idem_node *n;
+    const char       *stream;
+    uint64_t          count;
+};
+
+static bool
+idem_has(void *arg)
+{
+    struct idem_want *w = arg;
+    return idem_count(w->n, w->stream) >= w->count;
+}
+
+static void
+idem_start(struct idem_node *n)
+{
+    idem_peers(n);
+    idem_args(n, true);
+    assert_int_equal(harness_node_start(&n->h, n->args), 0);
+    idem_client(n);
+}
+
+static void
+test_idempotency_across_nodes(void **state)
+{
+    struct idem_node *one = &idem_nodes[0], *two = &idem_nodes[1];
+    mrd_append_result first, again;
+    (void) state;
+
+    /* Ports first (each node names the other), then start both. */
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        assert_int_equal(harness_node_init(&idem_nodes[i].h, i + 1), 0);
+        idem_args(&idem_nodes[i], false);
+        assert_int_equal(
+            harness_node_start(&idem_nodes[i].h, idem_nodes[i].args), 0);
+    }
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        assert_int_equal(harness_node_stop(&idem_nodes[i].h), 0);
+    }
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        idem_start(&idem_nodes[i]);
+    }
+
+    /* 1. */
+    int rv = idem_append(one, "orders", "order-1", "first", 3,
+        MRD_EXPECT_NO_STREAM, MRD_ACK_REGION, &first);
+    assert_int_equal(rv, MRD_OK);
+    assert_int_equal(first.count, 3);
+    assert_int_equal(first.first_dot.origin, 1);
+    assert_false(first.replayed);
+    assert_int_equal(idem_count(two, "orders"), 3);
+
+    /* 2. */
+    rv = idem_append(two, "orders", "order-1", "first", 3, MRD_EXPECT_NO_STREAM,
+        MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.first_dot.origin, first.first_dot.origin);
+    assert_int_equal(again.first_dot.seq, first.first_dot.seq);
+    assert_int_equal(again.count, 3);
+    assert_int_equal(again.first_position, 0);
+    assert_int_equal(again.version, 2);
+    assert_int_equal(again.hlc, first.hlc);
+    assert_int_equal(idem_count(two, "orders"), 3);
+    assert_true(idem_stat(two, "idem_replicated") >= 1);
+    assert_true(idem_stat(two, "idempotent_replays") >= 1);
+    printf("idempotency_test: the retry on node 2 replayed node 1's answer "
+           "(dot 1:%" PRIu64 ")\n",
+        again.first_dot.seq);
+
+    /* 3. */
+    rv = idem_append(two, "orders", "order-1", "other", 3, MRD_EXPECT_ANY,
+        MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_EIDEMPOTENCY);
+    rv = idem_append(two, "orders", "order-1", "first", 3, MRD_EXPECT_ANY,
+        MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_EIDEMPOTENCY); /* another expected version */
+    rv = idem_append(two, "invoices", "order-1", "first", 3,
+        MRD_EXPECT_NO_STREAM, MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_EIDEMPOTENCY); /* another stream */
+    assert_int_equal(idem_count(two, "orders"), 3);
+    assert_int_equal(idem_count(two, "invoices"), 0);
+
+    /* 4. */
+    mrd_client_close(two->c);
+    two->c = NULL;
+    assert_int_equal(harness_node_stop(&two->h), 0);
+    idem_start(two);
+    rv = idem_append(two, "orders", "order-1", "first", 3, MRD_EXPECT_NO_STREAM,
+        MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.first_dot.seq, first.first_dot.seq);
+    assert_int_equal(idem_count(two, "orders"), 3);
+
+    /* 5. */
+    rv = idem_append(
+        two, "carts", "cart-9", "c", 2, MRD_EXPECT_ANY, MRD_ACK_REGION, &first);
+    assert_int_equal(rv, MRD_OK);
+    assert_int_equal(first.first_dot.origin, 2);
+    rv = idem_append(
+        one, "carts", "cart-9", "c", 2, MRD_EXPECT_ANY, MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.first_dot.origin, 2);
+    assert_int_equal(again.first_dot.seq, first.first_dot.seq);
+    assert_int_equal(idem_count(one, "carts"), 2);
+
+    /* 6. Node 2 down: node 1 takes "dup" on stream "x"; node 2, back but
+     * cut off from node 1's events for a moment, takes "dup" on "y". */
+    mrd_client_close(two->c);
+    two->c = NULL;
+    assert_int_equal(harness_node_stop(&two->h), 0);
+    rv = idem_append(
+        one, "x", "dup", "x", 1, MRD_EXPECT_ANY, MRD_ACK_LOCAL, &first);
+    assert_int_equal(rv, MRD_OK);
+    assert_int_equal(harness_node_signal(&one->h, SIGSTOP), 0);
+    idem_start(two);
+    uint64_t kept0 = idem_stat(two, "idem_replicated_kept");
+    rv             = idem_append(
+                    two, "y", "dup", "y", 1, MRD_EXPECT_ANY, MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_false(again.replayed);
+    assert_int_equal(harness_node_signal(&one->h, SIGCONT), 0);
+    struct idem_want on_two = { two, "x", 1 }, on_one = { one, "y", 1 };
+    assert_true(harness_wait_for(idem_has, &on_two, 200, 100));
+    assert_true(harness_wait_for(idem_has, &on_one, 200, 100));
+    assert_true(idem_stat(two, "idem_replicated_kept") > kept0);
+    /* Each node answers a retry with the append it took itself. */
+    rv = idem_append(
+        two, "y", "dup", "y", 1, MRD_EXPECT_ANY, MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.first_dot.origin, 2);
+    rv = idem_append(
+        one, "x", "dup", "x", 1, MRD_EXPECT_ANY, MRD_ACK_LOCAL, &again);
+    assert_int_equal(rv, MRD_OK);
+    assert_true(again.replayed);
+    assert_int_equal(again.first_dot.origin, 1);
+    assert_int_equal(idem_stat(one, "rejected_replication"), 0);
+    assert_int_equal(idem_stat(two, "rejected_replication"), 0);
+}
+
+static int
+idem_teardown(void **state)
+{
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        if (idem_nodes[i].c != NULL) {
+            mrd_client_close(idem_nodes[i].c);
+            idem_nodes[i].c = NULL;
+        }
+    }
+    return harness_teardown(state);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_idempotency_across_nodes, idem_teardown),
+    };
+    return cmocka_run_group_tests_name("idempotency", tests, NULL, NULL);
+}
