@@ -201,6 +201,8 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(pulls_blocked)                                                           \
     X(pull_events_local)                                                       \
     X(pull_events_remote)                                                      \
+    X(pull_bytes_local)                                                        \
+    X(pull_bytes_remote)                                                       \
     X(rejected_digest)                                                         \
     X(rejected_pull_reply)                                                     \
     X(idem_replicated)                                                         \

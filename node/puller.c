@@ -112,6 +112,19 @@ struct node_puller_peer {
     struct node_puller   *p;
 };
 
+/* One pull in flight (node_puller_fetch_many). */
+struct node_pull_op {
+    nng_aio *aio;
+    nng_ctx  ctx;
+    bool     open;
+    int      rv;
+};
+
+/* Pulls in flight to one peer at once, with a byte grant each
+ * (node_puller_fetch_many): one round trip brings up to this many shards,
+ * so a far source costs a round trip per group of shards, not per shard. */
+#define NODE_PULL_INFLIGHT 8u
+
 struct node_puller {
     struct node_store    *store;
     struct node_topology *topology; /* NULL: static mode */
@@ -144,6 +157,7 @@ struct node_puller {
      * keep the request for a pipe that may never come, until the pull
      * timeout, and the other peers would wait that long. */
     struct node_puller_peer *_Atomic inflight;
+    struct node_pull_op              ops[NODE_PULL_INFLIGHT];
     uint8_t                         *vv; /* scratch: our vector for a shard */
     struct proto_buf                 req;
     char                             region[PROTO_REGION_SIZE_MAX + 1];
@@ -154,6 +168,7 @@ struct node_puller {
 };
 
 static void node_puller_gossip(struct node_puller *p);
+static bool node_hint_bits(const uint8_t *bits, size_t len);
 static void node_puller_relay(struct node_puller *p, const uint8_t *shards);
 static void node_puller_sync_peers(struct node_puller *p);
 
@@ -326,14 +341,13 @@ node_puller_skip(
     return src->skip_regions;
 }
 
-/* Asks a peer for one shard's events after what this node has read of its
- * log. MRD_OK with f filled (f->msg to free), MRD_EUNAVAIL when the peer
- * did not answer, or the peer's refusal / a malformed answer (logged). In
- * topology mode the request carries the skip set and our digest, and the
- * reply's digest and vector go into our knowledge. */
+/* The PULL for one shard from a peer: after what this node has read of the
+ * peer's log, with our vector, asking for at most `grant` record bytes; in
+ * topology mode also the skip set and our digest. Fills f's request side
+ * (shard, after, stalled). MRD_OK with *out, or MRD_ENOMEM / MRD_EIO. */
 static int
-node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
-    uint32_t shard, struct node_fetched *f)
+node_pull_request(struct node_puller *p, struct node_puller_peer *peer,
+    uint32_t shard, uint64_t grant, struct node_fetched *f, nng_msg **out)
 {
     uint32_t vv_len = 0;
     int      rv     = node_store_shard_vv(p->store, shard, p->vv, &vv_len);
@@ -348,6 +362,7 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
         .from    = p->store->node_id,
         .cluster = { (const char *) p->store->cluster_id, 16 },
         .region  = { p->region, (uint32_t) strlen(p->region) },
+        .bytes   = grant,
     };
     const struct ae_source *src = NULL;
     if (p->ae != NULL) {
@@ -362,18 +377,31 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
     proto_buf_reset(&p->req);
     rv = proto_pull_req_encode(&p->req, &req);
     MRD_ASSERT(rv == MRD_OK);
-
-    nng_msg *msg;
-    if (nng_msg_alloc(&msg, p->req.len) != 0) {
+    if (nng_msg_alloc(out, p->req.len) != 0) {
         return MRD_ENOMEM;
     }
-    memcpy(nng_msg_body(msg), p->req.data, p->req.len);
-    if (node_puller_io(p, peer, msg, &msg) != 0) {
-        return MRD_EUNAVAIL;
-    }
-    struct proto_frame frame;
-    const char        *why = NULL;
-    rv = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why);
+    memcpy(nng_msg_body(*out), p->req.data, p->req.len);
+    memset(f, 0, sizeof *f);
+    f->shard = shard;
+    f->after = req.after;
+    f->stalled
+        = src != NULL && src->remote && src->skip_regions != 0 && req.skip == 0;
+    return MRD_OK;
+}
+
+/* Decodes a PULL reply into f (whose request side node_pull_request filled)
+ * and takes its knowledge: MRD_OK, f->msg = msg to free later; or the
+ * peer's refusal / a malformed answer, logged (and counted when malformed),
+ * msg freed. */
+static int
+node_pull_decode(struct node_puller *p, struct node_puller_peer *peer,
+    struct node_fetched *f, nng_msg *msg)
+{
+    struct proto_frame frame = { 0 };
+    const char        *why   = NULL;
+    uint32_t           shard = f->shard;
+    int                rv
+        = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why);
     if (rv == MRD_OK
         && (frame.type != PROTO_T_PULL || frame.status != MRD_OK)) {
         why = "the peer refused the pull";
@@ -382,7 +410,7 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
     if (rv == MRD_OK) {
         rv = proto_pull_rep_decode(&frame.body, &f->rep, &why);
     }
-    if (rv == MRD_OK && f->rep.scanned < req.after) {
+    if (rv == MRD_OK && f->rep.scanned < f->after) {
         why = "the peer's log went backwards";
         rv  = MRD_EPROTO;
     }
@@ -414,18 +442,117 @@ node_pull_fetch(struct node_puller *p, struct node_puller_peer *peer,
             != node_ae_region_of(p->ae, p->store->node_id);
         if (remote) {
             NODE_STAT_ADD(p->stats, pull_events_remote, f->rep.count);
+            NODE_STAT_ADD(p->stats, pull_bytes_remote, nng_msg_len(msg));
         } else {
             NODE_STAT_ADD(p->stats, pull_events_local, f->rep.count);
+            NODE_STAT_ADD(p->stats, pull_bytes_local, nng_msg_len(msg));
         }
     } else {
         NODE_STAT_ADD(p->stats, pull_events_local, f->rep.count);
+        NODE_STAT_ADD(p->stats, pull_bytes_local, nng_msg_len(msg));
     }
-    f->shard = shard;
-    f->after = req.after;
-    f->msg   = msg;
-    f->stalled
-        = src != NULL && src->remote && src->skip_regions != 0 && req.skip == 0;
+    f->msg = msg;
     return MRD_OK;
+}
+
+/* The least grant: one largest record (a pull always brings one event,
+ * whatever its size) and the reply's envelope (vector, digest, keys). */
+#define NODE_PULL_GRANT_MIN ((uint64_t) PROTO_RECORD_SIZE_MAX + 64u * 1024u)
+/* What a reply holds beyond its granted record bytes, at most. */
+#define NODE_PULL_REPLY_SLACK (64u * 1024u)
+_Static_assert(
+    NODE_REPL_MEMORY_MIN >= NODE_PULL_GRANT_MIN + NODE_PULL_REPLY_SLACK,
+    "--repl-memory lets one pull through");
+
+/* Pulls the shards (up to NODE_PULL_INFLIGHT) from peer at once: every
+ * request goes out on a context of its own, then every answer is awaited.
+ * The grants split --repl-memory between them. Fills f[] with the answers
+ * that decoded (*got of them, to apply in order and free); *down when the
+ * peer did not answer (what came before it is still returned). */
+static void
+node_puller_fetch_many(struct node_puller *p, struct node_puller_peer *peer,
+    const uint32_t *shards, uint32_t n, struct node_fetched *f, uint32_t *got,
+    bool *down)
+{
+    struct node_fetched mine[NODE_PULL_INFLIGHT];
+    uint64_t            grant = p->memory / n;
+
+    MRD_ASSERT(n >= 1 && n <= NODE_PULL_INFLIGHT);
+    grant = grant > NODE_PULL_REPLY_SLACK ? grant - NODE_PULL_REPLY_SLACK : 0;
+    grant = grant < NODE_PULL_GRANT_MIN ? NODE_PULL_GRANT_MIN
+        : grant > PROTO_READ_REPLY_MAX  ? PROTO_READ_REPLY_MAX
+                                        : grant;
+    *got  = 0;
+    *down = false;
+    pthread_mutex_lock(&p->mu);
+    bool stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) {
+        return;
+    }
+    atomic_store(&p->inflight, peer);
+    uint32_t sent = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct node_pull_op *op  = &p->ops[i];
+        nng_msg             *req = NULL;
+        op->rv                   = NNG_ECANCELED;
+        if (node_pull_request(p, peer, shards[i], grant, &mine[i], &req)
+                != MRD_OK
+            || nng_ctx_open(&op->ctx, peer->sock) != 0) {
+            nng_msg_free(req);
+            break;
+        }
+        op->open = true;
+        nng_aio_set_timeout(op->aio, NODE_PULL_TIMEOUT_MS);
+        nng_aio_set_msg(op->aio, req);
+        nng_ctx_send(op->ctx, op->aio);
+        sent++;
+    }
+    /* With no connection, req holds a send for a pipe until the timeout;
+     * a pipe that went before inflight was set sends no event to cancel. */
+    if (atomic_load(&peer->pipes) <= 0) {
+        for (uint32_t i = 0; i < sent; i++) {
+            nng_aio_cancel(p->ops[i].aio);
+        }
+    }
+    for (uint32_t i = 0; i < sent; i++) {
+        struct node_pull_op *op = &p->ops[i];
+        nng_aio_wait(op->aio);
+        op->rv = nng_aio_result(op->aio);
+        if (op->rv != 0) {
+            nng_msg_free(nng_aio_get_msg(op->aio)); /* a failed send */
+            nng_aio_set_msg(op->aio, NULL);
+            continue;
+        }
+        nng_ctx_recv(op->ctx, op->aio);
+    }
+    if (atomic_load(&peer->pipes) <= 0) {
+        for (uint32_t i = 0; i < sent; i++) {
+            nng_aio_cancel(p->ops[i].aio); /* gone between send and now */
+        }
+    }
+    for (uint32_t i = 0; i < sent; i++) {
+        struct node_pull_op *op = &p->ops[i];
+        if (op->rv == 0) {
+            nng_aio_wait(op->aio);
+            op->rv = nng_aio_result(op->aio);
+        }
+    }
+    atomic_store(&p->inflight, NULL);
+    for (uint32_t i = 0; i < sent; i++) {
+        struct node_pull_op *op = &p->ops[i];
+        if (op->rv == 0) {
+            nng_msg *rep = nng_aio_get_msg(op->aio);
+            nng_aio_set_msg(op->aio, NULL);
+            if (node_pull_decode(p, peer, &mine[i], rep) == MRD_OK) {
+                f[(*got)++] = mine[i];
+            }
+        } else if (op->rv != NNG_ECANCELED || atomic_load(&peer->pipes) <= 0) {
+            *down = true;
+        }
+        nng_ctx_close(op->ctx);
+        op->open = false;
+    }
 }
 
 /* Whether to pull the shard from the peer again at once after a reply was
@@ -494,40 +621,6 @@ node_pull_post(struct node_puller *p, struct node_puller_peer *peer,
     f->msg = NULL;
 }
 
-/* One pull from one peer for one shard, applied in its own commit.
- * Returns MRD_OK and sets *more when the peer has more, or an error when
- * the peer did not answer properly. */
-static int
-node_pull_once(struct node_puller *p, struct node_puller_peer *peer,
-    uint32_t shard, bool *more, uint32_t *applied)
-{
-    struct node_fetched f;
-    int                 rv = node_pull_fetch(p, peer, shard, &f);
-    if (rv != MRD_OK) {
-        return rv;
-    }
-    if (f.rep.count > 0) {
-        struct node_repl_batch b = { .shard = shard,
-            .after                          = f.after,
-            .count_max                      = NODE_PULL_COUNT,
-            .rep                            = &f.rep };
-        rv       = node_store_replicate(p->store, peer->id, &b, p->stats);
-        *applied = b.applied;
-    }
-    if (rv == MRD_OK) {
-        *more = node_pull_again(p, peer, &f, *applied);
-        if (*applied > 0) {
-            uint8_t bits[PROTO_HINT_SHARDS_SIZE_MAX] = { 0 };
-            bits[shard / 8] = (uint8_t) (1u << (shard % 8));
-            node_puller_relay(p, bits);
-        }
-        node_pull_post(p, peer, &f);
-    } else {
-        nng_msg_free(f.msg);
-    }
-    return rv;
-}
-
 static void
 node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
@@ -538,6 +631,9 @@ node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     if (ev == NNG_PIPE_EV_REM_POST && was <= 1 && peer->p != NULL
         && atomic_load(&peer->p->inflight) == peer) {
         nng_aio_cancel(peer->p->aio);
+        for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
+            nng_aio_cancel(peer->p->ops[i].aio);
+        }
     }
 }
 
@@ -593,44 +689,51 @@ node_puller_plan(struct node_puller *p)
     }
 }
 
-/* Pulls one shard from one peer until it has nothing more. Returns false
- * when the peer is down; *busy is set when something came. */
+static void node_puller_apply_group(struct node_puller *p,
+    struct node_puller_peer *peer, struct node_fetched *f, size_t n,
+    uint8_t *more_bits, bool *busy, bool *fatal);
+
+/* Pulls the shards in `bits` from one peer until none has more: groups of
+ * NODE_PULL_INFLIGHT pulls in flight at once, each group committed in one
+ * transaction (node_puller_apply_group), shards with more pulled again in
+ * a later group. Clears `bits`. Returns false when the peer is down. */
 static bool
-node_puller_drain(struct node_puller *p, struct node_puller_peer *peer,
-    uint32_t shard, bool *busy, bool *fatal)
+node_puller_pull_shards(struct node_puller *p, struct node_puller_peer *peer,
+    uint8_t *bits, bool *busy, bool *fatal)
 {
+    uint8_t more[PROTO_HINT_SHARDS_SIZE_MAX];
+    bool    down = false;
+
     for (;;) {
-        bool     more    = false;
-        uint32_t applied = 0;
-        int      rv      = node_pull_once(p, peer, shard, &more, &applied);
-        if (rv == MRD_EUNAVAIL) {
-            node_puller_peer_state(peer, true);
-            return false;
-        }
-        node_puller_peer_state(peer, false);
-        if (applied > 0) {
-            node_server_wake_all(p->srv);
-        }
-        *busy = *busy || more || applied > 0;
-        if (rv == MRD_EIO) {
-            *fatal = true;
-            return false;
-        }
+        memset(more, 0, sizeof more);
+        uint32_t s = 0;
+        do {
+            struct node_fetched f[NODE_PULL_INFLIGHT];
+            uint32_t            shards[NODE_PULL_INFLIGHT], n = 0, got = 0;
+            for (; s < p->store->shard_count && n < NODE_PULL_INFLIGHT
+                 && n < p->memory
+                         / (NODE_PULL_GRANT_MIN + NODE_PULL_REPLY_SLACK);
+                 s++) {
+                if ((bits[s / 8] & (1u << (s % 8))) != 0) {
+                    bits[s / 8] &= (uint8_t) ~(1u << (s % 8));
+                    shards[n++] = s;
+                }
+            }
+            if (n == 0) {
+                break;
+            }
+            node_puller_fetch_many(p, peer, shards, n, f, &got, &down);
+            node_puller_peer_state(peer, down);
+            node_puller_apply_group(p, peer, f, got, more, busy, fatal);
+        } while (!down && !*fatal);
         pthread_mutex_lock(&p->mu);
         bool stop = p->stop;
         pthread_mutex_unlock(&p->mu);
-        if (applied > 0 && !more) {
-            /* The peer learns these are durable here from our next pull of
-             * the shard, which carries our vector: its acknowledgement
-             * levels wait for that. Made later, once no hint is waiting:
-             * under load the next hinted pull does it for free, and a
-             * pull (and a commit) per shard per hint would be twice the
-             * work. */
-            peer->confirm[shard / 8] |= (uint8_t) (1u << (shard % 8));
+        if (down || *fatal || stop || !node_hint_bits(more, sizeof more)) {
+            memset(bits, 0, PROTO_HINT_SHARDS_SIZE_MAX);
+            return !down;
         }
-        if (rv != MRD_OK || !more || stop) {
-            return true;
-        }
+        memcpy(bits, more, sizeof more);
     }
 }
 
@@ -671,8 +774,11 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
                 relay[f[i].shard / 8] |= (uint8_t) (1u << (f[i].shard % 8));
             }
             if (ok && b[j].applied > 0 && f[i].rep.end) {
-                /* See node_puller_drain: the source learns it from our
-                 * next pull of the shard. */
+                /* The source learns these are durable here from our next
+                 * pull of the shard, which carries our vector: its
+                 * acknowledgement levels wait for that. Made later, once no
+                 * hint is waiting (node_puller_confirm): under load the
+                 * next hinted pull does it for free. */
                 peer->confirm[f[i].shard / 8]
                     |= (uint8_t) (1u << (f[i].shard % 8));
             }
@@ -696,19 +802,16 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
 }
 
 /* The shards peers hinted at, pulled now. Under a steady load most hints
- * name a few shards with a few events each: one pull per shard, then ONE
- * commit for all of them (two syncs instead of two per shard), which is
- * what bounds replication lag. Reply bytes held before a commit stay within
- * --repl-memory (a pull is only sent when a full reply still fits), which
- * also bounds how long one replicated commit holds the write lock. Shards
- * with more to pull are drained after. */
+ * name a few shards with a few events each: their pulls go out together
+ * and come back in one round trip, then ONE commit takes them all (two
+ * syncs instead of two per shard), which is what bounds replication lag.
+ * The pulls' byte grants split --repl-memory, which so bounds both the
+ * memory held and how long one replicated commit holds the write lock. */
 static bool
 node_puller_hinted(struct node_puller *p, bool *fatal)
 {
-    uint8_t             hinted[PROTO_HINT_SHARDS_SIZE_MAX];
-    uint8_t             more[PROTO_HINT_SHARDS_SIZE_MAX];
-    struct node_fetched f[NODE_SHARDS_MAX];
-    bool                busy = false;
+    uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    bool    busy = false;
 
     for (uint32_t i = 0; i < p->peer_count && !*fatal; i++) {
         struct node_puller_peer *peer = &p->peers[i];
@@ -721,69 +824,42 @@ node_puller_hinted(struct node_puller *p, bool *fatal)
         if (!any || !node_puller_usable(p, peer)) {
             continue;
         }
-        memset(more, 0, sizeof more);
-        size_t n = 0, bytes = 0;
-        bool   down = false;
-        for (uint32_t s = 0; s < p->store->shard_count && !down; s++) {
-            if ((hinted[s / 8] & (1u << (s % 8))) == 0
+        for (uint32_t s = 0; s < PROTO_HINT_SHARDS_SIZE_MAX * 8u; s++) {
+            if (s >= p->store->shard_count
                 || !node_topology_holds(p->topology, s)
                 || (p->ae != NULL
                     && node_puller_source(p, s, peer->id) == NULL)) {
-                continue; /* not ours, or the peer is not our source of it */
-            }
-            if (n > 0 && bytes + NODE_PULL_REPLY_MAX > p->memory) {
-                node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
-                n     = 0;
-                bytes = 0;
-            }
-            int rv = node_pull_fetch(p, peer, s, &f[n]);
-            if (rv == MRD_EUNAVAIL) {
-                node_puller_peer_state(peer, true);
-                down = true;
-                break;
-            }
-            node_puller_peer_state(peer, false);
-            if (rv != MRD_OK) {
-                continue; /* logged; the rounds try again */
-            }
-            bytes += nng_msg_len(f[n].msg);
-            n++;
-        }
-        node_puller_apply_group(p, peer, f, n, more, &busy, fatal);
-        for (uint32_t s = 0; !down && !*fatal && s < p->store->shard_count;
-             s++) {
-            if ((more[s / 8] & (1u << (s % 8))) != 0
-                && !node_puller_drain(p, peer, s, &busy, fatal)) {
-                break;
+                /* not ours, or the peer is not our source of it */
+                hinted[s / 8] &= (uint8_t) ~(1u << (s % 8));
             }
         }
+        node_puller_pull_shards(p, peer, hinted, &busy, fatal);
     }
     return busy;
 }
 
-/* The confirming pulls owed (see node_puller_drain), when no hint waits. */
+/* The confirming pulls owed (see node_puller_apply_group), when no hint
+ * waits: hinted pulls come first, and they confirm as well. */
 static void
 node_puller_confirm(struct node_puller *p, bool *fatal)
 {
     for (uint32_t i = 0; i < p->peer_count && !*fatal; i++) {
         struct node_puller_peer *peer = &p->peers[i];
-        for (uint32_t s = 0; s < p->store->shard_count && !*fatal; s++) {
-            uint8_t bit = (uint8_t) (1u << (s % 8));
-            if ((peer->confirm[s / 8] & bit) == 0) {
-                continue;
-            }
-            pthread_mutex_lock(&p->mu);
-            bool hinted = p->hinted;
-            pthread_mutex_unlock(&p->mu);
-            if (hinted) {
-                return; /* hinted pulls first; they confirm as well */
-            }
-            peer->confirm[s / 8] &= (uint8_t) ~bit;
-            bool busy = false;
-            if (node_puller_usable(p, peer)
-                && !node_puller_drain(p, peer, s, &busy, fatal)) {
-                break; /* down: nothing to confirm to */
-            }
+        uint8_t                  owed[PROTO_HINT_SHARDS_SIZE_MAX];
+        pthread_mutex_lock(&p->mu);
+        bool hinted = p->hinted;
+        pthread_mutex_unlock(&p->mu);
+        if (hinted) {
+            return;
+        }
+        if (!node_hint_bits(peer->confirm, sizeof peer->confirm)) {
+            continue;
+        }
+        memcpy(owed, peer->confirm, sizeof owed);
+        memset(peer->confirm, 0, sizeof peer->confirm);
+        bool busy = false;
+        if (node_puller_usable(p, peer)) {
+            node_puller_pull_shards(p, peer, owed, &busy, fatal);
         }
     }
 }
@@ -819,10 +895,12 @@ node_puller_main(void *arg)
             }
             for (uint32_t i = 0; i < p->peer_count && !fatal; i++) {
                 struct node_puller_peer *peer = &p->peers[i];
+                uint8_t                  want[PROTO_HINT_SHARDS_SIZE_MAX];
                 if (!node_puller_usable(p, peer)) {
                     node_puller_peer_state(peer, true);
                     continue; /* not connected: NNG keeps dialling */
                 }
+                memset(want, 0, sizeof want);
                 for (uint32_t s = 0; s < p->store->shard_count; s++) {
                     /* Only the shards placed here; from every node, since
                      * one placed away from a shard may still hold what it
@@ -839,10 +917,9 @@ node_puller_main(void *arg)
                                 p->topology, s, peer->id))) {
                         continue;
                     }
-                    if (!node_puller_drain(p, peer, s, &busy, &fatal)) {
-                        break; /* the peer is down: the next one */
-                    }
+                    want[s / 8] |= (uint8_t) (1u << (s % 8));
                 }
+                node_puller_pull_shards(p, peer, want, &busy, &fatal);
             }
             idle_ms = busy                            ? NODE_PULL_IDLE_MS
                 : idle_ms * 2 > NODE_PULL_IDLE_MS_MAX ? NODE_PULL_IDLE_MS_MAX
@@ -1294,10 +1371,14 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     p->src
         = calloc((size_t) store->shard_count * AE_SOURCES_MAX, sizeof(*p->src));
     p->src_count = calloc(store->shard_count, sizeof(*p->src_count));
-    int rv       = p->peers != NULL && p->vv != NULL && p->src != NULL
-            && p->src_count != NULL && nng_aio_alloc(&p->aio, NULL, NULL) == 0
-              ? MRD_OK
-              : MRD_ENOMEM;
+    bool aios    = nng_aio_alloc(&p->aio, NULL, NULL) == 0;
+    for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
+        aios = aios && nng_aio_alloc(&p->ops[i].aio, NULL, NULL) == 0;
+    }
+    int rv = aios && p->peers != NULL && p->vv != NULL && p->src != NULL
+            && p->src_count != NULL
+        ? MRD_OK
+        : MRD_ENOMEM;
     for (uint32_t i = 0; rv == MRD_OK && i < cfg->peer_count; i++) {
         rv = node_puller_peer_open(
             p, &p->peers[i], cfg->peers[i].id, cfg->peers[i].url);
@@ -1317,6 +1398,11 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
         free(p->src_count);
         if (p->aio != NULL) {
             nng_aio_free(p->aio);
+        }
+        for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
+            if (p->ops[i].aio != NULL) {
+                nng_aio_free(p->ops[i].aio);
+            }
         }
         proto_buf_fini(&p->req);
         proto_buf_fini(&p->digest);
@@ -1358,8 +1444,14 @@ node_puller_stop(struct node_puller *p)
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
     nng_aio_cancel(p->aio); /* a pull in flight ends now */
+    for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
+        nng_aio_cancel(p->ops[i].aio);
+    }
     pthread_join(p->thread, NULL);
     nng_aio_free(p->aio);
+    for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
+        nng_aio_free(p->ops[i].aio);
+    }
     /* The peer sockets are left to process exit: NNG 1.5.2's nng_close()
      * can hang after a dropped connection (docs/ARCHITECTURE.md). */
     for (uint32_t i = 0; i < p->peer_count; i++) {

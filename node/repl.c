@@ -306,6 +306,9 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
     struct ae_serve_cb  cb
         = { node_pull_next, node_pull_region_of, node_pull_emit, &sc };
     struct ae_serve_rep srep;
+    if (req->bytes != 0 && req->bytes < sreq.bytes_max) {
+        sreq.bytes_max = req->bytes; /* the asker's grant */
+    }
     rv = ae_serve(&sreq, &cb, &srep);
     if (rv == MRD_ECORRUPT && *why == NULL) {
         *why = "the shard's log seqs are not increasing";

@@ -1915,7 +1915,8 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
     proto_request_begin(buf, PROTO_T_PULL);
     proto_wr_map(buf,
         3 + (req->after != 0) + (req->vv.len > 0) + (req->cluster.len > 0)
-            + (req->region.len > 0) + (req->skip != 0) + (req->digest.len > 0));
+            + (req->region.len > 0) + (req->skip != 0) + (req->digest.len > 0)
+            + (req->bytes != 0));
     proto_wr_uint(buf, PROTO_K_PULL_SHARD);
     proto_wr_uint(buf, req->shard);
     if (req->after != 0) {
@@ -1946,6 +1947,10 @@ proto_pull_req_encode(struct proto_buf *buf, const struct proto_pull_req *req)
         proto_wr_uint(buf, PROTO_K_PULL_DIGEST);
         proto_wr_bin(buf, req->digest.ptr, req->digest.len);
     }
+    if (req->bytes != 0) {
+        proto_wr_uint(buf, PROTO_K_PULL_BYTES);
+        proto_wr_uint(buf, req->bytes);
+    }
     return proto_buf_status(buf);
 }
 
@@ -1955,15 +1960,16 @@ proto_pull_req_decode(
 {
     static const enum proto_vt vts[]    = { PROTO_VT_U32, PROTO_VT_UINT,
            PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_STR,
-           PROTO_VT_U32, PROTO_VT_BIN };
+           PROTO_VT_U32, PROTO_VT_BIN, PROTO_VT_UINT };
     static const uint32_t      required = PROTO_BIT(PROTO_K_PULL_SHARD)
         | PROTO_BIT(PROTO_K_PULL_COUNT) | PROTO_BIT(PROTO_K_PULL_FROM);
-    struct proto_val v[9];
+    struct proto_val v[MRD_ARRAY_SIZE(vts)];
     struct proto_rd  rd = *body;
     uint32_t         seen;
 
     memset(out, 0, sizeof *out);
-    int rv = proto_flat_decode(&rd, vts, 9, required, v, &seen, why);
+    int rv = proto_flat_decode(
+        &rd, vts, MRD_ARRAY_SIZE(vts), required, v, &seen, why);
     if (rv == MRD_OK) {
         rv = proto_pull_check(v[2].u, v[3].s, v[4].u, why);
     }
@@ -1999,6 +2005,12 @@ proto_pull_req_decode(
                 "digest is not 1..PROTO_DIGEST_SIZE_MAX bytes");
         }
         out->digest = v[8].s;
+    }
+    if ((seen & PROTO_BIT(PROTO_K_PULL_BYTES)) != 0) {
+        if (v[9].u == 0) {
+            return proto_fail(why, MRD_EPROTO, "bytes is 0");
+        }
+        out->bytes = v[9].u;
     }
     *body = rd;
     return MRD_OK;

@@ -217,6 +217,11 @@ enum proto_key_pull_req {
     PROTO_K_PULL_DIGEST = 9, /* bin 1..PROTO_DIGEST_SIZE_MAX: what the asker
                                 knows of the shard's replicas (opaque here:
                                 replication/ae.h ae_digest_encode) */
+    PROTO_K_PULL_BYTES = 10, /* uint >= 1, default: the peer's own limit:
+                                the most record bytes the asker wants in
+                                the reply (one event always comes, whatever
+                                its size), so that several pulls in flight
+                                stay within its memory */
 };
 /* A knowledge digest on the wire: a full version vector's worth. */
 #define PROTO_DIGEST_SIZE_MAX (16u * 1024u)
@@ -646,6 +651,7 @@ struct proto_pull_req {
     struct proto_str region; /* len 0 when absent */
     uint32_t         skip; /* region mask, 0 when absent */
     struct proto_str digest; /* len 0 when absent */
+    uint64_t         bytes; /* 0 when absent */
 };
 /* MRD_EINVAL (count 0, from 0, a vv proto_vv_check refuses, or vv.len > 0
  * with a NULL ptr), MRD_ETOOBIG (count over MRD_READ_COUNT_MAX), else the

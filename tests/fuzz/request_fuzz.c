@@ -398,6 +398,7 @@ fuzz_pull(struct proto_rd *body)
     CHECK(str_eq(req.region, again.region));
     CHECK(req.region.len <= PROTO_REGION_SIZE_MAX);
     CHECK(req.skip == again.skip && str_eq(req.digest, again.digest));
+    CHECK(req.bytes == again.bytes);
     CHECK(req.digest.len <= PROTO_DIGEST_SIZE_MAX);
     proto_buf_fini(&b);
 }

@@ -2473,14 +2473,17 @@ test_pull_req(void **state)
     assert_int_equal(out.vv.len, 0);
     /* Anti-entropy keys: the skip set and a digest, opaque here. */
     in.skip   = 0x5u;
+    in.bytes  = 12345;
     in.digest = (struct proto_str) { "\x93\x01\x90\x90", 4 };
     proto_buf_reset(&b);
     assert_int_equal(proto_pull_req_encode(&b, &in), MRD_OK);
     assert_int_equal(proto_request_open(b.data, b.len, &f, &why), MRD_OK);
     assert_int_equal(proto_pull_req_decode(&f.body, &out, &why), MRD_OK);
     assert_int_equal(out.skip, 0x5u);
+    assert_int_equal(out.bytes, 12345);
     check_str(out.digest, "\x93\x01\x90\x90");
     in.skip   = 0;
+    in.bytes  = 0;
     in.digest = (struct proto_str) { NULL, 0 };
     /* A vv at its limit fits. */
     vv_make(vv, PROTO_VV_ENTRIES_MAX + 1);
@@ -2546,8 +2549,13 @@ test_pull_req(void **state)
     EXPECT_REQ(&b, MRD_EPROTO, "from is 0");
     PULL("M3 u1 u0 u3 u1 u5 i-1");
     EXPECT_REQ(&b, MRD_EPROTO, "a value has the wrong type");
-    PULL("M4 u1 u0 u3 u1 u5 u1 u10 u0");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u11 u0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* Key 10, the asker's byte grant: >= 1. */
+    PULL("M4 u1 u0 u3 u1 u5 u1 u10 u0");
+    EXPECT_REQ(&b, MRD_EPROTO, "bytes is 0");
+    PULL("M4 u1 u0 u3 u1 u5 u1 u10 u", (uint64_t) 1 << 20);
+    EXPECT_REQ(&b, MRD_OK, NULL);
     /* Key 8, the skip set: a uint32; key 9, the digest: 1..16 KiB. */
     PULL("M4 u1 u0 u3 u1 u5 u1 u8 u", (uint64_t) UINT32_MAX);
     EXPECT_REQ(&b, MRD_OK, NULL);
