@@ -206,7 +206,9 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(rejected_digest)                                                         \
     X(rejected_pull_reply)                                                     \
     X(idem_replicated)                                                         \
-    X(idem_replicated_kept)
+    X(idem_replicated_kept)                                                    \
+    X(rejected_joining)                                                        \
+    X(joining) /* not a counter: 1 while appends wait (store->joining) */
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
@@ -374,6 +376,10 @@ struct node_store {
     uint32_t        peer_count; /* 0: this node is every shard's only replica */
     /* Per shard, the causally stable vector counters fold at (write_mu). */
     struct crdt_vv *stable;
+    /* Created empty with peers, and not yet caught up (store.c, "joining"):
+     * appends are refused meanwhile, so that a node whose data dir was
+     * emptied never hands out a dot it wrote in its previous life. */
+    _Atomic bool joining;
 };
 
 /* Opens (creating on first start) the store in cfg->data_dir. Checks node id,
@@ -483,6 +489,10 @@ int node_state_remote_flush(MDB_txn *txn, struct node_store *store);
 void node_state_remote_forget(struct node_store *store);
 /* Sets a shard's stable vector (the puller: the minimum of this node's and
  * every peer's vector as of a point this node has read their logs up to). */
+/* The node has read every live replica's log of every shard it holds to
+ * the end: it may take appends (clears "joining" for good). MRD_OK or
+ * MRD_EIO. */
+MRD_MUST_USE int node_store_joined(struct node_store *store);
 MRD_MUST_USE int node_store_set_stable(
     struct node_store *store, uint32_t shard, const struct crdt_vv *stable);
 /* Reads a stream's state into a whole reply frame (any thread). */

@@ -104,6 +104,9 @@ struct node_puller_peer {
     uint64_t *blocked_ms;
     /* Shards the peer hinted at since the last look (p->mu). */
     uint8_t hinted[PROTO_HINT_SHARDS_SIZE_MAX];
+    /* Shards read to the end of the peer's log at least once since this
+     * process started (node_puller_joined). */
+    uint8_t read_all[PROTO_HINT_SHARDS_SIZE_MAX];
     /* Shards whose last pull applied events: one more pull, once no hint
      * is waiting, tells the peer what is durable here (puller thread). */
     uint8_t               confirm[PROTO_HINT_SHARDS_SIZE_MAX];
@@ -138,6 +141,7 @@ struct node_puller {
     uint64_t            orphan_next_ms;
     struct proto_buf    digest;
     uint64_t            memory; /* --repl-memory */
+    uint64_t            started_ms; /* mono */
     uint64_t            topo_version; /* the peers were made for */
     uint64_t            gossip_next_ms;
     uint32_t            gossip_rng;
@@ -608,6 +612,9 @@ node_pull_post(struct node_puller *p, struct node_puller_peer *peer,
      * batch stores it; after a restart the scan is redone, and the
      * vector filters it again. */
     peer->after[f->shard] = f->rep.scanned;
+    if (f->rep.end) {
+        peer->read_all[f->shard / 8] |= (uint8_t) (1u << (f->shard % 8));
+    }
     if (f->rep.end
         && node_puller_peer_vv(peer, f->shard, f->rep.vv) == MRD_OK) {
         /* Our vector as of now: a vector this node holds is a safe bound,
@@ -864,6 +871,72 @@ node_puller_confirm(struct node_puller *p, bool *fatal)
     }
 }
 
+/* How long a node that started on an empty data dir waits for a peer that
+ * is not connected before it stops counting on it (node_puller_joined):
+ * long enough for every connection to come up, and about what SWIM takes
+ * to call a stopped node dead. */
+#define NODE_JOIN_GRACE_MS 5000u
+
+static bool
+node_puller_anyone_live(void *arg, uint64_t node)
+{
+    (void) arg;
+    (void) node;
+    return true;
+}
+
+/* A store created empty takes appends only once this node has read, for
+ * every shard it holds, every source's log to the end (static mode: every
+ * peer): its own earlier events, if its data dir was emptied, are then
+ * back and its origin seq past them (ae_batch_check's AE_APPEND_OWN). For
+ * the first NODE_JOIN_GRACE_MS every peer counts, connected or not (at the
+ * start none is); after that, only the live ones: a node down meanwhile is
+ * not waited for, so one that comes back later may still hold a dot this
+ * node hands out again (docs/ARCHITECTURE.md, "A node that comes back
+ * empty"). */
+static void
+node_puller_joined(struct node_puller *p)
+{
+    if (!atomic_load(&p->store->joining)) {
+        return;
+    }
+    bool grace = mrd_now_mono_ms() < p->started_ms + NODE_JOIN_GRACE_MS;
+    for (uint32_t s = 0; s < p->store->shard_count; s++) {
+        struct ae_source all[AE_SOURCES_MAX];
+        uint32_t         all_count = 0;
+        if (!node_topology_holds(p->topology, s)) {
+            continue;
+        }
+        if (p->ae != NULL && grace
+            && node_ae_sources(
+                   p->ae, s, node_puller_anyone_live, NULL, all, &all_count)
+                != MRD_OK) {
+            all_count = 0;
+        }
+        for (uint32_t i = 0; i < p->peer_count; i++) {
+            struct node_puller_peer *peer = &p->peers[i];
+            bool                     want = false;
+            if (p->ae == NULL) {
+                want = grace || node_puller_usable(p, peer);
+            } else if (!grace) {
+                want = node_puller_source(p, s, peer->id) != NULL;
+            }
+            for (uint32_t j = 0; j < all_count && !want; j++) {
+                want = all[j].node == peer->id;
+            }
+            if (want && (peer->read_all[s / 8] & (1u << (s % 8))) == 0) {
+                return;
+            }
+        }
+    }
+    if (node_store_joined(p->store) == MRD_OK) {
+        atomic_store(&p->stats->joining, 0);
+        node_log(NODE_LOG_INFO,
+            "caught up after starting on an empty data dir: taking appends",
+            NULL);
+    }
+}
+
 static void *
 node_puller_main(void *arg)
 {
@@ -927,6 +1000,7 @@ node_puller_main(void *arg)
             /* Busy or not, rounds wait: new events come as hints, and a
              * shard with more to pull is drained at once anyway. */
             next_round_ms = mrd_now_mono_ms() + idle_ms;
+            node_puller_joined(p);
         }
         if (fatal) {
             node_log(
@@ -1354,6 +1428,7 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     p->liveness     = liveness;
     p->ae           = ae;
     p->memory       = cfg->repl_memory;
+    p->started_ms   = mrd_now_mono_ms();
     p->topo_version = node_topology_version(topology);
     p->gossip_rng   = (uint32_t) (store->node_id * 2654435761u) | 1u;
     p->srv          = srv;

@@ -508,6 +508,16 @@ node_work_dispatch(struct node_work *w)
     }
     switch (frame.type) {
     case PROTO_T_APPEND:
+        if (atomic_load(&srv->store->joining)) {
+            /* node_store_joined() says why: a client takes the append to
+             * another replica meanwhile. */
+            NODE_STAT_ADD(&srv->stats, rejected_joining, 1);
+            node_work_error(w, MRD_EBUSY,
+                "this node started on an empty data dir and takes appends "
+                "once it has read every live replica's log",
+                false, 0);
+            return;
+        }
         node_dispatch_append(w, &frame.body);
         return;
     case PROTO_T_HINT: {
@@ -1438,10 +1448,13 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     if (srv == NULL) {
         return MRD_ENOMEM;
     }
-    srv->cfg        = cfg;
-    srv->store      = store;
-    srv->topology   = topology;
-    srv->ae         = ae;
+    srv->cfg      = cfg;
+    srv->store    = store;
+    srv->topology = topology;
+    srv->ae       = ae;
+    if (atomic_load(&store->joining)) {
+        NODE_STAT_ADD(&srv->stats, joining, 1);
+    }
     srv->parked_max = NODE_PARKED_MAX(cfg->workers);
     node_queue_init(&srv->wq);
     node_queue_init(&srv->rq);

@@ -33,6 +33,13 @@
 #define NODE_META_CLUSTER "cluster_id"
 #define NODE_META_SHARDS "shards"
 #define NODE_META_ORIGIN_SEQ "origin_seq"
+/* Present (1) from the creation of a store that has peers until the node
+ * has read every live replica's log to the end (node_store_joined). A data
+ * dir that was emptied (or lost) comes back under the same node id with no
+ * record of the seqs it handed out; taking appends before its own earlier
+ * events are back would reuse their dots, and replicas would then skip the
+ * new events as held. Legacy stores have no key: not joining. */
+#define NODE_META_JOINING "joining"
 #define NODE_META_STREAM_ID "stream_id"
 #define NODE_META_HLC "hlc"
 
@@ -237,6 +244,9 @@ node_store_init_meta(
     if (rc == 0) {
         rc = node_meta_put_u64(
             txn, store->dbi_meta, NODE_META_SHARDS, cfg->shard_count);
+    }
+    if (rc == 0 && (cfg->peer_count > 0 || cfg->topology_file[0] != '\0')) {
+        rc = node_meta_put_u64(txn, store->dbi_meta, NODE_META_JOINING, 1);
     }
     store->shard_count = cfg->shard_count;
     node_log(NODE_LOG_INFO, "created a new store", "{s:s, s:i}", "dir",
@@ -522,6 +532,13 @@ node_store_open(struct node_store *store, const struct node_config *cfg)
         goto fail;
     }
     rc = node_store_load(store, txn);
+    if (rc == 0) {
+        uint64_t joining = 0;
+        rc               = node_meta_get_u64(
+                          txn, store->dbi_meta, NODE_META_JOINING, &joining);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        atomic_store(&store->joining, joining != 0);
+    }
     if (rc == 0 && format == NODE_STORE_FORMAT_OLD) {
         rc = node_store_migrate_own_vv(store, txn);
     }
@@ -573,4 +590,31 @@ node_store_close(struct node_store *store)
         free(store->state);
         store->state = NULL;
     }
+}
+
+int
+node_store_joined(struct node_store *store)
+{
+    MDB_txn *txn;
+    MDB_val  k = node_val(NODE_META_JOINING, strlen(NODE_META_JOINING));
+
+    pthread_mutex_lock(&store->write_mu);
+    int rc = mdb_txn_begin(store->env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_del(txn, store->dbi_meta, &k, NULL);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        if (rc == 0) {
+            rc = mdb_txn_commit(txn);
+        } else {
+            mdb_txn_abort(txn);
+        }
+    }
+    pthread_mutex_unlock(&store->write_mu);
+    if (rc != 0) {
+        node_log(NODE_LOG_ERROR, "cannot record that the node caught up",
+            "{s:s}", "error", mdb_strerror(rc));
+        return MRD_EIO;
+    }
+    atomic_store(&store->joining, false);
+    return MRD_OK;
 }

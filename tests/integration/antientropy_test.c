@@ -355,6 +355,11 @@ aet_cluster_start(void)
         const char *args[] = { "--config", n->cfg, NULL };
         assert_int_equal(harness_node_start(&n->h, args), 0);
     }
+    struct harness_node *all[AET_NODES];
+    for (uint32_t i = 0; i < AET_NODES; i++) {
+        all[i] = &aet_nodes[i].h;
+    }
+    assert_int_equal(harness_nodes_wait_joined(all, AET_NODES), 0);
     for (uint32_t i = 0; i < AET_NODES; i++) {
         struct aet_node     *n   = &aet_nodes[i];
         struct harness_node *one = &n->h;

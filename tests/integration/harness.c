@@ -21,6 +21,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -828,4 +829,26 @@ harness_rand32(uint32_t *state)
     x ^= x << 5;
     *state = x;
     return x;
+}
+
+int
+harness_nodes_wait_joined(struct harness_node *const *nodes, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint64_t joining = 1;
+        for (uint32_t t = 0; t < harness_ms(20000) / 50u && joining != 0; t++) {
+            if (harness_node_stat(nodes[i], "joining", &joining) != 0) {
+                joining = 1;
+            }
+            if (joining != 0) {
+                harness_sleep_ms(50);
+            }
+        }
+        if (joining != 0) {
+            fprintf(stderr, "harness: node %" PRIu64 " is still joining\n",
+                nodes[i]->node_id);
+            return -1;
+        }
+    }
+    return 0;
 }

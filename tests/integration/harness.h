@@ -89,6 +89,13 @@ uint32_t harness_rand32(uint32_t *state);
 
 /* Gives node its own temp directory; nothing runs yet. */
 int harness_node_init(struct harness_node *node, uint64_t node_id);
+/* Waits (bounded, scaled) until none of the nodes is joining: a node
+ * started on an empty data dir with peers refuses appends until it has
+ * read their logs (STATS "joining"), so a test that wants its first
+ * appends taken where it sends them waits for this after starting a new
+ * cluster. 0, or -1 after saying which node did not. */
+int harness_nodes_wait_joined(struct harness_node *const *nodes, size_t count);
+
 /* Starts meridiand: on the first start with port 0 (the node picks one,
  * read back from the ready file), later on the same port, so clients that
  * knew the node find it again. extra_args is NULL or a NULL-terminated list

@@ -164,6 +164,11 @@ rt_cluster_start(struct rt_cluster *c, const char *regions,
         assert_string_equal(c->topo->nodes[i].address, want);
         rt_node_start(c, i);
     }
+    struct harness_node *all[RT_NODES_MAX];
+    for (uint32_t i = 0; i < c->node_count; i++) {
+        all[i] = &c->nodes[i];
+    }
+    assert_int_equal(harness_nodes_wait_joined(all, c->node_count), 0);
 }
 
 static void
