@@ -20,8 +20,27 @@
  * catching up from r1; and link bytes per replicated event beside the
  * average stored record.
  *
+ * Regions (--only regions): a signed-topology cluster, as `meridianctl
+ * cluster init --regions r1,r2 --nodes-per-region 2 --replicas-per-region
+ * 2 --shards 16` writes it (every node holds every shard), on loopback,
+ * fresh each run. After a warm-up event from each region: a client of home
+ * region r1 appends the bulk (100-event batches, 16 in flight, 64 streams)
+ * until both r2 nodes and the other r1 node hold it all; from the STATS
+ * counters around it, the copies per remote region per event (what r1's
+ * nodes served, events_read, less what they pulled from each other,
+ * pull_events_local; assumed one per event where a meridiand lacks that
+ * counter) and what the r2 nodes took from r1 (pull_events_remote,
+ * pull_bytes_remote) beside the average stored record. Then the lag at a
+ * steady 2,000 events/s from appends on r1 to tails on a client of home
+ * region r2; and every node must hold every event exactly once.
+ *
  * Usage: meridian_bench [--runs N] [--quick] [--only W] [--dir DIR]
  *                       [--csv FILE]
+ *
+ * Environment: MRD_BENCH_MERIDIAND and MRD_BENCH_MERIDIANCTL run those
+ * binaries instead of the ones built with the bench (an A/B against
+ * another build); without MRD_BENCH_MERIDIANCTL, meridianctl is the one
+ * beside the meridiand run.
  */
 #include "common.h"
 #include "meridian.h"
@@ -57,7 +76,7 @@ struct bench_opts {
     unsigned runs;
     bool     quick;
     char     only[16]; /* one family: lone, inflight, batch, state, scan,
-                          repl */
+                          repl, regions */
     char dir[512];
     char csv[512];
 };
@@ -152,6 +171,15 @@ lat_finish(struct lat *l, struct result *r)
     r->p999 = lat_pct(l, 0.999);
     free(l->us);
     l->us = NULL;
+}
+
+/* p50, p99 and p999 into dst[0..2]: the run figures keep them in a row. */
+static void
+pcts_put(double *dst, const struct result *r)
+{
+    dst[0] = r->p50;
+    dst[1] = r->p99;
+    dst[2] = r->p999;
 }
 
 static int
@@ -278,6 +306,25 @@ baseline_lmdb(const char *dir, uint32_t events)
 
 /* ---------------------------------------------------------------- node -- */
 
+static void
+dir_make(const char *dir)
+{
+    if (mkdir(dir, 0700) != 0) {
+        perror(dir);
+        exit(1);
+    }
+}
+
+static void
+rm_rf(const char *dir)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "meridian_bench: could not remove %s\n", dir);
+    }
+}
+
 struct node_proc {
     pid_t pid;
     char  dir[600];
@@ -319,11 +366,45 @@ node_live_set(pid_t old, pid_t pid)
     }
 }
 
-/* Starts meridiand with its data in n->dir on a free loopback port, with
- * `extra` (NULL-terminated, may be NULL) after the common arguments, and
- * waits until it serves. */
+/* The binaries run: the environment's MRD_BENCH_MERIDIAND and
+ * MRD_BENCH_MERIDIANCTL (another build's, for an A/B) win over the ones
+ * built with the bench. Without MRD_BENCH_MERIDIANCTL, meridianctl is the
+ * one beside the meridiand run. */
+static const char *
+bench_meridiand(void)
+{
+    const char *env = getenv("MRD_BENCH_MERIDIAND");
+    return env != NULL && env[0] != '\0' ? env : MRD_MERIDIAND_PATH;
+}
+
+static const char *
+bench_meridianctl(void)
+{
+    static char path[1024];
+    const char *env = getenv("MRD_BENCH_MERIDIANCTL");
+    if (env != NULL && env[0] != '\0') {
+        return env;
+    }
+#ifdef MRD_MERIDIANCTL_PATH
+    env = getenv("MRD_BENCH_MERIDIAND");
+    if (env == NULL || env[0] == '\0') {
+        return MRD_MERIDIANCTL_PATH;
+    }
+#endif
+    const char *d     = bench_meridiand();
+    const char *slash = strrchr(d, '/');
+    int         dlen  = slash != NULL ? (int) (slash - d) : 1;
+    snprintf(
+        path, sizeof(path), "%.*s/meridianctl", dlen, slash != NULL ? d : ".");
+    return path;
+}
+
+/* Starts meridiand with its data in n->dir, listening on `listen` (NULL:
+ * no --listen, the topology's address), with `extra` (NULL-terminated, may
+ * be NULL) after the common arguments, and waits until it serves. */
 static void
-node_spawn(struct node_proc *n, const char *node_id, const char *const *extra)
+node_spawn(struct node_proc *n, const char *node_id, const char *listen,
+    const char *const *extra)
 {
     char        ready[700], log[700];
     static char args[NODE_ARGS_MAX][720];
@@ -333,8 +414,8 @@ node_spawn(struct node_proc *n, const char *node_id, const char *const *extra)
     snprintf(ready, sizeof(ready), "%s.ready", n->dir);
     snprintf(log, sizeof(log), "%s.log", n->dir);
     const char *fixed[] = { "meridiand", "--node-id", node_id, "--data-dir",
-        n->dir, "--listen", "tcp://127.0.0.1:0", "--ready-file", ready,
-        "--map-size", "4G", "--log-level", "warn", NULL };
+        n->dir, "--ready-file", ready, "--map-size", "4G", "--log-level",
+        "warn", listen != NULL ? "--listen" : NULL, listen, NULL };
     for (size_t i = 0; fixed[i] != NULL; i++, k++) {
         snprintf(args[k], sizeof(args[k]), "%s", fixed[i]);
         argv[k] = args[k];
@@ -352,7 +433,7 @@ node_spawn(struct node_proc *n, const char *node_id, const char *const *extra)
         if (fd >= 0) {
             dup2(fd, 2);
         }
-        execv(MRD_MERIDIAND_PATH, argv);
+        execv(bench_meridiand(), argv);
         _exit(127);
     }
     node_live_set(0, n->pid);
@@ -377,7 +458,7 @@ static void
 node_start(struct node_proc *n, const char *base, unsigned run)
 {
     snprintf(n->dir, sizeof(n->dir), "%s/node-%u", base, run);
-    node_spawn(n, "1", NULL);
+    node_spawn(n, "1", "tcp://127.0.0.1:0", NULL);
 }
 
 /* Stops the node (SIGKILL after 30 s: a stop that hangs is reported, not
@@ -401,11 +482,8 @@ node_stop(struct node_proc *n)
         sleep_us(10000);
     }
     node_live_set(n->pid, 0);
+    rm_rf(n->dir);
     char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", n->dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "meridian_bench: could not remove %s\n", n->dir);
-    }
     /* The log is kept when the node did not stop cleanly. */
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         snprintf(cmd, sizeof(cmd), "%s.log", n->dir);
@@ -420,23 +498,30 @@ node_stop(struct node_proc *n)
     }
 }
 
+/* A client of the nodes at urls, with home region `region` (NULL: none). */
 static mrd_client *
-client_open(const char *url)
+client_open_region(const char *const *urls, size_t count, const char *region)
 {
-    const char     *addrs[1] = { url };
     mrd_client_opts opts;
     mrd_client     *c;
 
     mrd_client_opts_init(&opts);
-    opts.addresses          = addrs;
-    opts.address_count      = 1;
+    opts.addresses          = urls;
+    opts.address_count      = count;
     opts.timeout_ms         = 60000;
     opts.attempt_timeout_ms = 30000;
+    opts.region             = region;
     int rv                  = mrd_client_open(&opts, &c);
     if (rv != MRD_OK) {
         die("mrd_client_open", rv);
     }
     return c;
+}
+
+static mrd_client *
+client_open(const char *url)
+{
+    return client_open_region(&url, 1, NULL);
 }
 
 /* ------------------------------------------------------------ workloads -- */
@@ -766,23 +851,40 @@ raw_call(nng_socket s, struct proto_buf *req, struct proto_frame *frame)
     return msg;
 }
 
-/* One node counter (PROTO_T_STATS). */
-static uint64_t
-stat_get(nng_socket s, const char *name)
+/* A counter the node does not have (an older build): not available. */
+#define STAT_NA UINT64_MAX
+
+/* count node counters from one STATS reply (PROTO_T_STATS), each STAT_NA
+ * when the node has no such counter. */
+static void
+stats_read(
+    nng_socket s, const char *const *names, size_t count, uint64_t *values)
 {
     struct proto_buf   req;
     struct proto_frame frame;
-    uint64_t           value = 0;
 
     proto_buf_init(&req, 256);
     proto_empty_req_encode(&req, PROTO_T_STATS);
     nng_msg *msg = raw_call(s, &req, &frame);
-    if (proto_stats_rep_find(&frame.body, name, &value) != MRD_OK) {
-        fprintf(stderr, "meridian_bench: no counter %s\n", name);
-        exit(1);
+    for (size_t i = 0; i < count; i++) {
+        if (proto_stats_rep_find(&frame.body, names[i], &values[i]) != MRD_OK) {
+            values[i] = STAT_NA;
+        }
     }
     nng_msg_free(msg);
     proto_buf_fini(&req);
+}
+
+/* One node counter that every build has: exits when it is missing. */
+static uint64_t
+stat_get(nng_socket s, const char *name)
+{
+    uint64_t value;
+    stats_read(s, &name, 1, &value);
+    if (value == STAT_NA) {
+        fprintf(stderr, "meridian_bench: no counter %s\n", name);
+        exit(1);
+    }
     return value;
 }
 
@@ -822,14 +924,32 @@ record_size_avg(nng_socket s, uint32_t shards)
     return count > 0 ? (double) bytes / (double) count : 0;
 }
 
-/* Waits until the node's events_replicated reaches `want`; exits when it
- * stops moving for REPL_STALL_US. Returns the time it got there. */
+/* The events a node holds: those it replicated, and with `own` those its
+ * clients appended on it too. */
 static uint64_t
-repl_wait(nng_socket s, uint64_t want, const char *who)
+stat_held(nng_socket s, bool own)
+{
+    const char *names[2] = { "events_replicated", "events_appended" };
+    uint64_t    v[2];
+    stats_read(s, names, own ? 2 : 1, v);
+    if (v[0] == STAT_NA || (own && v[1] == STAT_NA)) {
+        fprintf(stderr,
+            "meridian_bench: no counter events_replicated or "
+            "events_appended\n");
+        exit(1);
+    }
+    return v[0] + (own ? v[1] : 0);
+}
+
+/* Waits until the node's events_replicated (plus, with `own`, its
+ * events_appended) reaches `want`; exits when it stops moving for
+ * REPL_STALL_US. Returns the time it got there. */
+static uint64_t
+repl_wait(nng_socket s, uint64_t want, const char *who, bool own)
 {
     uint64_t last = 0, moved = mrd_now_mono_us();
     for (;;) {
-        uint64_t have = stat_get(s, "events_replicated");
+        uint64_t have = stat_held(s, own);
         uint64_t now  = mrd_now_mono_us();
         if (have >= want) {
             return now;
@@ -876,14 +996,22 @@ fwd_fd_setup(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int
-fwd_connect(unsigned port)
+/* 127.0.0.1:port (0: any free port, for a bind). */
+static struct sockaddr_in
+loopback_addr(unsigned port)
 {
     struct sockaddr_in a = { 0 };
     a.sin_family         = AF_INET;
     a.sin_port           = htons((uint16_t) port);
     a.sin_addr.s_addr    = htonl(INADDR_LOOPBACK);
-    int fd               = socket(AF_INET, SOCK_STREAM, 0);
+    return a;
+}
+
+static int
+fwd_connect(unsigned port)
+{
+    struct sockaddr_in a  = loopback_addr(port);
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof(a)) != 0) {
         close(fd);
         fd = -1;
@@ -987,15 +1115,13 @@ fwd_main(void *arg)
 static void
 fwd_start(struct fwd *f)
 {
-    struct sockaddr_in a   = { 0 };
+    struct sockaddr_in a   = loopback_addr(0);
     socklen_t          len = sizeof(a);
     int                one = 1;
 
     memset(f, 0, sizeof(*f));
-    f->buf            = malloc(FWD_BUF_SIZE);
-    f->lfd            = socket(AF_INET, SOCK_STREAM, 0);
-    a.sin_family      = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    f->buf = malloc(FWD_BUF_SIZE);
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
     if (f->buf == NULL || f->lfd < 0
         || setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0
         || bind(f->lfd, (struct sockaddr *) &a, sizeof(a)) != 0
@@ -1041,7 +1167,7 @@ repl_node_start(struct node_proc *n, const char *base, const char *id,
     const char *extra[] = { "--region", region, "--cluster-id", REPL_CLUSTER_ID,
         "--peers", peers, NULL };
     snprintf(n->dir, sizeof(n->dir), "%s/%s", base, region);
-    node_spawn(n, id, extra);
+    node_spawn(n, id, "tcp://127.0.0.1:0", extra);
 }
 
 /* The lag workloads: events carry their send time (monotonic us; sender
@@ -1178,6 +1304,72 @@ repl_lag_wait(struct repl_lag *rl, uint8_t phase, uint32_t n)
     }
 }
 
+/* Tails on c, one per lag stream, parked before this returns; room for
+ * `steady` and `sparse` lags and their acks. */
+static struct repl_lag *
+repl_lag_start(
+    mrd_client *c, uint32_t steady, uint32_t sparse, mrd_tail **tails)
+{
+    struct repl_lag *rl = calloc(1, sizeof(*rl));
+    MRD_ASSERT(rl != NULL);
+    pthread_mutex_init(&rl->mu, NULL);
+    lat_init(&rl->lag[0], 1);
+    lat_init(&rl->lag[LAG_STEADY], steady);
+    lat_init(&rl->lag[LAG_SPARSE], sparse > 0 ? sparse : 1);
+    lat_init(&rl->ack, steady + sparse);
+    for (unsigned i = 0; i < REPL_STREAMS; i++) {
+        char stream[32];
+        snprintf(stream, sizeof(stream), "repl-lag-%u", i);
+        int rv
+            = mrd_tail_start(c, stream, 0, repl_tail_cb, NULL, rl, &tails[i]);
+        if (rv != MRD_OK) {
+            die("mrd_tail_start", rv);
+        }
+    }
+    sleep_us(500000); /* every tail parked */
+    return rl;
+}
+
+/* n single appends on c at REPL_STEADY_RATE, until the tails saw them or
+ * gave up (*lost: how many never came). Returns the achieved rate. */
+static double
+repl_lag_steady(mrd_client *c, struct repl_lag *rl, uint32_t n, uint32_t *lost)
+{
+    double rate = repl_write_paced(c, rl, n, LAG_STEADY,
+        1000000u / REPL_STEADY_RATE, 1000000u / REPL_STEADY_RATE);
+    *lost       = repl_lag_wait(rl, LAG_STEADY, n);
+    return rate;
+}
+
+/* The acks so far into *ack; room for `next` more. */
+static void
+repl_lag_acks(struct repl_lag *rl, struct result *ack, uint32_t next)
+{
+    pthread_mutex_lock(&rl->mu);
+    lat_finish(&rl->ack, ack);
+    lat_init(&rl->ack, next > 0 ? next : 1);
+    pthread_mutex_unlock(&rl->mu);
+}
+
+/* Closes the tails and frees rl: the steady lags into *steady, the sparse
+ * ones into *sparse and *sparse_max. */
+static void
+repl_lag_end(struct repl_lag *rl, mrd_tail **tails, struct result *steady,
+    struct result *sparse, double *sparse_max)
+{
+    struct result rest;
+    for (unsigned i = 0; i < REPL_STREAMS; i++) {
+        mrd_tail_close(tails[i]);
+    }
+    lat_finish(&rl->lag[LAG_STEADY], steady);
+    *sparse_max = lat_max(&rl->lag[LAG_SPARSE]);
+    lat_finish(&rl->lag[LAG_SPARSE], sparse);
+    lat_finish(&rl->lag[0], &rest);
+    lat_finish(&rl->ack, &rest);
+    pthread_mutex_destroy(&rl->mu);
+    free(rl);
+}
+
 /* One replication run: r1 and r2 each pull from the other through a
  * counting forwarder; r3 comes and goes for the catch-up. */
 static void
@@ -1190,10 +1382,7 @@ repl_run(
     double           idle_s = z->repl_events >= 100000 ? 3 : 2;
 
     snprintf(dir, sizeof(dir), "%s/repl-%u", base, run);
-    if (mkdir(dir, 0700) != 0) {
-        perror(dir);
-        exit(1);
-    }
+    dir_make(dir);
     fwd_start(&to1);
     fwd_start(&to2);
     snprintf(peers, sizeof(peers), "2@tcp://127.0.0.1:%u", to2.port);
@@ -1221,7 +1410,7 @@ repl_run(
     run_async(c1, 16, 64, BENCH_BATCH, n / BENCH_BATCH);
     uint64_t t_ack         = mrd_now_mono_us();
     uint64_t at_ack        = stat_get(s2, "events_replicated");
-    uint64_t t_all         = repl_wait(s2, n, "r2");
+    uint64_t t_all         = repl_wait(s2, n, "r2", false);
     out[R_BULK_RATE]       = n * 1e6 / (double) (t_all - t0);
     out[R_BULK_APPEND]     = n * 1e6 / (double) (t_ack - t0);
     out[R_BULK_BEHIND]     = 100.0 * (double) (n - at_ack) / n;
@@ -1236,7 +1425,7 @@ repl_run(
     t0 = mrd_now_mono_us();
     repl_node_start(&n3, dir, "3", "r3", peers);
     nng_socket s3       = raw_open(n3.url);
-    uint64_t   t3       = repl_wait(s3, n, "r3");
+    uint64_t   t3       = repl_wait(s3, n, "r3", false);
     out[R_CATCHUP_RATE] = n * 1e6 / (double) (t3 - t0);
     out[R_CATCHUP_S]    = (double) (t3 - t0) / 1e6;
     uint64_t held       = stat_get(s3, "events_replicated");
@@ -1249,64 +1438,32 @@ repl_run(
     node_stop(&n3);
 
     /* Lag: tails on r2 (one per stream), single appends on r1. */
-    struct repl_lag *rl = calloc(1, sizeof(*rl));
     mrd_tail        *tails[REPL_STREAMS];
-    MRD_ASSERT(rl != NULL);
-    pthread_mutex_init(&rl->mu, NULL);
-    lat_init(&rl->lag[0], 1);
-    lat_init(&rl->lag[LAG_STEADY], z->repl_steady_events);
-    lat_init(&rl->lag[LAG_SPARSE], z->repl_sparse_events);
-    lat_init(&rl->ack, z->repl_steady_events + z->repl_sparse_events);
-    for (unsigned i = 0; i < REPL_STREAMS; i++) {
-        char stream[32];
-        snprintf(stream, sizeof(stream), "repl-lag-%u", i);
-        int rv
-            = mrd_tail_start(c2, stream, 0, repl_tail_cb, NULL, rl, &tails[i]);
-        if (rv != MRD_OK) {
-            die("mrd_tail_start", rv);
-        }
-    }
-    sleep_us(500000); /* every tail parked */
+    struct repl_lag *rl = repl_lag_start(
+        c2, z->repl_steady_events, z->repl_sparse_events, tails);
+    uint32_t lost;
     b0                 = fwd_bytes(&to1, &to2);
     p0                 = stat_get(s1, "pulls_served");
     t0                 = mrd_now_mono_us();
-    out[R_STEADY_RATE] = repl_write_paced(c1, rl, z->repl_steady_events,
-        LAG_STEADY, 1000000u / REPL_STEADY_RATE, 1000000u / REPL_STEADY_RATE);
-    uint32_t lost      = repl_lag_wait(rl, LAG_STEADY, z->repl_steady_events);
+    out[R_STEADY_RATE] = repl_lag_steady(c1, rl, z->repl_steady_events, &lost);
     /* r3 is gone: r1 serves r2's pulls only. */
     out[R_STEADY_ROUND_MS] = (double) (mrd_now_mono_us() - t0) / 1000.0
         * REPL_SHARDS / (double) (stat_get(s1, "pulls_served") - p0);
     out[R_BYTES_STEADY] = lost < z->repl_steady_events
         ? (double) (fwd_bytes(&to1, &to2) - b0) / (z->repl_steady_events - lost)
         : 0;
-    struct result r     = { 0 };
-    pthread_mutex_lock(&rl->mu);
-    lat_finish(&rl->ack, &r);
-    out[R_STEADY_ACK_P50]  = r.p50;
-    out[R_STEADY_ACK_P99]  = r.p99;
-    out[R_STEADY_ACK_P999] = r.p999;
-    lat_init(&rl->ack, z->repl_sparse_events);
-    pthread_mutex_unlock(&rl->mu);
+    struct result r     = { 0 }, sparse;
+    repl_lag_acks(rl, &r, z->repl_sparse_events);
+    pcts_put(&out[R_STEADY_ACK_P50], &r);
     /* Sparse: the pullers back off between events. */
     sleep_us(1000000);
     repl_write_paced(c1, rl, z->repl_sparse_events, LAG_SPARSE,
         REPL_SPARSE_GAP_MIN_US, REPL_SPARSE_GAP_MAX_US);
     lost += repl_lag_wait(rl, LAG_SPARSE, z->repl_sparse_events);
-    for (unsigned i = 0; i < REPL_STREAMS; i++) {
-        mrd_tail_close(tails[i]);
-    }
-    lat_finish(&rl->lag[LAG_STEADY], &r);
-    out[R_LAG_P50]    = r.p50;
-    out[R_LAG_P99]    = r.p99;
-    out[R_LAG_P999]   = r.p999;
-    out[R_SPARSE_MAX] = lat_max(&rl->lag[LAG_SPARSE]);
-    lat_finish(&rl->lag[LAG_SPARSE], &r);
-    out[R_SPARSE_P50] = r.p50;
+    repl_lag_end(rl, tails, &r, &sparse, &out[R_SPARSE_MAX]);
+    pcts_put(&out[R_LAG_P50], &r);
+    out[R_SPARSE_P50] = sparse.p50;
     out[R_LOST]       = lost;
-    lat_finish(&rl->lag[0], &r);
-    lat_finish(&rl->ack, &r);
-    pthread_mutex_destroy(&rl->mu);
-    free(rl);
 
     /* Exactly once: r2 holds every event r1 took, no more (its tails may
      * have seen fewer when lag events were lost). */
@@ -1327,11 +1484,309 @@ repl_run(
     node_stop(&n1);
     fwd_stop(&to1);
     fwd_stop(&to2);
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "meridian_bench: could not remove %s\n", dir);
+    rm_rf(dir);
+}
+
+/* ------------------------------------------------------------- regions -- */
+
+/* The topology cluster: nodes 1, 2 in r1 and 3, 4 in r2, each holding every
+ * shard, at the addresses `meridianctl cluster init` gave them. */
+#define REG_NODES 4u
+#define REG_PER_REGION 2u
+/* After a warm-up, before anything is counted: every node sees every other
+ * as live and the designated pullers are settled (as antientropy_test). */
+#define REG_WARM_SETTLE_US 1500000u
+/* After the bulk converged, before the counters are read: pulls still in
+ * flight land. */
+#define REG_BULK_SETTLE_US 1000000u
+
+/* Per-run figures, each reported as its median over the runs; -1: not
+ * available (an older meridiand without the pull_* counters). */
+enum {
+    G_BULK_RATE, /* events/s: first write on r1 until both r2 nodes hold all */
+    G_BULK_APPEND, /* events/s acked by r1 meanwhile */
+    G_BULK_AFTER_MS, /* from r1's last ack until both r2 nodes held all */
+    G_R1_SERVED, /* events r1's nodes served (events_read), per event */
+    G_R1_LOCAL, /* of which to each other (r1's pull_events_local) */
+    G_COPIES, /* copies per remote region per event: the difference */
+    G_ALL_SERVED, /* events all four nodes served, per event */
+    G_R2_EVENTS, /* r2's pull_events_remote per event */
+    G_R2_BYTES, /* r2's pull_bytes_remote per event */
+    G_RECORD, /* average stored record, bytes */
+    G_STEADY_RATE,
+    G_STEADY_ACK_P50,
+    G_STEADY_ACK_P99,
+    G_STEADY_ACK_P999,
+    G_LAG_P50, /* append sent on r1 to tail callback on r2, ms */
+    G_LAG_P99,
+    G_LAG_P999,
+    G_LOST, /* lag events that never reached r2 */
+    G_MISMATCH, /* |events held - events written|, over the four nodes */
+    G_COUNT
+};
+
+/* The counters read around the bulk, in one STATS request per node. */
+enum {
+    K_READ,
+    K_REPLICATED,
+    K_APPENDED,
+    K_PULL_EV_LOCAL,
+    K_PULL_EV_REMOTE,
+    K_PULL_B_REMOTE,
+    K_COUNT
+};
+static const char *const reg_counters[K_COUNT]
+    = { "events_read", "events_replicated", "events_appended",
+          "pull_events_local", "pull_events_remote", "pull_bytes_remote" };
+
+struct reg_cluster {
+    char             dir[560];
+    struct node_proc n[REG_NODES];
+    nng_socket       s[REG_NODES];
+    char             who[REG_NODES][32];
+    uint64_t         snap[2][REG_NODES][K_COUNT]; /* before, after */
+};
+
+static bool
+port_free(unsigned port)
+{
+    struct sockaddr_in a  = loopback_addr(port);
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
     }
+    return ok;
+}
+
+/* The first of `count` consecutive free loopback ports (a new range each
+ * call: the last cluster's ports may still be in TIME_WAIT). */
+static unsigned
+ports_free(unsigned count)
+{
+    static unsigned salt;
+    for (unsigned t = 0; t < 400; t++, salt++) {
+        unsigned base = 20000 + ((unsigned) getpid() * 11 + salt * 37) % 30000;
+        bool     ok   = true;
+        for (unsigned i = 0; i < count && ok; i++) {
+            ok = port_free(base + i);
+        }
+        if (ok) {
+            salt++;
+            return base;
+        }
+    }
+    fprintf(stderr, "meridian_bench: no %u free loopback ports\n", count);
+    exit(1);
+}
+
+/* Runs meridianctl with args (NULL-terminated), its output in `log`, which
+ * is kept only when it fails (and then the bench exits). */
+static void
+ctl_run(const char *const *args, const char *log)
+{
+    const char *argv[NODE_ARGS_MAX + 2];
+    size_t      k      = 0;
+    int         status = -1;
+
+    argv[k++] = "meridianctl";
+    for (size_t i = 0; args[i] != NULL; i++) {
+        MRD_ASSERT(k <= NODE_ARGS_MAX);
+        argv[k++] = args[i];
+    }
+    argv[k]   = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        /* execv takes char *const[]; it does not write to the strings. */
+        execv(bench_meridianctl(), (char *const *) (uintptr_t) argv);
+        _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)
+        || WEXITSTATUS(status) != 0) {
+        fprintf(stderr,
+            "meridian_bench: %s %s %s did not succeed (exit %d; 127: not "
+            "run); see %s\n",
+            bench_meridianctl(), args[0], args[1],
+            pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1, log);
+        exit(1);
+    }
+    unlink(log);
+}
+
+/* `meridianctl cluster init` for 2 regions x 2 nodes, rf 2, then the four
+ * nodes on the topology's addresses. */
+static void
+reg_start(struct reg_cluster *cl, const char *base, unsigned run)
+{
+    char cdir[600], topo[640], log[600], port[16], shards[16];
+
+    snprintf(cl->dir, sizeof(cl->dir), "%s/regions-%u", base, run);
+    dir_make(cl->dir);
+    unsigned p0 = ports_free(REG_NODES);
+    snprintf(port, sizeof(port), "%u", p0);
+    snprintf(cdir, sizeof(cdir), "%s/c", cl->dir);
+    snprintf(log, sizeof(log), "%s/ctl.log", cl->dir);
+    snprintf(shards, sizeof(shards), "%u", REPL_SHARDS);
+    const char *init[] = { "cluster", "init", "--dir", cdir, "--regions",
+        "r1,r2", "--nodes-per-region", "2", "--replicas-per-region", "2",
+        "--shards", shards, "--base-port", port, NULL };
+    ctl_run(init, log);
+    snprintf(topo, sizeof(topo), "%s/topology.signed", cdir);
+    const char *extra[] = { "--topology", topo, NULL };
+    for (unsigned i = 0; i < REG_NODES; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%u", i + 1);
+        snprintf(
+            cl->n[i].dir, sizeof(cl->n[i].dir), "%s/node-%u", cl->dir, i + 1);
+        snprintf(cl->who[i], sizeof(cl->who[i]), "node %u (r%u)", i + 1,
+            1 + i / REG_PER_REGION);
+        node_spawn(&cl->n[i], id, NULL, extra);
+        if (url_port(cl->n[i].url) != p0 + i) {
+            fprintf(stderr,
+                "meridian_bench: node %u serves %s, not the topology's port "
+                "%u\n",
+                i + 1, cl->n[i].url, p0 + i);
+            exit(1);
+        }
+        cl->s[i] = raw_open(cl->n[i].url);
+    }
+}
+
+static void
+reg_snap(struct reg_cluster *cl, unsigned which)
+{
+    for (unsigned i = 0; i < REG_NODES; i++) {
+        stats_read(cl->s[i], reg_counters, K_COUNT, cl->snap[which][i]);
+    }
+}
+
+/* The growth of counter k, summed over nodes [from, to), from snapshot 0 to
+ * snapshot 1; -1 when a node has no such counter. */
+static double
+reg_delta(const struct reg_cluster *cl, unsigned from, unsigned to, unsigned k)
+{
+    double sum = 0;
+    for (unsigned i = from; i < to; i++) {
+        if (cl->snap[0][i][k] == STAT_NA || cl->snap[1][i][k] == STAT_NA) {
+            return -1;
+        }
+        sum += (double) (cl->snap[1][i][k] - cl->snap[0][i][k]);
+    }
+    return sum;
+}
+
+/* Waits until each node holds `add` more events than at snapshot 0; the
+ * time the r2 nodes (the last of them) got there. */
+static uint64_t
+reg_wait(struct reg_cluster *cl, uint64_t add)
+{
+    uint64_t t_r2 = 0;
+    for (unsigned i = REG_NODES; i-- > 0;) {
+        uint64_t t = repl_wait(cl->s[i],
+            cl->snap[0][i][K_REPLICATED] + cl->snap[0][i][K_APPENDED] + add,
+            cl->who[i], true);
+        t_r2       = i >= REG_PER_REGION && t > t_r2 ? t : t_r2;
+    }
+    return t_r2;
+}
+
+/* One regions run: bulk from r1 with the copies it took, then the steady
+ * lag from r1 to a tail on r2. */
+static void
+regions_run(
+    const char *base, unsigned run, const struct bench_sizes *z, double *out)
+{
+    struct reg_cluster *cl = calloc(1, sizeof(*cl));
+    MRD_ASSERT(cl != NULL);
+    reg_start(cl, base, run);
+    const char *r1[] = { cl->n[0].url, cl->n[1].url };
+    const char *r2[] = { cl->n[2].url, cl->n[3].url };
+    mrd_client *c1   = client_open_region(r1, REG_PER_REGION, "r1");
+    mrd_client *c2   = client_open_region(r2, REG_PER_REGION, "r2");
+
+    /* Warm-up: an event from each region on every node. */
+    mrd_event_in ev      = bench_event();
+    mrd_client  *warm[2] = { c1, c2 };
+    reg_snap(cl, 0);
+    for (unsigned i = 0; i < 2; i++) {
+        int rv = mrd_append(warm[i], "regions-warm-up", &ev, 1, NULL, NULL);
+        if (rv != MRD_OK) {
+            die("append (warm-up)", rv);
+        }
+    }
+    reg_wait(cl, 2);
+    sleep_us(REG_WARM_SETTLE_US);
+
+    /* Bulk: 100-event batches, 16 in flight, 64 streams, into r1. */
+    uint32_t n = z->repl_events;
+    reg_snap(cl, 0);
+    uint64_t t0 = mrd_now_mono_us();
+    run_async(c1, 16, 64, BENCH_BATCH, n / BENCH_BATCH);
+    uint64_t t_ack = mrd_now_mono_us();
+    uint64_t t_r2  = reg_wait(cl, n);
+    sleep_us(REG_BULK_SETTLE_US);
+    reg_snap(cl, 1);
+    out[G_BULK_RATE]     = n * 1e6 / (double) (t_r2 - t0);
+    out[G_BULK_APPEND]   = n * 1e6 / (double) (t_ack - t0);
+    out[G_BULK_AFTER_MS] = t_r2 > t_ack ? (double) (t_r2 - t_ack) / 1000.0 : 0;
+    /* Nothing reads but the pullers: what r1 served, less what r1's nodes
+     * pulled from each other, went to r2. */
+    double served     = reg_delta(cl, 0, REG_PER_REGION, K_READ);
+    double local      = reg_delta(cl, 0, REG_PER_REGION, K_PULL_EV_LOCAL);
+    out[G_R1_SERVED]  = served / n;
+    out[G_R1_LOCAL]   = local < 0 ? -1 : local / n;
+    out[G_COPIES]     = (served - (local < 0 ? n : local)) / n;
+    out[G_ALL_SERVED] = reg_delta(cl, 0, REG_NODES, K_READ) / n;
+    double r2_events
+        = reg_delta(cl, REG_PER_REGION, REG_NODES, K_PULL_EV_REMOTE);
+    double r2_bytes = reg_delta(cl, REG_PER_REGION, REG_NODES, K_PULL_B_REMOTE);
+    out[G_R2_EVENTS] = r2_events < 0 ? -1 : r2_events / n;
+    out[G_R2_BYTES]  = r2_bytes < 0 ? -1 : r2_bytes / n;
+    out[G_RECORD]    = record_size_avg(cl->s[0], REPL_SHARDS);
+
+    /* Steady lag: tails on r2's client, single appends on r1's. */
+    mrd_tail        *tails[REPL_STREAMS];
+    struct repl_lag *rl = repl_lag_start(c2, z->repl_steady_events, 0, tails);
+    struct result    r, unused;
+    double           unused_max;
+    uint32_t         lost;
+    out[G_STEADY_RATE] = repl_lag_steady(c1, rl, z->repl_steady_events, &lost);
+    repl_lag_acks(rl, &r, 0);
+    pcts_put(&out[G_STEADY_ACK_P50], &r);
+    repl_lag_end(rl, tails, &r, &unused, &unused_max);
+    pcts_put(&out[G_LAG_P50], &r);
+    out[G_LOST] = lost;
+
+    /* Exactly once: every node holds every event r1 took since the warm-up,
+     * no more. */
+    if (lost == 0) {
+        reg_wait(cl, (uint64_t) n + z->repl_steady_events);
+    }
+    for (unsigned i = 0; i < REG_NODES; i++) {
+        uint64_t want = cl->snap[0][i][K_REPLICATED]
+            + cl->snap[0][i][K_APPENDED] + n + z->repl_steady_events;
+        uint64_t held = stat_held(cl->s[i], true);
+        if (held != want) {
+            fprintf(stderr,
+                "meridian_bench: WARNING: %s holds %" PRIu64
+                " events of %" PRIu64 "\n",
+                cl->who[i], held, want);
+            out[G_MISMATCH] += held > want ? (double) (held - want)
+                                           : (double) (want - held);
+        }
+    }
+    mrd_client_close(c1);
+    mrd_client_close(c2);
+    for (unsigned i = REG_NODES; i-- > 0;) {
+        node_stop(&cl->n[i]);
+    }
+    rm_rf(cl->dir);
+    free(cl);
 }
 
 /* ---------------------------------------------------------------- main -- */
@@ -1355,7 +1810,8 @@ parse_args(int argc, char **argv, struct bench_opts *o)
             snprintf(o->csv, sizeof(o->csv), "%s", argv[++i]);
         } else {
             printf("Usage: meridian_bench [--runs N (1..%u, default 3)] "
-                   "[--quick] [--only lone|inflight|batch|state|scan|repl] "
+                   "[--quick] [--only "
+                   "lone|inflight|batch|state|scan|repl|regions] "
                    "[--dir DIR (default $TMPDIR or /tmp)] [--csv FILE]\n",
                 BENCH_RUNS_MAX);
             exit(strcmp(argv[i], "--help") == 0 ? 0 : 2);
@@ -1467,6 +1923,55 @@ report(
     }
 }
 
+/* The head of a replication table and its first rows: the bulk rate and
+ * r1's appends meanwhile. */
+static void
+report_bulk_rows(
+    const char *title, const char *bulk, double rate, double appended)
+{
+    printf("\n%-40s %12s %9s %9s %9s\n", title, "events/s", "p50 ms", "p99 ms",
+        "p999 ms");
+    printf("%-40s %12.0f\n", bulk, rate);
+    printf("%-40s %12.0f\n", "  r1 appends acked meanwhile", appended);
+}
+
+/* v: the run figures from the steady rate on, the same in both families. */
+_Static_assert(R_STEADY_ACK_P50 == R_STEADY_RATE + 1
+        && R_LAG_P50 == R_STEADY_RATE + 4
+        && G_STEADY_ACK_P50 == G_STEADY_RATE + 1
+        && G_LAG_P50 == G_STEADY_RATE + 4,
+    "steady figures: rate, ack p50..p999, lag p50..p999");
+
+/* The steady lag row, and r1's acks at that rate. */
+static void
+report_steady_rows(const char *steady, const double *v)
+{
+    printf("%-40s %12.0f %9.3f %9.3f %9.3f\n", steady, v[0], v[4], v[5], v[6]);
+    printf("%-40s %12s %9.3f %9.3f %9.3f\n", "  r1 append ack at that rate", "",
+        v[1], v[2], v[3]);
+}
+
+/* The CSV file a family appends its rows to; NULL without --csv. */
+static FILE *
+csv_append(const struct bench_opts *o)
+{
+    if (o->csv[0] == '\0') {
+        return NULL;
+    }
+    FILE *f = fopen(o->csv, "a");
+    if (f == NULL) {
+        perror(o->csv);
+        exit(1);
+    }
+    return f;
+}
+
+static void
+csv_steady(FILE *f, const char *steady, const double *v)
+{
+    fprintf(f, "\"%s\",%.0f,%.3f,%.3f,%.3f\n", steady, v[0], v[4], v[5], v[6]);
+}
+
 /* The replication figures: a table like the single-node one, then the link
  * and the target. */
 static void
@@ -1480,16 +1985,11 @@ report_repl(
         REPL_STEADY_RATE);
     snprintf(sparse, sizeof(sparse), "repl lag r1->r2: 1 ev per %u-%u ms",
         REPL_SPARSE_GAP_MIN_US / 1000, REPL_SPARSE_GAP_MAX_US / 1000);
-    printf("\n%-40s %12s %9s %9s %9s\n", "replication (2 nodes, loopback)",
-        "events/s", "p50 ms", "p99 ms", "p999 ms");
-    printf("%-40s %12.0f\n", bulk, r[R_BULK_RATE]);
-    printf("%-40s %12.0f\n", "  r1 appends acked meanwhile", r[R_BULK_APPEND]);
+    report_bulk_rows("replication (2 nodes, loopback)", bulk, r[R_BULK_RATE],
+        r[R_BULK_APPEND]);
     printf("%-40s %12.0f\n", "repl catch-up of a fresh node r3",
         r[R_CATCHUP_RATE]);
-    printf("%-40s %12.0f %9.3f %9.3f %9.3f\n", steady, r[R_STEADY_RATE],
-        r[R_LAG_P50], r[R_LAG_P99], r[R_LAG_P999]);
-    printf("%-40s %12s %9.3f %9.3f %9.3f\n", "  r1 append ack at that rate", "",
-        r[R_STEADY_ACK_P50], r[R_STEADY_ACK_P99], r[R_STEADY_ACK_P999]);
+    report_steady_rows(steady, &r[R_STEADY_RATE]);
     printf("%-40s %12s %9.3f %9.3f (max)\n", sparse, "", r[R_SPARSE_P50],
         r[R_SPARSE_MAX]);
     printf("bulk: %.1f%% of the events not yet on r2 when r1 acked its last; "
@@ -1522,19 +2022,14 @@ report_repl(
     printf("sizes: bulk and catch-up %u events, steady %u events, sparse %u "
            "events\n",
         z->repl_events, z->repl_steady_events, z->repl_sparse_events);
-    if (o->csv[0] != '\0') {
-        FILE *f = fopen(o->csv, "a");
-        if (f == NULL) {
-            perror(o->csv);
-            exit(1);
-        }
+    FILE *f = csv_append(o);
+    if (f != NULL) {
         fprintf(f, "\"%s\",%.0f,,,\n", bulk, r[R_BULK_RATE]);
         fprintf(
             f, "\"repl r1 appends during bulk\",%.0f,,,\n", r[R_BULK_APPEND]);
         fprintf(f, "\"repl catch-up of a fresh node\",%.0f,,,\n",
             r[R_CATCHUP_RATE]);
-        fprintf(f, "\"%s\",%.0f,%.3f,%.3f,%.3f\n", steady, r[R_STEADY_RATE],
-            r[R_LAG_P50], r[R_LAG_P99], r[R_LAG_P999]);
+        csv_steady(f, steady, &r[R_STEADY_RATE]);
         fprintf(f, "\"%s\",,%.3f,%.3f,\n", sparse, r[R_SPARSE_P50],
             r[R_SPARSE_MAX]);
         fprintf(f, "\"repl link bytes/event bulk (record %.0f)\",%.0f,,,\n",
@@ -1544,6 +2039,93 @@ report_repl(
         fprintf(f, "\"repl link bytes/s idle\",%.0f,,,\n", r[R_IDLE_BPS]);
         fclose(f);
     }
+}
+
+/* The regions figures: a table like report_repl's, then the copies, the
+ * link and the target. */
+static void
+report_regions(
+    const struct bench_opts *o, const double *g, const struct bench_sizes *z)
+{
+    char bulk[64], steady[64], local[64];
+    snprintf(bulk, sizeof(bulk), "regions r1->r2: %u-ev batches, 16 in fl.",
+        BENCH_BATCH);
+    snprintf(steady, sizeof(steady), "regions lag r1->r2: %u ev/s steady",
+        REPL_STEADY_RATE);
+    if (g[G_R1_LOCAL] >= 0) {
+        snprintf(local, sizeof(local), "%.2f", g[G_R1_LOCAL]);
+    } else {
+        snprintf(local, sizeof(local), "1 (assumed)");
+    }
+    report_bulk_rows(
+        "regions (2 x 2 nodes, rf 2)", bulk, g[G_BULK_RATE], g[G_BULK_APPEND]);
+    report_steady_rows(steady, &g[G_STEADY_RATE]);
+    printf("bulk: both r2 nodes had all %.0f ms after r1 acked its last\n",
+        g[G_BULK_AFTER_MS]);
+    printf("copies per event (events_read during the bulk): r1's nodes served "
+           "%.2f, %s of them to each other, so %.2f per remote region; the "
+           "four nodes served %.2f (3 without duplicates)\n",
+        g[G_R1_SERVED], local, g[G_COPIES], g[G_ALL_SERVED]);
+    if (g[G_R1_LOCAL] < 0) {
+        /* With nothing served twice, r1's nodes took from r2's at most
+         * what r2's served: r1's copies to r2 were that many more. */
+        printf("  (no pull_events_local: older meridiand; assumed: each event "
+               "written on one r1 node is pulled once by the other; r2's "
+               "nodes served %.2f per event, so with nothing served twice "
+               "(the four served 3) the copies are %.2f..%.2f)\n",
+            g[G_ALL_SERVED] - g[G_R1_SERVED], g[G_COPIES],
+            g[G_COPIES] + g[G_ALL_SERVED] - g[G_R1_SERVED]);
+    }
+    if (g[G_R2_EVENTS] >= 0) {
+        printf("link r1->r2 (r2's pull replies from r1): %.2f events and %.0f "
+               "B per event; record %.0f B (%.2f x)\n",
+            g[G_R2_EVENTS], g[G_R2_BYTES], g[G_RECORD],
+            g[G_R2_BYTES] / g[G_RECORD]);
+    } else {
+        printf("link r1->r2: not counted (no pull_*_remote counters: older "
+               "meridiand); record %.0f B\n",
+            g[G_RECORD]);
+    }
+    printf("exactly once: every node holds %s the events r1 took\n",
+        g[G_MISMATCH] == 0 ? "exactly" : "NOT exactly");
+    if (g[G_LOST] > 0) {
+        printf(
+            "LOST: %.0f lag events never reached r2 (worst run)\n", g[G_LOST]);
+    }
+    printf("target (medians of %u runs%s):\n", o->runs,
+        o->quick ? ", --quick sizes" : "");
+    bool bytes_ok = g[G_R2_BYTES] < 0 || g[G_R2_BYTES] <= 1.25 * g[G_RECORD];
+    printf("  one copy per remote region (<= 1.25 copies/event, link "
+           "bytes/event <= 1.25 x record where counted): %.2f: %s\n",
+        g[G_COPIES], g[G_COPIES] <= 1.25 && bytes_ok ? "met" : "MISSED");
+    printf("sizes: bulk %u events, steady %u events; meridiand %s\n",
+        z->repl_events, z->repl_steady_events, bench_meridiand());
+    FILE *f = csv_append(o);
+    if (f != NULL) {
+        fprintf(f, "\"%s\",%.0f,,,\n", bulk, g[G_BULK_RATE]);
+        fprintf(f, "\"regions r1 appends during bulk\",%.0f,,,\n",
+            g[G_BULK_APPEND]);
+        csv_steady(f, steady, &g[G_STEADY_RATE]);
+        fprintf(f, "\"regions copies per remote region per event\",%.2f,,,\n",
+            g[G_COPIES]);
+        if (g[G_R2_BYTES] >= 0) {
+            fprintf(f,
+                "\"regions link bytes/event r1->r2 (record %.0f)\",%.0f,,,\n",
+                g[G_RECORD], g[G_R2_BYTES]);
+        }
+        fclose(f);
+    }
+}
+
+/* The worst of n runs' values (losses and duplicates are not medians). */
+static double
+worst(const double *v, unsigned n)
+{
+    double w = 0;
+    for (unsigned i = 0; i < n; i++) {
+        w = v[i] > w ? v[i] : w;
+    }
+    return w;
 }
 
 int
@@ -1556,6 +2138,8 @@ main(int argc, char **argv)
     struct result      m[W_COUNT];
     static double      repl[R_COUNT][BENCH_RUNS_MAX];
     double             rm[R_COUNT];
+    static double      regions[G_COUNT][BENCH_RUNS_MAX];
+    double             gm[G_COUNT];
 
     parse_args(argc, argv, &o);
     if (o.quick) {
@@ -1634,6 +2218,23 @@ main(int argc, char **argv)
                 repl[i][run] = out[i];
             }
         }
+        if (bench_wants(&o, "regions")) {
+            double out[G_COUNT] = { 0 };
+            fprintf(stderr, "run %u/%u: regions...\n", run + 1, o.runs);
+            regions_run(o.dir, run, &z, out);
+            fprintf(stderr,
+                "run %u/%u: regions %.0f ev/s (r1 appends %.0f), %.2f copies "
+                "per remote region (r1 served %.2f, local %.2f), all served "
+                "%.2f; r2 pulled %.2f ev %.0f B per event, record %.0f B; lag "
+                "p50 %.1f p99 %.1f ms\n",
+                run + 1, o.runs, out[G_BULK_RATE], out[G_BULK_APPEND],
+                out[G_COPIES], out[G_R1_SERVED], out[G_R1_LOCAL],
+                out[G_ALL_SERVED], out[G_R2_EVENTS], out[G_R2_BYTES],
+                out[G_RECORD], out[G_LAG_P50], out[G_LAG_P99]);
+            for (int i = 0; i < G_COUNT; i++) {
+                regions[i][run] = out[i];
+            }
+        }
     }
     rmdir(o.dir);
     for (int w = 0; w < W_COUNT; w++) {
@@ -1645,14 +2246,17 @@ main(int argc, char **argv)
             rm[i] = median(repl[i], o.runs);
         }
         /* Losses and duplicates: the worst run, not the median. */
-        for (unsigned run = 0; run < o.runs; run++) {
-            rm[R_LOST]     = repl[R_LOST][run] > rm[R_LOST] ? repl[R_LOST][run]
-                                                            : rm[R_LOST];
-            rm[R_MISMATCH] = repl[R_MISMATCH][run] > rm[R_MISMATCH]
-                ? repl[R_MISMATCH][run]
-                : rm[R_MISMATCH];
-        }
+        rm[R_LOST]     = worst(repl[R_LOST], o.runs);
+        rm[R_MISMATCH] = worst(repl[R_MISMATCH], o.runs);
         report_repl(&o, rm, &z);
+    }
+    if (bench_wants(&o, "regions")) {
+        for (int i = 0; i < G_COUNT; i++) {
+            gm[i] = median(regions[i], o.runs);
+        }
+        gm[G_LOST]     = worst(regions[G_LOST], o.runs);
+        gm[G_MISMATCH] = worst(regions[G_MISMATCH], o.runs);
+        report_regions(&o, gm, &z);
     }
     return 0;
 }
