@@ -2240,7 +2240,10 @@ main(int argc, char **argv)
     for (int w = 0; w < W_COUNT; w++) {
         m[w] = result_median(runs[w], o.runs);
     }
-    report(&o, m, &z);
+    /* The single-node table only when one of its workloads ran. */
+    if (strcmp(o.only, "repl") != 0 && strcmp(o.only, "regions") != 0) {
+        report(&o, m, &z);
+    }
     if (bench_wants(&o, "repl")) {
         for (int i = 0; i < R_COUNT; i++) {
             rm[i] = median(repl[i], o.runs);
