@@ -114,6 +114,13 @@ test_cluster_init(void **state)
         const char *args[] = { "--config", cfg[i], NULL };
         assert_int_equal(harness_node_start(&nodes[i], args), 0);
     }
+    /* New stores take appends once they have read their peers' logs: the
+     * routing check below wants node 2 to take its append itself. */
+    struct harness_node *all[CI_NODES];
+    for (uint32_t i = 0; i < CI_NODES; i++) {
+        all[i] = &nodes[i];
+    }
+    assert_int_equal(harness_nodes_wait_joined(all, CI_NODES), 0);
     mrd_client *clients[CI_NODES];
     for (uint32_t i = 0; i < CI_NODES; i++) {
         struct harness_node *one = &nodes[i];

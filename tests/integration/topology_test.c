@@ -1823,9 +1823,13 @@ test_topology(void **state)
     uint32_t rng = seed | 1u;
     tt_cluster_make(&rng);
 
+    struct harness_node *base[TT_BASE_NODES];
     for (uint32_t i = 0; i < TT_BASE_NODES; i++) {
         tt_node_start(&tt_nodes[i], tt_v1_path);
+        base[i] = &tt_nodes[i].h;
     }
+    /* New stores take appends once they have read their peers' logs. */
+    assert_int_equal(harness_nodes_wait_joined(base, TT_BASE_NODES), 0);
     tt_check_topology(&tt_signed_v1, 1);
     tt_writers_open(seed);
 
