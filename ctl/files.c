@@ -125,15 +125,19 @@ ctl_key_read(const char *path, uint8_t sk[CTL_SECRET_KEY_SIZE])
     const char *end = NULL;
     struct stat st;
 
+    /* A secret key others can read is no longer secret: refused before a
+     * byte of it is used, so that the mistake is fixed, not lived with. */
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
+        fprintf(stderr,
+            "meridianctl: %s is readable or writable by others (mode %04o): "
+            "refused; 'chmod 600 %s' if it is still secret, else make a new "
+            "key\n",
+            path, (unsigned) (st.st_mode & 07777), path);
+        return CTL_EXIT_FAIL;
+    }
     int rv = ctl_file_read(path, CTL_KEY_FILE_SIZE + 1, &data, &len);
     if (rv != CTL_EXIT_OK) {
         return rv;
-    }
-    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
-        fprintf(stderr,
-            "meridianctl: warning: %s is readable by others (mode %04o); "
-            "chmod 600 it\n",
-            path, (unsigned) (st.st_mode & 07777));
     }
     while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r')) {
         len--;

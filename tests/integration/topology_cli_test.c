@@ -388,6 +388,13 @@ test_topology_changes(void **state)
     assert_int_equal(RUN("topology", "show", "--file", f.topo), 0);
     assert_non_null(strstr(tc_out, "node-5"));
 
+    /* A secret key others may read is refused, and nothing is signed. */
+    assert_int_equal(chmod(f.admin, 0640), 0);
+    assert_int_equal(RUN("topology", "drain-node", "node-1", "--file", f.topo,
+                         "--admin-key", f.admin),
+        1);
+    assert_non_null(strstr(tc_err, "readable or writable by others"));
+    assert_int_equal(chmod(f.admin, 0600), 0);
     assert_int_equal(RUN("topology", "drain-node", "node-1", "--file", f.topo,
                          "--admin-key", f.admin),
         0);
