@@ -234,26 +234,13 @@ node_ae_hint_targets(struct node_ae *ae, uint32_t shard,
     return rv;
 }
 
-/* A wire vector (validated) as a crdt_vv. */
-static int
-node_ae_vv(struct proto_str bin, struct crdt_vv *out)
-{
-    int rv = MRD_OK;
-    for (uint32_t i = 0; rv == MRD_OK && i < proto_vv_count(bin); i++) {
-        uint64_t origin, seq;
-        proto_vv_at(bin, i, &origin, &seq);
-        rv = crdt_vv_raise(out, origin, seq);
-    }
-    return rv;
-}
-
 int
 node_ae_report(
     struct node_ae *ae, uint32_t shard, uint64_t node, struct proto_str vv)
 {
     struct crdt_vv v;
     crdt_vv_init(&v);
-    int rv = node_ae_vv(vv, &v);
+    int rv = node_vv_from_wire(vv, &v);
     pthread_mutex_lock(&ae->mu);
     const struct ae_place *place = node_ae_place_locked(ae, shard);
     struct ae_know *k = place != NULL ? node_ae_know_locked(ae, shard) : NULL;
@@ -290,7 +277,7 @@ node_ae_own_locked(struct ae_know *k, struct proto_str own)
 {
     struct crdt_vv v;
     crdt_vv_init(&v);
-    int rv = node_ae_vv(own, &v);
+    int rv = node_vv_from_wire(own, &v);
     if (rv == MRD_OK) {
         rv = ae_know_own(k, &v);
     }

@@ -501,6 +501,9 @@ MRD_MUST_USE int node_store_state_read(struct node_store *store,
     struct node_stats *stats, const char **why);
 
 /* Replication, store side (repl.c). */
+/* Raises *out by every entry of a wire vector (validated by its decoder:
+ * proto_vv_check). MRD_OK or MRD_ENOMEM / MRD_EFULL. */
+MRD_MUST_USE int node_vv_from_wire(struct proto_str bin, struct crdt_vv *out);
 /* This node's version vector for a shard as wire bytes (16 per entry,
  * room for CRDT_ORIGINS_MAX); any thread. */
 MRD_MUST_USE int node_store_shard_vv(

@@ -227,13 +227,9 @@ node_puller_peer_vv(
 {
     struct crdt_vv *dst = &peer->vv[shard];
     crdt_vv_free(dst);
-    for (uint32_t i = 0; i < proto_vv_count(vv); i++) {
-        uint64_t origin, seq;
-        proto_vv_at(vv, i, &origin, &seq);
-        int rv = crdt_vv_raise(dst, origin, seq);
-        if (rv != MRD_OK) {
-            return rv;
-        }
+    int rv = node_vv_from_wire(vv, dst);
+    if (rv != MRD_OK) {
+        return rv;
     }
     peer->reported[shard] = true;
     return MRD_OK;

@@ -100,6 +100,18 @@ node_vv_load(MDB_txn *txn, const struct node_store *store, uint32_t shard,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+int
+node_vv_from_wire(struct proto_str bin, struct crdt_vv *out)
+{
+    int rv = MRD_OK;
+    for (uint32_t i = 0; rv == MRD_OK && i < proto_vv_count(bin); i++) {
+        uint64_t origin, seq;
+        proto_vv_at(bin, i, &origin, &seq);
+        rv = crdt_vv_raise(out, origin, seq);
+    }
+    return rv;
+}
+
 /* The vector as the wire carries it: 16-byte big-endian entries. */
 static void
 node_vv_bin(const struct node_vv *vv, uint8_t *out)
@@ -260,12 +272,7 @@ node_store_pull(struct node_store *store, const struct proto_pull_req *req,
     }
     struct crdt_vv asker;
     crdt_vv_init(&asker);
-    int rv = MRD_OK;
-    for (uint32_t i = 0; rv == MRD_OK && i < proto_vv_count(req->vv); i++) {
-        uint64_t origin, seq;
-        proto_vv_at(req->vv, i, &origin, &seq);
-        rv = crdt_vv_raise(&asker, origin, seq);
-    }
+    int rv = node_vv_from_wire(req->vv, &asker);
     if (rv != MRD_OK) {
         crdt_vv_free(&asker);
         return rv;

@@ -21,9 +21,9 @@
 #include "proto.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
