@@ -69,6 +69,9 @@ client_call_deadline_err(const struct client_call *call)
     if (call->node_err != MRD_OK) {
         return call->node_err; /* nodes answered, all busy or stopping */
     }
+    if (call->auth_err != MRD_OK) {
+        return call->auth_err; /* some node refused the link */
+    }
     return MRD_EUNAVAIL; /* no request ever left this process */
 }
 
@@ -86,10 +89,10 @@ client_call_arm(struct client_call *call)
         armed       = true;
         switch (call->state) {
         case CLIENT_CALL_SEND:
-            nng_ctx_send(call->ctx, call->aio);
+            lk_ctx_send(call->ctx, call->aio);
             break;
         case CLIENT_CALL_RECV:
-            nng_ctx_recv(call->ctx, call->aio);
+            lk_ctx_recv(call->ctx, call->aio);
             break;
         case CLIENT_CALL_BACKOFF:
             nng_sleep_aio((nng_duration) call->sleep_ms, call->timer);
@@ -107,7 +110,7 @@ static void
 client_call_ctx_close(struct client_call *call)
 {
     if (call->ctx_open) {
-        nng_ctx_close(call->ctx);
+        lk_ctx_close(call->ctx);
         call->ctx_open = false;
     }
 }
@@ -162,9 +165,8 @@ client_attempt_start(struct client_call *call)
         goto fail;
     }
     memcpy(nng_msg_body(msg), call->req.data, call->req.len);
-    rv = nng_ctx_open(&call->ctx, node->sock);
-    if (rv != 0) {
-        rv = rv == NNG_ENOMEM ? MRD_ENOMEM : MRD_EINTERNAL;
+    rv = lk_ctx_open(node->lk, &call->ctx);
+    if (rv != MRD_OK) {
         goto fail;
     }
     call->ctx_open = true;
@@ -289,6 +291,22 @@ client_call_sent(struct client_call *call, int rv, bool cancelled)
         if (cancelled) {
             client_call_finish(call, MRD_ECLOSED); /* not the node's fault */
             return;
+        }
+        if (rv == NNG_EPEERAUTH || rv == NNG_ENOTSUP) {
+            /* The link handshake was refused, by the node or by us: the
+             * request never left. Other nodes may still take it (one with
+             * a stale keyring should not fail the call), but when every
+             * candidate refused, waiting for the deadline helps nobody. */
+            struct client_node *node = &call->client->nodes[call->node];
+            lk_refusal(node->lk, call->detail, sizeof call->detail);
+            call->auth_err = rv == NNG_ENOTSUP ? MRD_EPROTOVERSION : MRD_EAUTH;
+            uint32_t cands = call->route == CLIENT_ROUTE_ADDRESSES
+                ? (uint32_t) call->client->addr_count
+                : call->cand_count;
+            if (++call->auth_fails >= (cands > 0 ? cands : 1)) {
+                client_call_finish(call, call->auth_err);
+                return;
+            }
         }
         client_attempt_failed(call, true); /* the request never left */
         return;

@@ -103,24 +103,87 @@ client_opts_check(const mrd_client_opts *opts, mrd_client_opts *out)
     return MRD_OK;
 }
 
-/* NNG pipe events, on NNG's threads. ADD_PRE and REM_POST come in pairs for
- * every pipe (NNG only reports REM_POST for a pipe it reported ADD_PRE for),
- * so the counter never goes below zero. */
+/* Link sessions coming up and going, on NNG's threads: linkio reports a
+ * down only for a session it reported up, so the counter never goes below
+ * zero. */
 static void
-client_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+client_up_cb(void *arg, bool up)
 {
     struct client_node *node = arg;
 
-    (void) pipe;
-    if (ev == NNG_PIPE_EV_ADD_PRE) {
+    if (up) {
         if (atomic_fetch_add(&node->pipe_count, 1) == 0) {
             atomic_store(&node->up_since_ms, mrd_now_mono_ms());
         }
-    } else if (ev == NNG_PIPE_EV_REM_POST) {
-        if (atomic_fetch_sub(&node->pipe_count, 1) == 1) {
-            atomic_store(&node->down_since_ms, mrd_now_mono_ms());
-        }
+    } else if (atomic_fetch_sub(&node->pipe_count, 1) == 1) {
+        atomic_store(&node->down_since_ms, mrd_now_mono_ms());
     }
+}
+
+/* Which node keys a client accepts: its keyring's, and those of the
+ * verified topology's nodes (learned nodes). On NNG's threads. */
+static bool
+client_trust(void *arg, const uint8_t pk[LINK_KEY_SIZE])
+{
+    struct mrd_client *client = arg;
+
+    if (keyring_has_node(&client->keyring, pk)) {
+        return true;
+    }
+    bool ok = false;
+    pthread_rwlock_rdlock(&client->topo.lock);
+    const struct topo *t = client->topo.topo;
+    for (uint32_t i = 0; t != NULL && i < t->node_count && !ok; i++) {
+        ok = t->nodes[i].state != TOPO_NODE_REMOVED
+            && sodium_memcmp(t->nodes[i].public_key, pk, TOPO_KEY_SIZE) == 0;
+    }
+    pthread_rwlock_unlock(&client->topo.lock);
+    return ok;
+}
+
+/* Reads the client's key and keyring (opts, else the environment). On
+ * failure mrd_errdetail() says what is wrong. */
+static MRD_MUST_USE int
+client_keys_load(struct mrd_client *client, const mrd_client_opts *opts)
+{
+    char        err[CLIENT_DETAIL_SIZE];
+    const char *key
+        = opts->key_file != NULL ? opts->key_file : getenv("MERIDIAN_KEY");
+    const char *ring = opts->keyring_file != NULL ? opts->keyring_file
+                                                  : getenv("MERIDIAN_KEYRING");
+
+    if (key == NULL || key[0] == '\0') {
+        snprintf(err, sizeof err,
+            "no client key: set mrd_client_opts.key_file or MERIDIAN_KEY "
+            "(meridianctl keygen makes one)");
+        client_detail_set(err, strlen(err));
+        return MRD_EINVAL;
+    }
+    if (ring == NULL || ring[0] == '\0') {
+        snprintf(err, sizeof err,
+            "no keyring: set mrd_client_opts.keyring_file or "
+            "MERIDIAN_KEYRING (the nodes' DATA_DIR/identity files put "
+            "together)");
+        client_detail_set(err, strlen(err));
+        return MRD_EINVAL;
+    }
+    int rv = keyring_key_read(key, client->sk, err, sizeof err);
+    if (rv == MRD_OK) {
+        memcpy(client->pk, client->sk + 32, KEYRING_KEY_SIZE);
+        rv = keyring_load(ring, &client->keyring, err, sizeof err);
+    }
+    if (rv == MRD_OK && !client->keyring.has_cluster) {
+        snprintf(err, sizeof err,
+            "%s has no 'cluster' line: a client needs the cluster id", ring);
+        rv = MRD_EINVAL;
+    }
+    if (rv != MRD_OK) {
+        client_detail_set(err, strlen(err));
+        return MRD_EINVAL;
+    }
+    memcpy(client->cluster_id, client->keyring.cluster_id,
+        KEYRING_CLUSTER_ID_SIZE);
+    return MRD_OK;
 }
 
 void
@@ -179,33 +242,28 @@ client_node_open(
     if (node->url == NULL) {
         return MRD_ENOMEM;
     }
-    rv = nng_req0_open(&node->sock);
-    if (rv != 0) {
-        goto fail;
+    struct lk_config lcfg = { .trust = client_trust,
+        .trust_arg                   = client,
+        .up                          = client_up_cb,
+        .up_arg                      = node,
+        .stats                       = &client->link_stats,
+        .frame_max                   = client->opts.frame_size_max };
+    memcpy(lcfg.cluster_id, client->cluster_id, sizeof lcfg.cluster_id);
+    memcpy(lcfg.pk, client->pk, sizeof lcfg.pk);
+    memcpy(lcfg.sk, client->sk, sizeof lcfg.sk);
+    int lrv = lk_open_dialer(&lcfg, &node->lk);
+    sodium_memzero(&lcfg, sizeof lcfg);
+    if (lrv != MRD_OK) {
+        return lrv;
     }
+    node->sock      = lk_nng(node->lk);
     node->sock_open = true;
     /* Options before the dial: the dialer copies them when it is made. */
     rv = nng_socket_set_ms(
-        node->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    if (rv == 0) {
-        rv = nng_socket_set_ms(
-            node->sock, NNG_OPT_RECONNMINT, CLIENT_RECONNECT_MIN_MS);
-    }
+        node->sock, NNG_OPT_RECONNMINT, CLIENT_RECONNECT_MIN_MS);
     if (rv == 0) {
         rv = nng_socket_set_ms(
             node->sock, NNG_OPT_RECONNMAXT, CLIENT_RECONNECT_MAX_MS);
-    }
-    if (rv == 0) {
-        rv = nng_socket_set_size(node->sock, NNG_OPT_RECVMAXSZ,
-            (size_t) client->opts.frame_size_max + CLIENT_SP_HEADER_SLACK);
-    }
-    if (rv == 0) {
-        rv = nng_pipe_notify(
-            node->sock, NNG_PIPE_EV_ADD_PRE, client_pipe_cb, node);
-    }
-    if (rv == 0) {
-        rv = nng_pipe_notify(
-            node->sock, NNG_PIPE_EV_REM_POST, client_pipe_cb, node);
     }
     if (rv == 0) {
         atomic_store(&node->down_since_ms, mrd_now_mono_ms());
@@ -254,8 +312,10 @@ client_closer_main(void *arg)
 /* Closes sock, waiting at most CLIENT_CLOSE_WAIT_MS. False when NNG did
  * not finish in time (the closing thread is left to finish on its own). */
 static bool
-client_sock_close_bounded(nng_socket sock)
+client_sock_close_bounded(struct lk_sock *lk)
 {
+    nng_socket sock = lk_nng(lk);
+    lk_shutdown(lk); /* pending calls end, no more callbacks */
     struct client_closer *c = calloc(1, sizeof *c);
     pthread_t             thread;
     struct timespec       ts;
@@ -288,6 +348,7 @@ client_sock_close_bounded(nng_socket sock)
         pthread_mutex_destroy(&c->mtx);
         pthread_cond_destroy(&c->cv);
         free(c);
+        lk_free(lk);
     }
     return done;
 }
@@ -298,7 +359,7 @@ static void
 client_node_discard(struct client_node *node)
 {
     if (node->sock_open) {
-        (void) client_sock_close_bounded(node->sock); /* no pipe, no call */
+        (void) client_sock_close_bounded(node->lk); /* no pipe, no call */
     }
     free(node->url);
     memset(node, 0, sizeof *node);
@@ -342,7 +403,7 @@ client_free(struct mrd_client *client)
     bool abandoned = false;
     for (size_t i = 0; i < node_count; i++) {
         if (client->nodes[i].sock_open
-            && !client_sock_close_bounded(client->nodes[i].sock)) {
+            && !client_sock_close_bounded(client->nodes[i].lk)) {
             abandoned = true;
         }
     }
@@ -359,6 +420,8 @@ client_free(struct mrd_client *client)
         client_call_free(client->refresh_call);
     }
     client_topo_fini(&client->topo);
+    keyring_free(&client->keyring);
+    sodium_memzero(client->sk, sizeof client->sk);
     pthread_mutex_destroy(&client->nodes_mtx);
     pthread_cond_destroy(&client->idle_cv);
     pthread_mutex_destroy(&client->mtx);
@@ -462,6 +525,10 @@ mrd_client_open(const mrd_client_opts *opts, mrd_client **client_out)
     }
     if (opts->region != NULL) {
         snprintf(client->region, sizeof client->region, "%s", opts->region);
+    }
+    rv = client_keys_load(client, opts);
+    if (rv != MRD_OK) {
+        goto fail;
     }
     client->addr_count = opts->address_count;
     for (size_t i = 0; i < opts->address_count; i++) {
@@ -578,6 +645,8 @@ client_call_reset(struct client_call *call)
     call->state           = CLIENT_CALL_IDLE;
     call->outcome_unknown = false;
     call->node_err        = MRD_OK;
+    call->auth_fails      = 0;
+    call->auth_err        = MRD_OK;
     call->err             = MRD_OK;
     call->events          = NULL;
     call->doc_state       = NULL;

@@ -41,6 +41,8 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "keyring.h"
+#include "linkio.h"
 #include "meridian.h"
 #include "proto.h"
 #include "topo.h"
@@ -109,10 +111,11 @@ _Static_assert(CLIENT_TIMEOUT_MS_MAX + MRD_WAIT_MS_MAX <= INT32_MAX,
  * so a restarted node is found fast, then once a second. */
 #define CLIENT_RECONNECT_MIN_MS 10
 #define CLIENT_RECONNECT_MAX_MS 1000
-/* An attempt on a node with no connected pipe waits at most this long for
- * the background dial before it counts as failed: on a dead node the send
- * would otherwise sit in NNG's queue for the whole attempt timeout. */
-#define CLIENT_CONNECT_WAIT_MS 200u
+/* An attempt on a node with no session waits at most this long for the
+ * background dial and the link handshake (four round trips) before it
+ * counts as failed: on a dead node the send would otherwise wait for the
+ * whole attempt timeout. */
+#define CLIENT_CONNECT_WAIT_MS 500u
 /* NNG's receive limit counts the 4-byte request id in front of the frame,
  * so it is set a little above frame_size_max. */
 #define CLIENT_SP_HEADER_SLACK 64u
@@ -137,11 +140,12 @@ _Static_assert(CLIENT_TAIL_WAIT_MS <= MRD_WAIT_MS_MAX, "tail wait is valid");
 struct client_node {
     struct mrd_client *client;
     char              *url;
-    nng_socket         sock;
+    struct lk_sock    *lk; /* the secure link (net/linkio.h) */
+    nng_socket         sock; /* lk's */
     bool               sock_open;
     nng_dialer         dialer;
-    /* Pipes between NNG's ADD_PRE and REM_POST events, which NNG pairs:
-     * zero means the background dial has no connection to this node. */
+    /* Established link sessions (linkio's up callback): zero means the
+     * background dial has no authenticated connection to this node. */
     atomic_int pipe_count;
     /* When the node last lost (or never had) a connection, and when we last
      * started a dialer: see client_node_redial(). */
@@ -211,7 +215,7 @@ struct client_call {
     struct client_call *free_next;
     nng_aio            *aio; /* sends and receives */
     nng_aio            *timer; /* backoff sleeps; see call.c for why */
-    nng_ctx             ctx;
+    struct lk_ctx      *ctx;
     bool                ctx_open;
 
     /* mtx guards armed, cancelled and done; done_cv wakes a blocking
@@ -272,6 +276,11 @@ struct client_call {
     /* The last retryable status a node answered with (MRD_EBUSY,
      * MRD_ECLOSED), or MRD_OK. */
     int node_err;
+    /* Attempts whose link handshake was refused (this client's key, or
+     * the node's); when every candidate refused, the call ends with
+     * auth_err (MRD_EAUTH, MRD_EPROTOVERSION) at once. */
+    uint32_t auth_fails;
+    int      auth_err;
 
     /* Outcome: err, plus what the decoder filled in on MRD_OK. */
     int         err;
@@ -324,6 +333,13 @@ struct client_topo {
 
 struct mrd_client {
     mrd_client_opts opts; /* validated, defaults filled, no addresses */
+    /* Secure links: this client's identity, and the cluster and node keys
+     * it trusts (nodes of the verified topology are trusted too). */
+    uint8_t         pk[KEYRING_KEY_SIZE];
+    uint8_t         sk[KEYRING_SECRET_KEY_SIZE];
+    uint8_t         cluster_id[KEYRING_CLUSTER_ID_SIZE];
+    struct keyring  keyring;
+    struct lk_stats link_stats;
     char            region[TOPO_NAME_SIZE_MAX + 1]; /* "" for none */
     /* CLIENT_NODES_MAX slots, never moved (NNG's pipe callbacks point into
      * them): the caller's addresses first, then nodes learned from the

@@ -43,6 +43,15 @@ static const char ctl_help_global[]
       "  --home-region R   in a cluster run from a signed topology, send\n"
       "                    each stream to a replica in region R first\n"
       "                    (default: $MERIDIAN_REGION, else no preference)\n"
+      "  --key FILE        this client's secret key (meridianctl keygen);\n"
+      "                    its public key must be in the nodes' keyring\n"
+      "                    with a role. Default: $MERIDIAN_KEY. A lone\n"
+      "                    node makes DATA_DIR/admin.key at first start\n"
+      "  --keyring FILE    the cluster id and the node keys to trust: the\n"
+      "                    nodes' DATA_DIR/identity files put together, a\n"
+      "                    node's DATA_DIR/keyring, or `cluster init`'s\n"
+      "                    DIR/keyring. Default: $MERIDIAN_KEYRING.\n"
+      "                    Every connection is encrypted and authenticated\n"
       "  --json            machine output: one JSON object per command,\n"
       "                    one JSON object per line for events\n"
       "  -h, --help        show this help, or a command's help\n"
@@ -258,26 +267,26 @@ static const char ctl_help_help[]
 /* help has no run(): main() never gets that far for it. */
 const struct ctl_cmd ctl_cmds[] = {
     { "append", "append an event (or N copies, atomically) to a stream",
-        ctl_help_append, CTL_OPTS_APPEND, 1, 0, ctl_cmd_append },
+        ctl_help_append, CTL_OPTS_APPEND, 1, 0, ctl_cmd_append, false },
     { "read", "read a stream's events, forward or backward", ctl_help_read,
-        CTL_OPTS_READ, 1, 0, ctl_cmd_read },
+        CTL_OPTS_READ, 1, 0, ctl_cmd_read, false },
     { "tail", "follow a stream, printing events as they arrive", ctl_help_tail,
-        CTL_OPTS_TAIL, 1, 0, ctl_cmd_tail },
+        CTL_OPTS_TAIL, 1, 0, ctl_cmd_tail, false },
     { "info", "show a stream's version, size and shard", ctl_help_info, 0, 1, 0,
-        ctl_cmd_info },
+        ctl_cmd_info, false },
     { "state", "show a stream's state (CRDT fields), or one field",
-        ctl_help_state, 0, 1, 1, ctl_cmd_state },
+        ctl_help_state, 0, 1, 1, ctl_cmd_state, false },
     { "node-info", "show the serving node's identity and limits",
-        ctl_help_node_info, 0, 0, 0, ctl_cmd_node_info },
+        ctl_help_node_info, 0, 0, 0, ctl_cmd_node_info, false },
     { "cluster", "init: write the configs of a local multi-region cluster",
-        ctl_help_cluster, CTL_OPTS_CLUSTER, 1, 0, ctl_cmd_cluster },
+        ctl_help_cluster, CTL_OPTS_CLUSTER, 1, 0, ctl_cmd_cluster, true },
     { "keygen", "make an Ed25519 key pair: secret to a file, public shown",
-        ctl_help_keygen, CTL_OPTS_KEYGEN, 0, 0, ctl_cmd_keygen },
+        ctl_help_keygen, CTL_OPTS_KEYGEN, 0, 0, ctl_cmd_keygen, true },
     { "topology", "show a signed topology, or sign its next version",
-        ctl_help_topology, CTL_OPTS_TOPOLOGY, 1, 2, ctl_cmd_topology },
+        ctl_help_topology, CTL_OPTS_TOPOLOGY, 1, 2, ctl_cmd_topology, true },
     { "help", "show this help or a command's help", ctl_help_help, 0, 0, 0,
-        NULL },
-    { NULL, NULL, NULL, 0, 0, 0, NULL },
+        NULL, false },
+    { NULL, NULL, NULL, 0, 0, 0, NULL, false },
 };
 
 void
@@ -304,6 +313,8 @@ enum ctl_opt_id {
     CTL_OPT_NODE,
     CTL_OPT_TIMEOUT,
     CTL_OPT_HOME_REGION,
+    CTL_OPT_KEY,
+    CTL_OPT_KEYRING,
     CTL_OPT_JSON,
     CTL_OPT_HELP,
     CTL_OPT_VERSION,
@@ -351,6 +362,8 @@ static const struct ctl_opt ctl_opts[] = {
     { "node", CTL_OPT_NODE, true, true, 0 },
     { "timeout-ms", CTL_OPT_TIMEOUT, true, false, 0 },
     { "home-region", CTL_OPT_HOME_REGION, true, false, 0 },
+    { "key", CTL_OPT_KEY, true, false, 0 },
+    { "keyring", CTL_OPT_KEYRING, true, false, 0 },
     { "json", CTL_OPT_JSON, false, false, 0 },
     { "help", CTL_OPT_HELP, false, true, 0 },
     { "version", CTL_OPT_VERSION, false, false, 0 },
@@ -528,6 +541,10 @@ ctl_apply_global(struct ctl_args *args, enum ctl_opt_id id, const char *v)
         args->timeout_ms = (uint32_t) n;
     } else if (id == CTL_OPT_HOME_REGION) {
         args->home_region = v;
+    } else if (id == CTL_OPT_KEY) {
+        args->key_file = v;
+    } else if (id == CTL_OPT_KEYRING) {
+        args->keyring_file = v;
     } else if (id == CTL_OPT_JSON) {
         args->json = true;
     } else if (id == CTL_OPT_HELP) {
@@ -581,6 +598,8 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
     case CTL_OPT_NODE:
     case CTL_OPT_TIMEOUT:
     case CTL_OPT_HOME_REGION:
+    case CTL_OPT_KEY:
+    case CTL_OPT_KEYRING:
     case CTL_OPT_JSON:
     case CTL_OPT_HELP:
     case CTL_OPT_VERSION:

@@ -234,6 +234,31 @@ ctl_cluster_plan(const struct ctl_args *args, struct ctl_cluster_plan *p)
     return CTL_EXIT_OK;
 }
 
+/* DIR/keyring: the cluster id and every node key, which is what a client
+ * needs to trust the nodes (MERIDIAN_KEYRING); the nodes read it for client
+ * keys (none yet: the admin key, trusted through the topology, is the first
+ * client) and take their peers from the topology. */
+static int
+ctl_cluster_keyring(const struct ctl_cluster_plan *p, const char *path)
+{
+    char   text[CTL_CLUSTER_NODES_MAX * 96 + 512];
+    size_t n = (size_t) snprintf(text, sizeof(text),
+        "# Meridian keyring, written by `meridianctl cluster init`.\n"
+        "# Clients: MERIDIAN_KEYRING=this file. Nodes: add client keys\n"
+        "# here ('client NAME read|write|admin KEY [PREFIX...]'); they\n"
+        "# re-read it when it changes.\n"
+        "cluster %s\n",
+        p->cid_hex);
+    for (uint32_t i = 0; i < p->total && n < sizeof(text); i++) {
+        n += (size_t) snprintf(text + n, sizeof(text) - n,
+            "node %" PRIu64 " %s\n", p->nodes[i].id, p->nodes[i].pk_hex);
+    }
+    if (n >= sizeof(text)) {
+        return ctl_fail_usage("cluster init: the keyring is too long");
+    }
+    return ctl_file_create(path, text, n);
+}
+
 /* One meridiand config per node, then cluster.json (last: it marks a
  * finished init). */
 static int
@@ -242,9 +267,11 @@ ctl_cluster_configs(const struct ctl_cluster_plan *p, const char *cluster_file)
     const char *dir        = p->dir;
     json_t     *topo_nodes = json_array();
     int         rv         = CTL_EXIT_OK;
-    char        topology[4096];
+    char        topology[4096], keyring[4096];
 
     snprintf(topology, sizeof(topology), "%s/topology.signed", dir);
+    snprintf(keyring, sizeof(keyring), "%s/keyring", dir);
+    rv = ctl_cluster_keyring(p, keyring);
     for (uint32_t i = 0; i < p->total && rv == CTL_EXIT_OK; i++) {
         const struct ctl_cluster_node *n = &p->nodes[i];
         char                           data_dir[4096], path[4096], key[4096];
@@ -252,11 +279,13 @@ ctl_cluster_configs(const struct ctl_cluster_plan *p, const char *cluster_file)
             data_dir, sizeof(data_dir), "%s/node-%" PRIu64 "-data", dir, n->id);
         snprintf(path, sizeof(path), "%s/node-%" PRIu64 ".json", dir, n->id);
         /* The topology names the cluster, shards, region, peers and the
-         * listen address: the node's config only says who it is. */
-        json_t *cfg = json_pack("{s:I, s:s, s:s}", "node_id",
-            (json_int_t) n->id, "data_dir", data_dir, "topology", topology);
-        rv          = ctl_cluster_write(path, cfg);
+         * listen address: the node's config only says who it is, and where
+         * its key and the cluster's client keyring are. */
         snprintf(key, sizeof(key), "%s/%s/node.key", dir, n->name);
+        json_t *cfg = json_pack("{s:I, s:s, s:s, s:s, s:s}", "node_id",
+            (json_int_t) n->id, "data_dir", data_dir, "topology", topology,
+            "key", key, "keyring", keyring);
+        rv          = ctl_cluster_write(path, cfg);
         json_array_append_new(topo_nodes,
             json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "id",
                 (json_int_t) n->id, "name", n->name, "region", n->region,
@@ -270,10 +299,10 @@ ctl_cluster_configs(const struct ctl_cluster_plan *p, const char *cluster_file)
     char admin[4096];
     snprintf(admin, sizeof(admin), "%s/admin.key", dir);
     return ctl_cluster_write(cluster_file,
-        json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "cluster_id", p->cid_hex,
-            "shards", (json_int_t) p->shards, "replicas_per_region",
+        json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:o}", "cluster_id",
+            p->cid_hex, "shards", (json_int_t) p->shards, "replicas_per_region",
             (json_int_t) p->rf, "topology", topology, "admin_key", admin,
-            "nodes", topo_nodes));
+            "keyring", keyring, "nodes", topo_nodes));
 }
 
 static int
@@ -284,13 +313,18 @@ ctl_cluster_report(const struct ctl_cluster_plan *p, const char *cluster_file)
            "per region), signed by %s/admin.key,\n"
            "and a key per node in %s/node-N/node.key; keep admin.key safe: "
            "it signs every topology change\n"
+           "and is the first admin client (clients trust the nodes listed "
+           "in %s/keyring)\n"
            "start the nodes:\n",
         cluster_file, p->total, p->cid_hex, p->region_count, p->dir, p->rf,
-        p->rf == 1 ? "" : "s", p->dir, p->dir);
+        p->rf == 1 ? "" : "s", p->dir, p->dir, p->dir);
     for (uint32_t i = 0; i < p->total; i++) {
         printf("  meridiand --config %s/node-%" PRIu64 ".json &   # %s, %s\n",
             p->dir, p->nodes[i].id, p->nodes[i].region, p->nodes[i].url);
     }
+    printf("then, as the admin client:\n"
+           "  export MERIDIAN_KEYRING=%s/keyring MERIDIAN_KEY=%s/admin.key\n",
+        p->dir, p->dir);
     return ctl_stdout_flush();
 }
 

@@ -529,8 +529,17 @@ ctl_cmd_topology(const struct ctl_args *args, mrd_client *client)
     if (sodium_init() < 0) {
         return ctl_fail_mrd(MRD_EINTERNAL, "initialise libsodium");
     }
+    /* Only fetch and push talk to a node: the others work on the file
+     * and need no client key (the command is marked offline). */
+    (void) client;
+    mrd_client *c = NULL;
     if (strcmp(sub->name, "fetch") == 0) {
-        return ctl_topo_fetch(args, client);
+        rv = ctl_client_open(args, &c);
+        if (rv == CTL_EXIT_OK) {
+            rv = ctl_topo_fetch(args, c);
+        }
+        mrd_client_close(c);
+        return rv;
     }
     rv = ctl_file_read(args->topo_file, TOPO_SIGNED_SIZE_MAX, &data, &len);
     if (rv != CTL_EXIT_OK) {
@@ -542,7 +551,11 @@ ctl_cmd_topology(const struct ctl_args *args, mrd_client *client)
         return ctl_fail_why(err, why, "%s", args->topo_file);
     }
     if (strcmp(sub->name, "push") == 0) {
-        rv = ctl_topo_push(args, client, data, len);
+        rv = ctl_client_open(args, &c);
+        if (rv == CTL_EXIT_OK) {
+            rv = ctl_topo_push(args, c, data, len);
+        }
+        mrd_client_close(c);
         free(data);
         return rv;
     }

@@ -82,6 +82,8 @@ struct ctl_args {
     char        env_nodes[CTL_ENV_NODES_SIZE_MAX];
     uint32_t    timeout_ms; /* 0: the library's default */
     const char *home_region; /* --home-region, else $MERIDIAN_REGION */
+    const char *key_file; /* --key, else $MERIDIAN_KEY (the library) */
+    const char *keyring_file; /* --keyring, else $MERIDIAN_KEYRING */
     bool        json;
     bool        help;
     bool        version;
@@ -143,7 +145,16 @@ struct ctl_cmd {
     size_t      positional_count; /* at least this many */
     size_t      positional_optional; /* and at most this many more */
     int (*run)(const struct ctl_args *args, mrd_client *client);
+    /* Runs with no client (NULL): it works on local files, or opens one
+     * itself with ctl_client_open() only when it talks to a node, so what
+     * needs no node needs no key or keyring either. */
+    bool offline;
 };
+
+/* Opens the client the global options describe (main.c); on failure the
+ * error is printed and the exit status returned. */
+MRD_MUST_USE int ctl_client_open(
+    const struct ctl_args *args, mrd_client **client_out);
 
 /* Option bits for struct ctl_cmd.opts (global options are always allowed). */
 #define CTL_OPTS_APPEND (1u << 0)

@@ -12,6 +12,7 @@
  * operator can move one through a terminal or a secrets manager.
  */
 #include "ctl.h"
+#include "keyring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -119,62 +120,17 @@ ctl_key_write(const char *path, const uint8_t sk[CTL_SECRET_KEY_SIZE])
 int
 ctl_key_read(const char *path, uint8_t sk[CTL_SECRET_KEY_SIZE])
 {
-    uint8_t    *data = NULL;
-    size_t      len  = 0;
-    size_t      bin_len;
-    const char *end = NULL;
-    struct stat st;
+    char err[600];
 
-    /* A secret key others can read is no longer secret: refused before a
-     * byte of it is used, so that the mistake is fixed, not lived with. */
-    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
-        fprintf(stderr,
-            "meridianctl: %s is readable or writable by others (mode %04o): "
-            "refused; 'chmod 600 %s' if it is still secret, else make a new "
-            "key\n",
-            path, (unsigned) (st.st_mode & 07777), path);
+    /* One reader of key files for the node, the library and this tool
+     * (net/keyring.h): a file others may read, or whose halves do not
+     * match, is refused. */
+    int rv = keyring_key_read(path, sk, err, sizeof(err));
+    if (rv != MRD_OK) {
+        fprintf(stderr, "meridianctl: %s\n", err);
         return CTL_EXIT_FAIL;
     }
-    int rv = ctl_file_read(path, CTL_KEY_FILE_SIZE + 1, &data, &len);
-    if (rv != CTL_EXIT_OK) {
-        return rv;
-    }
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r')) {
-        len--;
-    }
-    rv = CTL_EXIT_OK;
-    if (len != CTL_SECRET_KEY_SIZE * 2
-        || sodium_hex2bin(sk, CTL_SECRET_KEY_SIZE, (const char *) data, len,
-               NULL, &bin_len, &end)
-            != 0
-        || bin_len != CTL_SECRET_KEY_SIZE) {
-        fprintf(stderr,
-            "meridianctl: %s is not a secret key (128 hex digits, as "
-            "'meridianctl keygen' writes)\n",
-            path);
-        rv = CTL_EXIT_FAIL;
-    }
-    sodium_memzero(data, len);
-    free(data);
-    /* The public half must be the seed's (libsodium's secret key is the
-     * 32-byte seed then the public key): a damaged key would sign what
-     * nobody can verify. */
-    if (rv == CTL_EXIT_OK) {
-        uint8_t check_pk[CTL_PUBLIC_KEY_SIZE], check_sk[CTL_SECRET_KEY_SIZE];
-        crypto_sign_seed_keypair(check_pk, check_sk, sk);
-        if (sodium_memcmp(check_sk, sk, CTL_SECRET_KEY_SIZE) != 0) {
-            fprintf(stderr,
-                "meridianctl: %s is damaged: its public half does not match "
-                "its seed\n",
-                path);
-            rv = CTL_EXIT_FAIL;
-        }
-        sodium_memzero(check_sk, sizeof(check_sk));
-    }
-    if (rv != CTL_EXIT_OK) {
-        sodium_memzero(sk, CTL_SECRET_KEY_SIZE);
-    }
-    return rv;
+    return CTL_EXIT_OK;
 }
 
 int

@@ -18,7 +18,7 @@
  * (meta keys are copied into it): keep it off the stack. */
 static struct ctl_args ctl_main_args;
 
-static int
+int
 ctl_client_open(const struct ctl_args *args, mrd_client **client_out)
 {
     mrd_client_opts opts;
@@ -26,6 +26,8 @@ ctl_client_open(const struct ctl_args *args, mrd_client **client_out)
     mrd_client_opts_init(&opts);
     opts.addresses     = args->nodes;
     opts.address_count = args->node_count;
+    opts.key_file      = args->key_file;
+    opts.keyring_file  = args->keyring_file;
     opts.region        = args->home_region != NULL ? args->home_region
                                                    : getenv("MERIDIAN_REGION");
     if (args->timeout_ms != 0) {
@@ -69,9 +71,11 @@ main(int argc, char **argv)
     }
     MRD_ASSERT(args->cmd != NULL && args->cmd->run != NULL);
     MRD_ASSERT(args->node_count >= 1);
-    rv = ctl_client_open(args, &client);
-    if (rv != CTL_EXIT_OK) {
-        return rv;
+    if (!args->cmd->offline) {
+        rv = ctl_client_open(args, &client);
+        if (rv != CTL_EXIT_OK) {
+            return rv;
+        }
     }
     rv = args->cmd->run(args, client);
     mrd_client_close(client);

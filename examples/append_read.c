@@ -9,6 +9,11 @@
  * back, prints them and prints the stream's info. It exits 0 on success and
  * 1 on any error, after printing which call failed and why.
  *
+ * Links are encrypted and authenticated: the client's key and keyring come
+ * from MERIDIAN_KEY and MERIDIAN_KEYRING (mrd_client_opts.key_file and
+ * keyring_file left NULL), e.g. for a lone node's first start:
+ *   MERIDIAN_KEY=DATA_DIR/admin.key MERIDIAN_KEYRING=DATA_DIR/keyring
+ *
  * Everything here is the public API of include/meridian.h; build against the
  * installed library with `cc append_read.c $(pkg-config --cflags --libs
  * meridian)`.

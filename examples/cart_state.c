@@ -4,6 +4,9 @@
  * read returns typed values without replaying the stream.
  *
  *   example_cart_state [NODE_URL]   (default tcp://127.0.0.1:7400)
+ *
+ * The client's key and keyring come from MERIDIAN_KEY and MERIDIAN_KEYRING
+ * (see append_read.c).
  */
 #include <inttypes.h>
 #include <stdio.h>

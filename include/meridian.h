@@ -125,7 +125,11 @@ extern "C" {
     X(ETYPE, 19, "the state field holds another type")                         \
     X(EDURABILITY, 20,                                                         \
         "written, but the acknowledgement level was not reached in time")      \
-    X(ENOTREPLICA, 21, "this node does not hold the stream's shard")
+    X(ENOTREPLICA, 21, "this node does not hold the stream's shard")           \
+    X(EAUTH, 22,                                                               \
+        "not authenticated: a key the other side does not trust, or another "  \
+        "cluster")                                                             \
+    X(EPERM, 23, "the client's role does not allow this request")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -334,6 +338,20 @@ typedef struct mrd_client_opts {
      * string that cannot be a region name (1..63 of a-z, 0-9 and '-', not
      * first) is MRD_EINVAL. Copied at open. */
     const char *region;
+    /* Secure links: every connection to a node is encrypted, and each side
+     * proves who it is (docs/OPERATIONS.md, "Keys and roles"). key_file is
+     * this client's secret key (`meridianctl keygen` makes one; a file
+     * others may read is refused); its public key must be in the nodes'
+     * keyring with a role. keyring_file names the cluster and the node keys
+     * this client trusts: its "cluster" and "node" lines (a node's
+     * DATA_DIR/identity has both; a client keyring is those files put
+     * together); nodes of a topology signed by the cluster's admin are
+     * trusted too. NULL: the environment variables MERIDIAN_KEY and
+     * MERIDIAN_KEYRING. Missing, unreadable or malformed: mrd_client_open()
+     * returns MRD_EINVAL and mrd_errdetail() says why. Read at open. A node
+     * that refuses this client's key makes calls end with MRD_EAUTH. */
+    const char *key_file;
+    const char *keyring_file;
 } mrd_client_opts;
 
 /* ----------------------------------------------------------- the client -- */

@@ -32,6 +32,8 @@ enum node_opt {
     NODE_OPT_CLUSTER_ID,
     NODE_OPT_PEERS,
     NODE_OPT_TOPOLOGY,
+    NODE_OPT_KEY,
+    NODE_OPT_KEYRING,
     NODE_OPT_WORKERS,
     NODE_OPT_READERS,
     NODE_OPT_LOG_LEVEL,
@@ -56,6 +58,8 @@ static const struct option node_options[] = {
     { "cluster-id", required_argument, NULL, NODE_OPT_CLUSTER_ID },
     { "peers", required_argument, NULL, NODE_OPT_PEERS },
     { "topology", required_argument, NULL, NODE_OPT_TOPOLOGY },
+    { "key", required_argument, NULL, NODE_OPT_KEY },
+    { "keyring", required_argument, NULL, NODE_OPT_KEYRING },
     { "workers", required_argument, NULL, NODE_OPT_WORKERS },
     { "readers", required_argument, NULL, NODE_OPT_READERS },
     { "log-level", required_argument, NULL, NODE_OPT_LOG_LEVEL },
@@ -116,7 +120,27 @@ node_config_usage(FILE *out)
         "                           address (unless --listen) come from it,\n"
         "                           and this node holds only the shards\n"
         "                           placed on it. Newer versions arrive by\n"
-        "                           gossip and `meridianctl topology push`\n"
+        "                           gossip and `meridianctl topology push`\n",
+        NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
+        (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
+        NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX, NODE_PEERS_MAX);
+    fprintf(out,
+        "  --key FILE               this node's secret key (default\n"
+        "                           DATA_DIR/node.key, made at first start;\n"
+        "                           a file others may read is refused).\n"
+        "                           With --topology its public key must be\n"
+        "                           this node's in the topology\n"
+        "  --keyring FILE           whom this node trusts: client keys and\n"
+        "                           roles, and without a topology the peer\n"
+        "                           node keys (docs/OPERATIONS.md, \"Keys\n"
+        "                           and roles\"). Default DATA_DIR/keyring;\n"
+        "                           when it is missing the node writes one\n"
+        "                           trusting itself and a new admin client\n"
+        "                           key, DATA_DIR/admin.key. Re-read when\n"
+        "                           it changes; removed keys lose their\n"
+        "                           connections. Every connection is\n"
+        "                           encrypted and authenticated: there is\n"
+        "                           no plaintext mode\n"
         "  --workers N              requests held at once (default %u, max "
         "%u)\n"
         "  --readers N              reader threads (default %u, max %u)\n"
@@ -126,9 +150,6 @@ node_config_usage(FILE *out)
         "  --version                print the version and exit\n"
         "\n"
         "SIZE takes a K, M or G suffix (powers of 1024).\n",
-        NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
-        (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
-        NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX, NODE_PEERS_MAX,
         NODE_WORKERS_DEFAULT, NODE_WORKERS_MAX, NODE_READERS_DEFAULT,
         NODE_READERS_MAX);
 }
@@ -276,6 +297,12 @@ node_config_set(
     case NODE_OPT_TOPOLOGY:
         return node_config_string(
             cfg->topology_file, sizeof(cfg->topology_file), name, v);
+    case NODE_OPT_KEY:
+        return node_config_string(
+            cfg->key_file, sizeof(cfg->key_file), name, v);
+    case NODE_OPT_KEYRING:
+        return node_config_string(
+            cfg->keyring_file, sizeof(cfg->keyring_file), name, v);
     case NODE_OPT_READY_FILE:
         return node_config_string(
             cfg->ready_file, sizeof(cfg->ready_file), name, v);

@@ -18,11 +18,12 @@
 
 #include <jansson.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "linkio.h"
 #include "swim.h"
 
 /* Messages received and not yet handled. SWIM sends a few per second per
@@ -43,8 +44,8 @@ struct node_swim_msg {
 struct node_swim_peer {
     uint64_t              id;
     char                  url[256];
-    nng_socket            sock;
-    nng_ctx               ctx;
+    struct lk_sock       *lk; /* secure link (net/linkio.h) */
+    struct lk_ctx        *ctx;
     nng_aio              *aio;
     bool                  ready;
     bool                  busy; /* (lv->out_mu) */
@@ -56,6 +57,7 @@ struct node_swim_peer {
 
 struct node_liveness {
     struct node_topology *topology;
+    struct node_security *sec;
     struct node_stats    *stats;
     uint64_t              self;
     pthread_t             thread;
@@ -109,7 +111,7 @@ node_swim_send_locked(struct node_swim_peer *pe)
     pe->receiving = false;
     nng_aio_set_msg(pe->aio, msg);
     nng_aio_set_timeout(pe->aio, NODE_SWIM_SEND_TIMEOUT_MS);
-    nng_ctx_send(pe->ctx, pe->aio);
+    lk_ctx_send(pe->ctx, pe->aio);
 }
 
 static void
@@ -127,7 +129,7 @@ node_swim_cb(void *arg)
         if (!lv->out_stop) {
             pe->receiving = true;
             nng_aio_set_timeout(pe->aio, NODE_SWIM_SEND_TIMEOUT_MS);
-            nng_ctx_recv(pe->ctx, pe->aio);
+            lk_ctx_recv(pe->ctx, pe->aio);
             pthread_mutex_unlock(&lv->out_mu);
             return;
         }
@@ -148,16 +150,21 @@ node_swim_peer_open(
 {
     pe->lv = lv;
     snprintf(pe->url, sizeof pe->url, "%s", url);
-    if (nng_req0_open(&pe->sock) != 0) {
+    /* SWIM messages carry a topology at most. */
+    struct lk_config lcfg;
+    node_security_lk_config(lv->sec, false, PROTO_FRAME_SIZE_MIN, &lcfg);
+    int rv = lk_open_dialer(&lcfg, &pe->lk);
+    sodium_memzero(&lcfg, sizeof(lcfg));
+    if (rv != MRD_OK) {
         return;
     }
-    nng_socket_set_ms(pe->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_ms(pe->sock, NNG_OPT_RECONNMAXT, 1000);
+    node_security_register(lv->sec, pe->lk);
+    nng_socket_set_ms(lk_nng(pe->lk), NNG_OPT_RECONNMAXT, 1000);
     if (nng_aio_alloc(&pe->aio, node_swim_cb, pe) != 0) {
         return;
     }
-    if (nng_ctx_open(&pe->ctx, pe->sock) != 0
-        || nng_dial(pe->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (lk_ctx_open(pe->lk, &pe->ctx) != MRD_OK
+        || nng_dial(lk_nng(pe->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
         nng_aio_free(pe->aio);
         pe->aio = NULL;
         return;
@@ -325,7 +332,7 @@ node_liveness_main(void *arg)
 int
 node_liveness_start(const struct node_config *cfg,
     struct node_topology *topology, struct node_stats *stats,
-    struct node_liveness **out)
+    struct node_security *sec, struct node_liveness **out)
 {
     struct swim_config sc;
     pthread_condattr_t attr;
@@ -340,6 +347,7 @@ node_liveness_start(const struct node_config *cfg,
     }
     lv->inbox    = calloc(NODE_SWIM_INBOX, sizeof(*lv->inbox));
     lv->topology = topology;
+    lv->sec      = sec;
     lv->stats    = stats;
     lv->self     = cfg->node_id;
     /* A restarted node remembers nothing: starting its incarnation at the
@@ -395,7 +403,10 @@ node_liveness_stop(struct node_liveness *lv)
             nng_aio_free(pe->aio);
         }
         if (pe->ready) {
-            nng_ctx_close(pe->ctx);
+            lk_ctx_close(pe->ctx);
+        }
+        if (pe->lk != NULL) {
+            lk_shutdown(pe->lk);
         }
         /* Sockets are left to process exit (NNG 1.5.2's nng_close). */
     }

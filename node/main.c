@@ -46,6 +46,7 @@ main(int argc, char **argv)
     struct node_topology *topology = NULL;
     struct node_liveness *liveness = NULL;
     struct node_ae       *ae       = NULL;
+    struct node_security *sec      = NULL;
     sigset_t              set;
     int                   sig = 0;
 
@@ -53,6 +54,15 @@ main(int argc, char **argv)
     if (rv != 0) {
         return rv > 0 ? 0 : 2;
     }
+#ifdef MRD_BENCH_PLAINTEXT
+    const char *bench_ok = getenv("MRD_BENCH_PLAINTEXT_OK");
+    if (bench_ok == NULL || strcmp(bench_ok, "1") != 0) {
+        fprintf(stderr,
+            "meridiand: this build does not encrypt its links "
+            "(MRD_BENCH_PLAINTEXT, for benchmarks only): refused\n");
+        return 2;
+    }
+#endif
     if (cfg.topology_file[0] != '\0'
         && node_topology_open(&cfg, cfg.listen_given, &topology) != 0) {
         return 2;
@@ -88,7 +98,15 @@ main(int argc, char **argv)
         node_topology_close(topology);
         return 1;
     }
-    rv = node_server_start(&cfg, &store, topology, ae, &srv);
+    if (node_security_open(&cfg, &store, topology, &sec) != MRD_OK) {
+        node_log(
+            NODE_LOG_ERROR, "cannot set up secure links; not starting", NULL);
+        node_ae_close(ae);
+        node_store_close(&store);
+        node_topology_close(topology);
+        return 1;
+    }
+    rv = node_server_start(&cfg, &store, topology, ae, sec, &srv);
     if (rv != MRD_OK) {
         node_store_close(&store);
         node_topology_close(topology);
@@ -102,7 +120,8 @@ main(int argc, char **argv)
         node_store_close(&store);
         return 1;
     }
-    if (node_liveness_start(&cfg, topology, node_server_stats(srv), &liveness)
+    if (node_liveness_start(
+            &cfg, topology, node_server_stats(srv), sec, &liveness)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start liveness (SWIM)", NULL);
         node_server_stop(srv);
@@ -112,7 +131,7 @@ main(int argc, char **argv)
     }
     node_server_set_liveness(srv, liveness);
     if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), topology,
-            liveness, ae, &puller)
+            liveness, ae, sec, &puller)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
         node_server_stop(srv);
@@ -132,6 +151,7 @@ main(int argc, char **argv)
     node_server_set_liveness(srv, NULL);
     node_liveness_stop(liveness);
     node_server_stop(srv);
+    node_security_close(sec);
     node_ae_close(ae);
     node_store_close(&store);
     node_topology_close(topology);

@@ -123,7 +123,11 @@ struct node_config {
     /* --topology: a signed topology file (replication/topo.h); then the
      * cluster id, shards, region, peers and (unless --listen) the listen
      * address come from it. Empty: static mode (--peers). */
-    char     topology_file[4096];
+    char topology_file[4096];
+    /* --key, --keyring: empty means DATA_DIR/node.key, DATA_DIR/keyring,
+     * made at first start when missing (security.c). */
+    char     key_file[4096];
+    char     keyring_file[4096];
     bool     listen_given;
     uint32_t workers;
     uint32_t readers;
@@ -208,6 +212,7 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(idem_replicated)                                                         \
     X(idem_replicated_kept)                                                    \
     X(rejected_joining)                                                        \
+    X(rejected_role) /* MRD_EPERM, MRD_EAUTH: the key's role said no */        \
     X(joining) /* not a counter: 1 while appends wait (store->joining) */
 
 struct node_stats {
@@ -564,6 +569,42 @@ MRD_MUST_USE int node_store_read_log(struct node_store *store,
 MRD_MUST_USE int node_store_stream_info(
     struct node_store *store, struct proto_str stream, mrd_stream_info *info);
 
+/* -------------------------------------------------------------- security -- */
+
+/* The node's identity and whom it trusts (security.c): its key pair, the
+ * cluster id its handshakes carry, the keyring (client keys and roles;
+ * peers without a topology) and the topology's node keys and admin key.
+ * A thread re-reads the keyring when the file changes and rebuilds the
+ * tables when the topology moves on, then has every registered socket
+ * drop the sessions of keys no longer trusted. Thread safe. */
+struct node_security;
+struct lk_config;
+struct lk_sock;
+struct lk_stats;
+/* Reads (or at first start makes) the key, the keyring and the identity
+ * file; logs why and returns an MRD_ error when the node must not start. */
+MRD_MUST_USE int node_security_open(const struct node_config *cfg,
+    const struct node_store *store, struct node_topology *nt,
+    struct node_security **out);
+void             node_security_close(struct node_security *sec);
+/* A link config for the node's listener (trusts nodes and clients) or for
+ * its dialers to peers (trusts nodes only). */
+void node_security_lk_config(struct node_security *sec, bool listener,
+    size_t frame_max, struct lk_config *out);
+/* Sockets whose sessions are re-checked when trust changes. */
+void node_security_register(struct node_security *sec, struct lk_sock *s);
+struct lk_stats *node_security_stats(struct node_security *sec);
+/* May the holder of pk make a request of this type (on this stream, when
+ * stream is not NULL)? MRD_OK, MRD_EPERM (the role or the prefixes do not
+ * allow it) or MRD_EAUTH (the key is not trusted any more), with words. */
+MRD_MUST_USE int node_security_check(struct node_security *sec,
+    const uint8_t *pk, uint32_t type, const char *stream, size_t stream_len,
+    const char **why);
+/* True when pk is the key of node id (a PULL, HINT or SWIM names its
+ * sender: a node may only speak for itself). */
+bool node_security_is_node(
+    struct node_security *sec, const uint8_t *pk, uint64_t id);
+
 /* ---------------------------------------------------------------- server -- */
 
 struct node_server;
@@ -571,7 +612,8 @@ struct node_server;
 /* Starts listening and serving; cfg and store must outlive the server. */
 MRD_MUST_USE int node_server_start(const struct node_config *cfg,
     struct node_store *store, struct node_topology *topology,
-    struct node_ae *ae, struct node_server **server_out);
+    struct node_ae *ae, struct node_security *sec,
+    struct node_server **server_out);
 /* Knowledge of the shard's replicas grew (the puller absorbed a reply's
  * digest): answers the appends of the shard whose level it completes. */
 void node_server_ack_recheck(struct node_server *srv, uint32_t shard);
@@ -603,7 +645,7 @@ void node_server_set_hints(struct node_server *srv, node_hint_in_fn in,
 struct node_liveness;
 MRD_MUST_USE int node_liveness_start(const struct node_config *cfg,
     struct node_topology *topology, struct node_stats *stats,
-    struct node_liveness **out);
+    struct node_security *sec, struct node_liveness **out);
 void             node_liveness_stop(struct node_liveness *lv);
 /* A SWIM message from a peer (the server's NNG thread): queued. */
 void node_liveness_recv(
@@ -625,7 +667,7 @@ struct node_puller;
 MRD_MUST_USE int node_puller_start(const struct node_config *cfg,
     struct node_store *store, struct node_server *srv, struct node_stats *stats,
     struct node_topology *topology, struct node_liveness *liveness,
-    struct node_ae *ae, struct node_puller **out);
+    struct node_ae *ae, struct node_security *sec, struct node_puller **out);
 /* Stops and frees it (NULL is fine); waits for a pull in flight. */
 void node_puller_stop(struct node_puller *p);
 

@@ -23,11 +23,13 @@
  */
 #include "node.h"
 
+#include "linkio.h"
+
 #include "ae.h"
 
 #include <jansson.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,27 +74,27 @@ _Static_assert(NODE_REPL_MEMORY_MIN >= NODE_PULL_REPLY_MAX,
  * socket, so a slow peer never delays pulls; shards committed meanwhile
  * are merged into the next one. */
 struct node_hint_peer {
-    nng_socket          sock;
+    struct lk_sock     *lk; /* secure link (net/linkio.h) */
     nng_aio            *aio;
-    nng_ctx             ctx;
+    struct lk_ctx      *ctx;
     bool                ready; /* sock, ctx and aio are open */
     bool                busy; /* a HINT is in flight (hint_mu) */
     bool                receiving; /* its send is done, the reply is awaited */
-    _Atomic int         pipes;
+    _Atomic int         pipes; /* sessions up (0 or 1) */
     uint8_t             pending[PROTO_HINT_SHARDS_SIZE_MAX]; /* hint_mu */
     struct node_puller *p;
 };
 
 struct node_puller_peer {
-    uint64_t   id;
-    nng_socket sock;
-    bool       open;
-    uint64_t  *after; /* per shard: the peer's log seq read */
+    uint64_t        id;
+    struct lk_sock *lk; /* secure link (net/linkio.h) */
+    bool            open;
+    uint64_t       *after; /* per shard: the peer's log seq read */
     /* Per shard: the peer's vector as of the end of its log, which this
      * node has read all of; NULL e until the peer first reported. */
     struct crdt_vv *vv;
     bool           *reported;
-    /* Connections up (NNG pipe events): a peer with none is skipped at
+    /* Sessions up (linkio's up callback): a peer with none is skipped at
      * once instead of costing a pull timeout every round. */
     _Atomic int pipes;
     bool        down; /* last round failed: logged once, then on recovery */
@@ -117,10 +119,10 @@ struct node_puller_peer {
 
 /* One pull in flight (node_puller_fetch_many). */
 struct node_pull_op {
-    nng_aio *aio;
-    nng_ctx  ctx;
-    bool     open;
-    int      rv;
+    nng_aio       *aio;
+    struct lk_ctx *ctx;
+    bool           open;
+    int            rv;
 };
 
 /* Pulls in flight to one peer at once, with a byte grant each
@@ -129,6 +131,7 @@ struct node_pull_op {
 #define NODE_PULL_INFLIGHT 8u
 
 struct node_puller {
+    struct node_security *sec; /* keys and trust of the peer links */
     struct node_store    *store;
     struct node_topology *topology; /* NULL: static mode */
     struct node_liveness *liveness; /* NULL: no SWIM */
@@ -241,24 +244,24 @@ static int
 node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
     nng_msg *req, nng_msg **rep)
 {
-    nng_ctx ctx;
-    int     rv = nng_ctx_open(&ctx, peer->sock);
-    if (rv != 0) {
+    struct lk_ctx *ctx;
+    int            rv = lk_ctx_open(peer->lk, &ctx);
+    if (rv != MRD_OK) {
         nng_msg_free(req);
-        return rv;
+        return NNG_ENOMEM;
     }
     pthread_mutex_lock(&p->mu);
     bool stop = p->stop;
     pthread_mutex_unlock(&p->mu);
     if (stop) {
         nng_msg_free(req);
-        nng_ctx_close(ctx);
+        lk_ctx_close(ctx);
         return NNG_ECANCELED;
     }
     nng_aio_set_timeout(p->aio, NODE_PULL_TIMEOUT_MS);
     nng_aio_set_msg(p->aio, req);
     atomic_store(&p->inflight, peer);
-    nng_ctx_send(ctx, p->aio);
+    lk_ctx_send(ctx, p->aio);
     /* With no connection, req holds the send for a pipe until the timeout;
      * a pipe that went before inflight was set sends no event to cancel. */
     if (atomic_load(&peer->pipes) <= 0) {
@@ -270,10 +273,10 @@ node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
         atomic_store(&p->inflight, NULL);
         nng_msg_free(nng_aio_get_msg(p->aio)); /* a failed send keeps it */
         nng_aio_set_msg(p->aio, NULL);
-        nng_ctx_close(ctx);
+        lk_ctx_close(ctx);
         return rv;
     }
-    nng_ctx_recv(ctx, p->aio);
+    lk_ctx_recv(ctx, p->aio);
     if (atomic_load(&peer->pipes) <= 0) {
         nng_aio_cancel(p->aio); /* gone between the send and now */
     }
@@ -284,7 +287,7 @@ node_puller_io(struct node_puller *p, struct node_puller_peer *peer,
         *rep = nng_aio_get_msg(p->aio);
         nng_aio_set_msg(p->aio, NULL);
     }
-    nng_ctx_close(ctx);
+    lk_ctx_close(ctx);
     return rv;
 }
 
@@ -498,14 +501,14 @@ node_puller_fetch_many(struct node_puller *p, struct node_puller_peer *peer,
         op->rv                   = NNG_ECANCELED;
         if (node_pull_request(p, peer, shards[i], grant, &mine[i], &req)
                 != MRD_OK
-            || nng_ctx_open(&op->ctx, peer->sock) != 0) {
+            || lk_ctx_open(peer->lk, &op->ctx) != MRD_OK) {
             nng_msg_free(req);
             break;
         }
         op->open = true;
         nng_aio_set_timeout(op->aio, NODE_PULL_TIMEOUT_MS);
         nng_aio_set_msg(op->aio, req);
-        nng_ctx_send(op->ctx, op->aio);
+        lk_ctx_send(op->ctx, op->aio);
         sent++;
     }
     /* With no connection, req holds a send for a pipe until the timeout;
@@ -524,7 +527,7 @@ node_puller_fetch_many(struct node_puller *p, struct node_puller_peer *peer,
             nng_aio_set_msg(op->aio, NULL);
             continue;
         }
-        nng_ctx_recv(op->ctx, op->aio);
+        lk_ctx_recv(op->ctx, op->aio);
     }
     if (atomic_load(&peer->pipes) <= 0) {
         for (uint32_t i = 0; i < sent; i++) {
@@ -550,7 +553,7 @@ node_puller_fetch_many(struct node_puller *p, struct node_puller_peer *peer,
         } else if (op->rv != NNG_ECANCELED || atomic_load(&peer->pipes) <= 0) {
             *down = true;
         }
-        nng_ctx_close(op->ctx);
+        lk_ctx_close(op->ctx);
         op->open = false;
     }
 }
@@ -625,13 +628,11 @@ node_pull_post(struct node_puller *p, struct node_puller_peer *peer,
 }
 
 static void
-node_puller_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+node_puller_up_cb(void *arg, bool up)
 {
     struct node_puller_peer *peer = arg;
-    (void) pipe;
-    int was
-        = atomic_fetch_add(&peer->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
-    if (ev == NNG_PIPE_EV_REM_POST && was <= 1 && peer->p != NULL
+    int                      was  = atomic_fetch_add(&peer->pipes, up ? 1 : -1);
+    if (!up && was <= 1 && peer->p != NULL
         && atomic_load(&peer->p->inflight) == peer) {
         nng_aio_cancel(peer->p->aio);
         for (uint32_t i = 0; i < NODE_PULL_INFLIGHT; i++) {
@@ -1085,7 +1086,7 @@ node_hint_send_locked(struct node_hint_peer *h)
     h->receiving = false;
     nng_aio_set_msg(h->aio, msg);
     nng_aio_set_timeout(h->aio, NODE_HINT_TIMEOUT_MS);
-    nng_ctx_send(h->ctx, h->aio);
+    lk_ctx_send(h->ctx, h->aio);
     NODE_STAT_ADD(p->stats, hints_sent, 1);
 }
 
@@ -1107,7 +1108,7 @@ node_hint_cb(void *arg)
         if (!stop) {
             h->receiving = true;
             nng_aio_set_timeout(h->aio, NODE_HINT_TIMEOUT_MS);
-            nng_ctx_recv(h->ctx, h->aio);
+            lk_ctx_recv(h->ctx, h->aio);
         }
         pthread_mutex_unlock(&p->hint_mu);
         if (!stop) {
@@ -1193,11 +1194,10 @@ node_puller_relay(struct node_puller *p, const uint8_t *shards)
 }
 
 static void
-node_hint_pipe_cb(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+node_hint_up_cb(void *arg, bool up)
 {
     struct node_hint_peer *h = arg;
-    (void) pipe;
-    atomic_fetch_add(&h->pipes, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1);
+    atomic_fetch_add(&h->pipes, up ? 1 : -1);
 }
 
 /* Opens the peer's hint socket; a failure only costs latency. */
@@ -1205,24 +1205,29 @@ static void
 node_hint_peer_open(
     struct node_hint_peer *h, struct node_puller *p, const char *url)
 {
+    struct lk_config lcfg;
     h->p = p;
-    if (nng_req0_open(&h->sock) != 0) {
+    /* A HINT and its answer are a few hundred bytes. */
+    node_security_lk_config(p->sec, false, PROTO_FRAME_SIZE_MIN, &lcfg);
+    lcfg.up     = node_hint_up_cb;
+    lcfg.up_arg = h;
+    int rv      = lk_open_dialer(&lcfg, &h->lk);
+    sodium_memzero(&lcfg, sizeof(lcfg));
+    if (rv != MRD_OK) {
         return;
     }
-    nng_pipe_notify(h->sock, NNG_PIPE_EV_ADD_POST, node_hint_pipe_cb, h);
-    nng_pipe_notify(h->sock, NNG_PIPE_EV_REM_POST, node_hint_pipe_cb, h);
-    nng_socket_set_ms(h->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_ms(h->sock, NNG_OPT_RECONNMAXT, 1000);
+    node_security_register(p->sec, h->lk);
+    nng_socket_set_ms(lk_nng(h->lk), NNG_OPT_RECONNMAXT, 1000);
     if (nng_aio_alloc(&h->aio, node_hint_cb, h) != 0) {
         return;
     }
-    if (nng_ctx_open(&h->ctx, h->sock) != 0) {
+    if (lk_ctx_open(h->lk, &h->ctx) != MRD_OK) {
         nng_aio_free(h->aio);
         h->aio = NULL;
         return;
     }
-    if (nng_dial(h->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
-        nng_ctx_close(h->ctx);
+    if (nng_dial(lk_nng(h->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+        lk_ctx_close(h->ctx);
         nng_aio_free(h->aio);
         h->aio = NULL;
         return;
@@ -1272,23 +1277,21 @@ node_puller_peer_open(struct node_puller *p, struct node_puller_peer *peer,
             mrd_errname(rv));
         return rv;
     }
-    if (nng_req0_open(&peer->sock) != 0) {
-        return MRD_ENOMEM;
+    struct lk_config lcfg;
+    node_security_lk_config(p->sec, false, NODE_PULL_REPLY_MAX, &lcfg);
+    lcfg.up     = node_puller_up_cb;
+    lcfg.up_arg = peer;
+    rv          = lk_open_dialer(&lcfg, &peer->lk);
+    sodium_memzero(&lcfg, sizeof(lcfg));
+    if (rv != MRD_OK) {
+        return rv;
     }
     peer->open = true;
-    nng_pipe_notify(
-        peer->sock, NNG_PIPE_EV_ADD_POST, node_puller_pipe_cb, peer);
-    nng_pipe_notify(
-        peer->sock, NNG_PIPE_EV_REM_POST, node_puller_pipe_cb, peer);
-    nng_socket_set_ms(peer->sock, NNG_OPT_RECVTIMEO, NODE_PULL_TIMEOUT_MS);
-    nng_socket_set_ms(peer->sock, NNG_OPT_SENDTIMEO, NODE_PULL_TIMEOUT_MS);
-    nng_socket_set_ms(
-        peer->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_size(peer->sock, NNG_OPT_RECVMAXSZ, NODE_PULL_REPLY_MAX);
-    nng_socket_set_ms(peer->sock, NNG_OPT_RECONNMAXT, 1000);
+    node_security_register(p->sec, peer->lk);
+    nng_socket_set_ms(lk_nng(peer->lk), NNG_OPT_RECONNMAXT, 1000);
     /* Non-blocking: a peer that is down now is dialled again in the
      * background until it is up. */
-    if (nng_dial(peer->sock, url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (nng_dial(lk_nng(peer->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
         node_log(NODE_LOG_ERROR, "cannot dial peer", "{s:I, s:s}", "peer",
             (json_int_t) peer->id, "url", url);
         return MRD_EINVAL;
@@ -1409,7 +1412,7 @@ int
 node_puller_start(const struct node_config *cfg, struct node_store *store,
     struct node_server *srv, struct node_stats *stats,
     struct node_topology *topology, struct node_liveness *liveness,
-    struct node_ae *ae, struct node_puller **out)
+    struct node_ae *ae, struct node_security *sec, struct node_puller **out)
 {
     *out = NULL;
     if (cfg->peer_count == 0 && topology == NULL) {
@@ -1428,6 +1431,7 @@ node_puller_start(const struct node_config *cfg, struct node_store *store,
     p->topo_version = node_topology_version(topology);
     p->gossip_rng   = (uint32_t) (store->node_id * 2654435761u) | 1u;
     p->srv          = srv;
+    p->sec          = sec;
     p->stats        = stats;
     /* Slots for every peer a topology may add later: pipe callbacks hold
      * pointers into this array, so it never moves. */
@@ -1507,7 +1511,13 @@ node_puller_stop(struct node_puller *p)
             nng_aio_free(h->aio);
         }
         if (h->ready) {
-            nng_ctx_close(h->ctx);
+            lk_ctx_close(h->ctx);
+        }
+        if (h->lk != NULL) {
+            lk_shutdown(h->lk);
+        }
+        if (p->peers[i].lk != NULL) {
+            lk_shutdown(p->peers[i].lk); /* no up callback into freed peers */
         }
     }
     pthread_mutex_lock(&p->mu);

@@ -16,6 +16,8 @@
  */
 #include "node.h"
 
+#include "linkio.h"
+
 #include "ae.h"
 
 #include <arpa/inet.h>
@@ -56,7 +58,7 @@ enum node_work_state {
 struct node_work {
     struct node_server    *srv;
     nng_aio               *aio;
-    nng_ctx                ctx;
+    struct lk_ctx         *ctx; /* on the secure listener (net/linkio.h) */
     enum node_work_state   state;
     nng_msg               *req; /* the request, alive while views point in it */
     uint32_t               type;
@@ -100,7 +102,9 @@ struct node_server {
     struct node_topology         *topology; /* NULL: static mode */
     struct node_ae               *ae; /* NULL: static mode */
     struct node_liveness *_Atomic liveness; /* NULL: no SWIM */
-    nng_socket                    sock;
+    struct node_security         *sec;
+    struct lk_sock               *lk; /* the secure listener */
+    nng_socket                    sock; /* lk's */
     nng_listener                  listener;
     char                          url[300];
     struct node_work             *works;
@@ -206,7 +210,7 @@ static void
 node_work_recv(struct node_work *w)
 {
     w->state = NODE_WORK_RECV;
-    nng_ctx_recv(w->ctx, w->aio);
+    lk_ctx_recv(w->ctx, w->aio);
 }
 
 /* Sends buf as the reply. On failure to even allocate, drops the request:
@@ -229,7 +233,7 @@ node_work_send(struct node_work *w, const struct proto_buf *buf)
     w->state = NODE_WORK_SEND;
     atomic_fetch_add(&w->srv->sending, 1);
     nng_aio_set_msg(w->aio, msg);
-    nng_ctx_send(w->ctx, w->aio);
+    lk_ctx_send(w->ctx, w->aio);
 }
 
 /* Counts a refusal under its reason. */
@@ -323,11 +327,26 @@ static void
 node_reply_stats(struct node_work *w)
 {
     struct node_stats *s       = &w->srv->stats;
+    struct lk_stats   *ls      = node_security_stats(w->srv->sec);
     struct proto_stat  stats[] = {
 #define NODE_STAT_ROW_(name) { #name, atomic_load(&s->name) },
         NODE_STATS(NODE_STAT_ROW_)
 #undef NODE_STAT_ROW_
+        /* Secure links, every socket of the node (net/linkio.h). */
+        { "link_sessions", atomic_load(&ls->sessions) },
+        { "rejected_link_malformed",
+            atomic_load(&ls->refused[LK_R_MALFORMED]) },
+        { "rejected_link_version", atomic_load(&ls->refused[LK_R_VERSION]) },
+        { "rejected_link_cluster", atomic_load(&ls->refused[LK_R_CLUSTER]) },
+        { "rejected_link_untrusted",
+            atomic_load(&ls->refused[LK_R_UNTRUSTED]) },
+        { "rejected_link_frame", atomic_load(&ls->refused[LK_R_FRAME]) },
+        { "rejected_link_early", atomic_load(&ls->refused[LK_R_EARLY]) },
+        { "rejected_link_timeout", atomic_load(&ls->refused[LK_R_TIMEOUT]) },
+        { "rejected_link_revoked", atomic_load(&ls->refused[LK_R_REVOKED]) },
+        { "rejected_link_overflow", atomic_load(&ls->refused[LK_R_OVERFLOW]) },
     };
+    _Static_assert(LK_R_COUNT_ == 9, "a STATS row per link refusal");
     proto_buf_reset(&w->small);
     proto_stats_rep_encode(&w->small, stats, MRD_ARRAY_SIZE(stats));
     node_work_send(w, &w->small);
@@ -393,6 +412,33 @@ node_not_replica(struct node_work *w, struct proto_str stream)
     return true;
 }
 
+/* Whether the sender's key and role allow the request (on this stream,
+ * when stream is not NULL): refusals are counted. */
+static int
+node_work_allowed(struct node_work *w, uint32_t type, const char *stream,
+    size_t len, const char **why)
+{
+    int rv = node_security_check(
+        w->srv->sec, lk_ctx_peer(w->ctx), type, stream, len, why);
+    if (rv != MRD_OK) {
+        NODE_STAT_ADD(&w->srv->stats, rejected_role, 1);
+    }
+    return rv;
+}
+
+/* A node's request names its sender (PULL, HINT, SWIM): the key that sent
+ * it must be that node's, so one node cannot speak for another. */
+static int
+node_work_speaks_for(struct node_work *w, uint64_t from, const char **why)
+{
+    if (node_security_is_node(w->srv->sec, lk_ctx_peer(w->ctx), from)) {
+        return MRD_OK;
+    }
+    NODE_STAT_ADD(&w->srv->stats, rejected_role, 1);
+    *why = "the request names another node than the key that sent it";
+    return MRD_EPERM;
+}
+
 static void
 node_dispatch_append(struct node_work *w, struct proto_rd *body)
 {
@@ -402,6 +448,10 @@ node_dispatch_append(struct node_work *w, struct proto_rd *body)
 
     memset(a, 0, sizeof(*a));
     rv = proto_append_req_decode(body, &a->req, &why);
+    if (rv == MRD_OK) {
+        rv = node_work_allowed(
+            w, PROTO_T_APPEND, a->req.stream.ptr, a->req.stream.len, &why);
+    }
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
         return;
@@ -452,9 +502,22 @@ node_dispatch_read(struct node_work *w, struct proto_rd *body)
         break;
     case PROTO_T_PULL:
         rv = proto_pull_req_decode(body, &w->pull, &why);
+        if (rv == MRD_OK) {
+            rv = node_work_speaks_for(w, w->pull.from, &why);
+        }
         break;
     default:
         MRD_ASSERT(!"not a read-side type");
+    }
+    if (rv == MRD_OK) {
+        const struct proto_str *stream = w->type == PROTO_T_READ
+            ? &w->read.stream
+            : w->type == PROTO_T_INFO  ? &w->stream
+            : w->type == PROTO_T_STATE ? &w->state_req.stream
+                                       : NULL;
+        if (stream != NULL) {
+            rv = node_work_allowed(w, w->type, stream->ptr, stream->len, &why);
+        }
     }
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
@@ -502,6 +565,9 @@ node_work_dispatch(struct node_work *w)
         rv  = MRD_ECLOSED;
         why = "the node is shutting down";
     }
+    if (rv == MRD_OK) {
+        rv = node_work_allowed(w, frame.type, NULL, 0, &why);
+    }
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
         return;
@@ -524,6 +590,9 @@ node_work_dispatch(struct node_work *w)
         /* Answered here, on the NNG thread: it only sets a flag. */
         struct proto_hint_req hint;
         rv = proto_hint_req_decode(&frame.body, &hint, &why);
+        if (rv == MRD_OK) {
+            rv = node_work_speaks_for(w, hint.from, &why);
+        }
         if (rv != MRD_OK) {
             node_work_error(w, rv, why, false, 0);
             return;
@@ -546,6 +615,9 @@ node_work_dispatch(struct node_work *w)
         uint64_t         from;
         struct proto_str msg;
         rv = proto_swim_req_decode(&frame.body, &from, &msg, &why);
+        if (rv == MRD_OK) {
+            rv = node_work_speaks_for(w, from, &why);
+        }
         if (rv != MRD_OK) {
             node_work_error(w, rv, why, false, 0);
             return;
@@ -1410,7 +1482,7 @@ node_server_works_init(struct node_server *srv)
         w->srv              = srv;
         proto_buf_init(&w->small, NODE_SMALL_REPLY_MAX);
         if (nng_aio_alloc(&w->aio, node_work_cb, w) != 0
-            || nng_ctx_open(&w->ctx, srv->sock) != 0) {
+            || lk_ctx_open(srv->lk, &w->ctx) != MRD_OK) {
             return MRD_ENOMEM;
         }
     }
@@ -1439,7 +1511,7 @@ node_server_threads_start(struct node_server *srv)
 int
 node_server_start(const struct node_config *cfg, struct node_store *store,
     struct node_topology *topology, struct node_ae *ae,
-    struct node_server **server_out)
+    struct node_security *sec, struct node_server **server_out)
 {
     struct node_server *srv = calloc(1, sizeof(*srv));
     int                 rv;
@@ -1452,6 +1524,7 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     srv->store    = store;
     srv->topology = topology;
     srv->ae       = ae;
+    srv->sec      = sec;
     if (atomic_load(&store->joining)) {
         NODE_STAT_ADD(&srv->stats, joining, 1);
     }
@@ -1461,14 +1534,20 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     pthread_mutex_init(&srv->park_mu, NULL);
     pthread_cond_init(&srv->park_cv, NULL);
     pthread_rwlock_init(&srv->hint_lock, NULL);
-    if (nng_rep0_open(&srv->sock) != 0) {
-        free(srv);
-        return MRD_ENOMEM;
-    }
     /* Past the frame limit by a little, a request still gets MRD_ETOOBIG;
-     * far past it NNG drops the connection without buffering it. */
-    nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
-        (size_t) cfg->frame_size_max + NODE_FRAME_SLACK);
+     * far past it NNG drops the connection without buffering it (the
+     * session's frame limit sets NNG_OPT_RECVMAXSZ). */
+    struct lk_config lcfg;
+    node_security_lk_config(
+        sec, true, (size_t) cfg->frame_size_max + NODE_FRAME_SLACK, &lcfg);
+    rv = lk_open_listener(&lcfg, &srv->lk);
+    sodium_memzero(&lcfg, sizeof(lcfg));
+    if (rv != MRD_OK) {
+        free(srv);
+        return rv;
+    }
+    srv->sock = lk_nng(srv->lk);
+    node_security_register(sec, srv->lk);
     rv = node_server_works_init(srv);
     if (rv == MRD_OK) {
         rv = node_server_threads_start(srv);
@@ -1562,8 +1641,9 @@ node_server_stop(struct node_server *srv)
         }
     }
     for (uint32_t i = 0; i < srv->work_count; i++) {
-        nng_ctx_close(srv->works[i].ctx);
+        lk_ctx_close(srv->works[i].ctx);
     }
+    lk_shutdown(srv->lk);
     nng_listener_close(srv->listener);
     /* No nng_close(): NNG 1.5.2, Debian's, can hang in it for ever
      * (nanomsg/nng#1543), and the process exits right after this anyway.

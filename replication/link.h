@@ -59,10 +59,10 @@
  * Thread safety: none inside; each struct is used by one thread at a time.
  * Errors: MRD_* codes from meridian.h, with a static reason in *why (`why`
  * itself may be NULL):
- *   MRD_EPROTO         malformed, wrong size, other cluster, invalid
- *                      ephemeral, bad signature or tag, untrusted identity,
- *                      a frame out of order (a dedicated MRD_EAUTH for
- *                      "identity not trusted" would be clearer)
+ *   MRD_EPROTO         malformed, wrong size, invalid ephemeral, bad
+ *                      signature or tag, a frame out of order
+ *   MRD_EAUTH          an identity the trust callback refused (msg2,
+ *                      msg3), or msg1 of another cluster
  *   MRD_EPROTOVERSION  a handshake version this code does not speak
  *   MRD_ETOOBIG        a frame over the session's frame_max
  *   MRD_EFULL          the send counter is exhausted: handshake again
@@ -82,8 +82,18 @@
 
 /* Handshake version, byte 2 of each handshake message. A receiver refuses
  * any other with MRD_EPROTOVERSION: there is no negotiation to downgrade,
- * and the version is also hashed into the transcript. */
+ * and the version is also hashed into the transcript.
+ *
+ * MRD_BENCH_PLAINTEXT (CMake option of the same name, for bench/ only):
+ * frames are copied instead of sealed, to measure what encryption costs.
+ * Such a build speaks version 0xB0, so it can never talk to a real one,
+ * and its meridiand refuses to start unless MRD_BENCH_PLAINTEXT_OK=1 is
+ * in its environment. */
+#ifdef MRD_BENCH_PLAINTEXT
+#define LINK_VERSION 0xb0u
+#else
 #define LINK_VERSION 1u
+#endif
 /* Magic, bytes 0 and 1: "ML". Catches a peer that speaks something else. */
 #define LINK_MAGIC0 0x4du
 #define LINK_MAGIC1 0x4cu

@@ -48,9 +48,14 @@
  * naming only that node (log reads name no stream, so the client does not
  * route them). Stream calls on a client are routed by the topology to the
  * shard's first replica in the home region, so the appends of 4, which
- * must reach one given node, are raw APPEND requests on a socket to that
- * node, and the reply's origin is checked to be that node. STATS also go
- * on each node's own socket.
+ * must reach one given node, are raw APPEND requests on a secure link to
+ * that node, and the reply's origin is checked to be that node. STATS also
+ * go on each node's own link.
+ *
+ * Keys: the nodes run with the keys and the keyring their configs name
+ * (DIR/node-N/node.key, DIR/keyring). The test adds the harness's admin
+ * client to DIR/keyring before they start, as an operator adds a client,
+ * so that the harness's clients, links and STATS get in.
  *
  * The seed is printed; MRD_TEST_SEED replays the choices (streams, batch
  * sizes, the stopped node), not the thread timing. Every wait is bounded
@@ -81,7 +86,9 @@
 #include "topo.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+#include <sodium.h>
+
+#include "linkio.h"
 
 #define AET_REGIONS 3u
 #define AET_PER_REGION 2u
@@ -110,8 +117,7 @@ struct aet_node {
     uint32_t            region; /* 0 a, 1 b, 2 c */
     char                cfg[HARNESS_PATH_SIZE + 32];
     mrd_client         *solo; /* names only this node: log reads */
-    nng_socket          raw; /* STATS and the raw appends of 4 */
-    bool                raw_open;
+    struct lk_sock     *raw; /* STATS and the raw appends of 4 */
     bool                stopped; /* SIGSTOPped: ask it nothing */
 };
 
@@ -312,6 +318,24 @@ aet_streams_pick(uint32_t *rng)
             aet_streams[AET_ACK_STREAM], strlen(aet_streams[AET_ACK_STREAM]));
 }
 
+/* Appends the harness's admin key to the cluster's keyring as an admin
+ * client (the syntax of net/keyring.h). */
+static void
+aet_keyring_admit_harness(const char *cdir)
+{
+    char    path[HARNESS_PATH_SIZE + 32], hex[65];
+    uint8_t pk[32], sk[64];
+
+    harness_admin_keypair(pk, sk);
+    sodium_memzero(sk, sizeof(sk));
+    sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+    snprintf(path, sizeof(path), "%s/keyring", cdir);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    assert_true(fprintf(f, "client harness-admin admin %s\n", hex) > 0);
+    assert_int_equal(fclose(f), 0);
+}
+
 static void
 aet_client_opts(mrd_client_opts *opts, const char *region)
 {
@@ -344,6 +368,7 @@ aet_cluster_start(void)
     }
     assert_non_null(strstr(out, "6 node configs"));
     aet_topo_load(cdir);
+    aet_keyring_admit_harness(cdir);
 
     for (uint32_t i = 0; i < AET_NODES; i++) {
         struct aet_node *n = &aet_nodes[i];
@@ -382,38 +407,29 @@ aet_cluster_start(void)
 
 /* ------------------------------------------------------------ raw I/O -- */
 
-/* One raw request on the node's own socket; the reply's frame is opened
- * into *frame and the message goes to the caller (nng_msg_free). The
- * socket is left to process exit: NNG 1.5.2's nng_close() can hang after a
- * dropped connection. */
+/* One raw request on the node's own secure dialer (as the harness's
+ * admin); the reply's frame is opened into *frame and the message goes to
+ * the caller (nng_msg_free). The dialer is left to process exit: NNG
+ * 1.5.2's nng_close() can hang after a dropped connection. */
 static nng_msg *
 aet_raw(struct aet_node *n, struct proto_buf *req, struct proto_frame *frame)
 {
     const char *why = NULL;
-    nng_msg    *msg;
+    nng_msg    *msg = NULL;
 
     assert_false(n->stopped);
-    if (!n->raw_open) {
-        assert_int_equal(nng_req0_open(&n->raw), 0);
-        /* The longest answer: an append waiting for its ack level. */
-        nng_socket_set_ms(n->raw, NNG_OPT_RECVTIMEO, (int) harness_ms(40000));
-        nng_socket_set_ms(n->raw, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
-        nng_socket_set_size(n->raw, NNG_OPT_RECVMAXSZ, 16u << 20);
-        assert_int_equal(nng_dial(n->raw, n->h.url, NULL, 0), 0);
-        n->raw_open = true;
+    if (n->raw == NULL) {
+        assert_int_equal(harness_lk_dial(n->h.url, &n->raw), 0);
     }
     assert_int_equal(proto_buf_status(req), MRD_OK);
-    assert_int_equal(nng_msg_alloc(&msg, req->len), 0);
-    memcpy(nng_msg_body(msg), req->data, req->len);
+    /* The longest answer: an append waiting for its ack level. */
+    int rv
+        = harness_lk_call(n->raw, req->data, req->len, &msg, harness_ms(40000));
     proto_buf_fini(req);
-    int rv = nng_sendmsg(n->raw, msg, 0);
     if (rv != 0) {
-        nng_msg_free(msg);
-        fail_msg("node %u: raw send: %s", n->id, nng_strerror(rv));
-    }
-    rv = nng_recvmsg(n->raw, &msg, 0);
-    if (rv != 0) {
-        fail_msg("node %u: raw receive: %s", n->id, nng_strerror(rv));
+        char refusal[256];
+        lk_refusal(n->raw, refusal, sizeof(refusal));
+        fail_msg("node %u: no reply on the secure link (%s)", n->id, refusal);
     }
     rv = proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), frame, &why);
     if (rv != MRD_OK) {

@@ -1,11 +1,17 @@
 /*
  * bad_input_test.c: a real meridiand fed malformed, truncated, oversized and
- * unknown frames on a raw NNG req0 socket, bypassing the client library's own
- * checks. Every bad frame must get an error answer with the right code (or,
- * far past the frame limit, a dropped connection), be counted under its
- * reason, leave stored data untouched, and leave the node serving. Then a
- * node with a tiny map is filled until it refuses appends, and everything it
- * acknowledged must still be there, before and after a restart.
+ * unknown frames, bypassing the client library's own checks. The frames go
+ * through an authenticated secure link (harness_lk_dial: the harness admin's
+ * key), so they reach the node's request decoder exactly as written. Every
+ * bad frame must get an error answer with the right code (or, far past the
+ * frame limit, a dropped connection), be counted under its reason, leave
+ * stored data untouched, and leave the node serving. A plain NNG req0
+ * socket, which speaks no link handshake, must get no answer at all (only
+ * a handshake refusal), be counted under rejected_link_*, and leave the node
+ * serving. PULLs are served only to a peer node (not to the admin client)
+ * of the node's own cluster, speaking for itself. Then a node with a tiny map
+ * is filled until it refuses appends, and everything it acknowledged must still
+ * be there, before and after a restart.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -19,6 +25,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "linkio.h"
 #include "proto.h"
 
 #include <nng/nng.h>
@@ -27,10 +34,19 @@
 /* The node under test runs with a small frame limit so oversized frames are
  * cheap to make. */
 #define BAD_FRAME_MAX (2u * 1024u * 1024u)
+/* The peer node a test plays for PULLs: a harness key the node's keyring
+ * trusts (ids 1..64), and not the node's own id. */
+#define BAD_PEER_ID 3u
+/* How long a plain (non-link) socket waits for an answer that must not
+ * come. */
+#define BAD_PLAIN_WAIT_MS 500u
 
 struct bad_state {
     struct harness_node node;
-    nng_socket          sock;
+    /* A secure dialer as the harness admin; a replaced one is left to
+     * process exit (NNG 1.5.2's nng_close() can hang). */
+    struct lk_sock *sock;
+    uint32_t        timeout_ms; /* per send and per receive, scaled */
 };
 
 static struct bad_state bad;
@@ -38,13 +54,37 @@ static struct bad_state bad;
 static int
 bad_dial(void)
 {
-    if (nng_req0_open(&bad.sock) != 0) {
-        return -1;
-    }
-    nng_socket_set_ms(bad.sock, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
-    nng_socket_set_ms(bad.sock, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
-    nng_socket_set_size(bad.sock, NNG_OPT_RECVMAXSZ, 64u << 20);
-    return nng_dial(bad.sock, bad.node.url, NULL, 0) == 0 ? 0 : -1;
+    bad.timeout_ms = harness_ms(10000);
+    return harness_lk_dial(bad.node.url, &bad.sock);
+}
+
+/* The node is what is under test, not who it is. */
+static bool
+bad_trust_any(void *arg, const uint8_t pk[LINK_KEY_SIZE])
+{
+    (void) arg;
+    (void) pk;
+    return true;
+}
+
+/* A secure dialer to the node as peer node `id` (its harness key, which
+ * the node's keyring trusts as a node) of cluster `cluster_id`. Left open
+ * at exit, like every dialer here. */
+static struct lk_sock *
+bad_dial_as_node(uint64_t id, const uint8_t cluster_id[LINK_CLUSTER_ID_SIZE])
+{
+    struct lk_config cfg
+        = { .trust = bad_trust_any, .frame_max = LINK_FRAME_PLAIN_MAX };
+    struct lk_sock *s = NULL;
+
+    memcpy(cfg.cluster_id, cluster_id, LINK_CLUSTER_ID_SIZE);
+    harness_node_keypair(id, cfg.pk, cfg.sk);
+    assert_int_equal(lk_open_dialer(&cfg, &s), MRD_OK);
+    nng_socket_set_ms(lk_nng(s), NNG_OPT_RECONNMINT, 10);
+    nng_socket_set_ms(lk_nng(s), NNG_OPT_RECONNMAXT, 200);
+    assert_int_equal(
+        nng_dial(lk_nng(s), bad.node.url, NULL, NNG_FLAG_NONBLOCK), 0);
+    return s;
 }
 
 static int
@@ -64,28 +104,24 @@ bad_setup(void **state)
 static int
 bad_teardown(void **state)
 {
-    /* The raw socket is left to process exit: NNG 1.5.2's nng_close() can
+    /* The dialers are left to process exit: NNG 1.5.2's nng_close() can
      * hang for ever after a dropped connection (nanomsg/nng#1543). */
     harness_node_fini(&bad.node);
     return harness_teardown(state);
 }
 
-/* Sends raw bytes; returns the reply status, or -1 with no reply. The reply
- * must be a well-formed frame answering `type`. */
+/* Sends raw bytes as one request on secure dialer s; returns the reply
+ * status, or -1 with no reply. The reply must be a well-formed frame
+ * answering `type`. */
 static int
-bad_call(const void *bytes, size_t len, uint32_t type, struct proto_buf *copy)
+bad_call_on(struct lk_sock *s, const void *bytes, size_t len, uint32_t type,
+    struct proto_buf *copy)
 {
-    nng_msg           *msg;
+    nng_msg           *msg = NULL;
     struct proto_frame frame;
     const char        *why = NULL;
 
-    assert_int_equal(nng_msg_alloc(&msg, len), 0);
-    memcpy(nng_msg_body(msg), bytes, len);
-    if (nng_sendmsg(bad.sock, msg, 0) != 0) {
-        nng_msg_free(msg);
-        return -1;
-    }
-    if (nng_recvmsg(bad.sock, &msg, 0) != 0) {
+    if (harness_lk_call(s, bytes, len, &msg, bad.timeout_ms) != 0) {
         return -1;
     }
     int rv
@@ -100,6 +136,13 @@ bad_call(const void *bytes, size_t len, uint32_t type, struct proto_buf *copy)
     }
     nng_msg_free(msg);
     return (int) frame.status;
+}
+
+/* The same on the admin's dialer. */
+static int
+bad_call(const void *bytes, size_t len, uint32_t type, struct proto_buf *copy)
+{
+    return bad_call_on(bad.sock, bytes, len, type, copy);
 }
 
 static int
@@ -121,11 +164,9 @@ bad_stat(const char *name)
     proto_buf_init(&req, 256);
     proto_buf_init(&rep, 1u << 16);
     proto_empty_req_encode(&req, PROTO_T_STATS);
-    nng_msg *msg;
-    assert_int_equal(nng_msg_alloc(&msg, req.len), 0);
-    memcpy(nng_msg_body(msg), req.data, req.len);
-    assert_int_equal(nng_sendmsg(bad.sock, msg, 0), 0);
-    assert_int_equal(nng_recvmsg(bad.sock, &msg, 0), 0);
+    nng_msg *msg = NULL;
+    assert_int_equal(
+        harness_lk_call(bad.sock, req.data, req.len, &msg, bad.timeout_ms), 0);
     assert_int_equal(
         proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why),
         MRD_OK);
@@ -233,6 +274,81 @@ test_malformed_frames(void **state)
     proto_buf_fini(&b);
 }
 
+/* Sends len bytes on a plain req0 socket; returns the reply (the caller
+ * frees it), or NULL when none came within its receive timeout. */
+static nng_msg *
+bad_plain_call(nng_socket sock, const void *bytes, size_t len)
+{
+    nng_msg *msg;
+
+    assert_int_equal(nng_msg_alloc(&msg, len), 0);
+    memcpy(nng_msg_body(msg), bytes, len);
+    assert_int_equal(nng_sendmsg(sock, msg, 0), 0);
+    int rv = nng_recvmsg(sock, &msg, 0);
+    if (rv != 0) {
+        assert_int_equal(rv, NNG_ETIMEDOUT);
+        return NULL;
+    }
+    return msg;
+}
+
+/* A plain NNG req0 socket (no link handshake) reaches nothing: a valid
+ * request and garbage before any handshake are dropped unanswered and
+ * counted as early; a message shaped like a handshake but malformed gets
+ * only the five-byte link refusal, never an application reply. No session
+ * comes up, and the node serves on. */
+static void
+test_plain_socket(void **state)
+{
+    (void) state;
+    struct proto_buf b;
+    nng_socket       sock;
+    uint8_t          hello[] = { 'h', 'e', 'l', 'l', 'o' };
+    /* Magic, version and msg1's type, then far too short. */
+    uint8_t bad_msg1[]
+        = { LINK_MAGIC0, LINK_MAGIC1, (uint8_t) LINK_VERSION, 1, 'x', 'y' };
+    uint8_t refusal[LK_REFUSAL_SIZE] = { LINK_MAGIC0, LINK_MAGIC1,
+        (uint8_t) LINK_VERSION, LK_REFUSAL_TYPE, LK_R_MALFORMED };
+
+    uint64_t early0     = bad_stat("rejected_link_early");
+    uint64_t malformed0 = bad_stat("rejected_link_malformed");
+    uint64_t sessions0  = bad_stat("link_sessions");
+    uint64_t requests0  = bad_stat("requests");
+
+    proto_buf_init(&b, 256);
+    proto_empty_req_encode(&b, PROTO_T_STATS);
+    assert_int_equal(proto_buf_status(&b), MRD_OK);
+    assert_int_equal(nng_req0_open(&sock), 0);
+    nng_socket_set_ms(
+        sock, NNG_OPT_RECVTIMEO, (int) harness_ms(BAD_PLAIN_WAIT_MS));
+    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
+    /* No redial after the node closes the pipe: one connection is the
+     * whole test. */
+    nng_socket_set_ms(sock, NNG_OPT_RECONNMINT, 3600000);
+    nng_socket_set_ms(sock, NNG_OPT_RECONNMAXT, 3600000);
+    assert_int_equal(nng_dial(sock, bad.node.url, NULL, 0), 0);
+
+    assert_null(bad_plain_call(sock, b.data, b.len));
+    assert_null(bad_plain_call(sock, hello, sizeof(hello)));
+    assert_int_equal(bad_stat("rejected_link_early"), early0 + 2);
+
+    nng_msg *msg = bad_plain_call(sock, bad_msg1, sizeof(bad_msg1));
+    assert_non_null(msg);
+    assert_int_equal(nng_msg_len(msg), sizeof(refusal));
+    assert_memory_equal(nng_msg_body(msg), refusal, sizeof(refusal));
+    nng_msg_free(msg);
+    assert_int_equal(bad_stat("rejected_link_malformed"), malformed0 + 1);
+
+    /* Nothing reached the request decoder, and no session came up: the
+     * only requests are this test's STATS on its secure link. */
+    assert_int_equal(bad_stat("link_sessions"), sessions0);
+    assert_int_equal(bad_stat("requests"), requests0 + 4);
+    bad_still_serving("plain", 0);
+    /* The socket is left to process exit: NNG 1.5.2's nng_close() can
+     * hang after a dropped connection (nanomsg/nng#1543). */
+    proto_buf_fini(&b);
+}
+
 static void
 test_wrong_version(void **state)
 {
@@ -318,12 +434,12 @@ test_oversized(void **state)
      * client's socket redials and the node serves on. */
     bad_append_frame(&b, "big", 3, MRD_EVENT_DATA_SIZE_MAX, 8, false);
     assert_true(b.len > BAD_FRAME_MAX + (1u << 20));
-    nng_socket_set_ms(bad.sock, NNG_OPT_RECVTIMEO, (int) harness_ms(1000));
+    bad.timeout_ms = harness_ms(1000);
     assert_int_equal(bad_call_buf(&b, PROTO_T_APPEND), -1);
     /* A new connection, not the old socket's redial: NNG 1.5.2 sometimes
      * never reconnects a socket whose connection the peer dropped
      * (nanomsg/nng#1543; see docs/ARCHITECTURE.md). What this test checks
-     * is that the node serves on. The old socket is left to process exit. */
+     * is that the node serves on. The old dialer is left to process exit. */
     assert_int_equal(bad_dial(), 0);
     bad_still_serving("big", 0);
     proto_buf_fini(&b);
@@ -460,7 +576,8 @@ test_bad_ops(void **state)
 
 /* A PULL is served only to a node of the same cluster: one without a
  * cluster id, or with another, would put what it takes in the wrong
- * shards. */
+ * shards. And only to a node: the admin client's key is refused by role
+ * before the request is looked at. */
 static void
 test_pull_cluster(void **state)
 {
@@ -469,6 +586,7 @@ test_pull_cluster(void **state)
     struct proto_frame frame;
     const char        *why = NULL;
     mrd_node_info      info;
+    struct lk_sock    *peer;
 
     proto_buf_init(&b, 4096);
     proto_buf_init(&rep, 1u << 16);
@@ -478,9 +596,22 @@ test_pull_cluster(void **state)
     assert_int_equal(proto_node_rep_decode(&frame.body, &info, &why), MRD_OK);
 
     uint8_t               other[16];
-    struct proto_pull_req req = { .shard = 0, .count = 10, .from = 99 };
+    struct proto_pull_req req
+        = { .shard = 0, .count = 10, .from = BAD_PEER_ID };
     memcpy(other, info.cluster_id, 16);
     other[0] ^= 1;
+
+    /* The admin client may not pull, even with the right cluster id. */
+    uint64_t role_before = bad_stat("rejected_role");
+    req.cluster = (struct proto_str) { (const char *) info.cluster_id, 16u };
+    proto_buf_reset(&b);
+    assert_int_equal(proto_pull_req_encode(&b, &req), MRD_OK);
+    assert_int_equal(bad_call_buf(&b, PROTO_T_PULL), MRD_EPERM);
+    assert_int_equal(bad_stat("rejected_role"), role_before + 1);
+
+    /* A peer node (a key the node's keyring trusts as a node) may, of its
+     * own cluster only. */
+    peer                  = bad_dial_as_node(BAD_PEER_ID, info.cluster_id);
     const uint8_t *ids[]  = { NULL, other, info.cluster_id };
     int            want[] = { MRD_EINVAL, MRD_EINVAL, MRD_OK };
     for (size_t i = 0; i < 3; i++) {
@@ -488,8 +619,17 @@ test_pull_cluster(void **state)
             ids[i] != NULL ? 16u : 0u };
         proto_buf_reset(&b);
         assert_int_equal(proto_pull_req_encode(&b, &req), MRD_OK);
-        assert_int_equal(bad_call_buf(&b, PROTO_T_PULL), want[i]);
+        assert_int_equal(
+            bad_call_on(peer, b.data, b.len, PROTO_T_PULL, NULL), want[i]);
     }
+    assert_int_equal(bad_stat("rejected_role"), role_before + 1);
+    /* ...and as itself only: a PULL naming another node is refused. */
+    req.from = 99;
+    proto_buf_reset(&b);
+    assert_int_equal(proto_pull_req_encode(&b, &req), MRD_OK);
+    assert_int_equal(
+        bad_call_on(peer, b.data, b.len, PROTO_T_PULL, NULL), MRD_EPERM);
+    assert_int_equal(bad_stat("rejected_role"), role_before + 2);
     proto_buf_fini(&b);
     proto_buf_fini(&rep);
 }
@@ -583,6 +723,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_frames),
+        cmocka_unit_test(test_plain_socket),
         cmocka_unit_test(test_wrong_version),
         cmocka_unit_test(test_bad_stream_names),
         cmocka_unit_test(test_oversized),

@@ -8,7 +8,9 @@
  * refused whole, in one transaction that writes nothing, and the next pull
  * must go out as if nothing happened. Real nodes never send such replies,
  * so the other tests cannot get there; here the test itself plays peer 9.
- * It listens with a raw NNG rep0 socket on 127.0.0.1 (a port the kernel
+ * It listens with a secure-link listener (net/linkio.h: the cluster id
+ * below, node 9's harness key, which the node's harness keyring trusts, and
+ * trusting only node 1's harness key) on 127.0.0.1 (a port the kernel
  * picks) and starts one real meridiand (node 1, 4 shards, a fixed cluster
  * id, static mode: --peers 9@<that socket>). One thread answers everything
  * the node sends: HINTs with an empty map, PULLs with an empty reply that
@@ -46,8 +48,8 @@
  * no error line but the refusals.
  *
  * Every wait is bounded (scaled by MRD_TEST_TIMEOUT_MULTIPLIER). The fake
- * peer's socket is closed at the end on a helper thread with a bounded
- * wait, and abandoned if NNG 1.5.2's nng_close() hangs
+ * peer's socket is shut down and closed at the end on a helper thread with
+ * a bounded wait, and abandoned if NNG 1.5.2's nng_close() hangs
  * (docs/ARCHITECTURE.md, "Living with NNG 1.5.2").
  */
 #include <inttypes.h>
@@ -67,16 +69,19 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "linkio.h"
 #include "proto.h"
 #include "topo.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 
 #define BPT_SHARDS 4u
 #define BPT_NODE_ID 1u
 #define BPT_PEER_ID 9u
 #define BPT_CLUSTER_HEX "b0ba5eed0123456789abcdef0badfeed"
+/* The largest plaintext frame the fake peer's link carries: its replies
+ * (BPT_REPLY_MAX) and the node's requests, with room. */
+#define BPT_FRAME_MAX (16u * 1024u * 1024u)
 /* The fake peer's receive timeout: how often its thread looks at `stop`. */
 #define BPT_POLL_MS 50
 /* Largest reply the fake peer writes (the node takes 4 MiB + 64 KiB). */
@@ -224,13 +229,15 @@ static struct bpt_scenario bpt_scenarios[] = {
 /* ------------------------------------------------------------ fake peer -- */
 
 struct bpt_peer {
-    nng_socket   sock;
-    nng_listener listener;
-    bool         open;
-    char         url[HARNESS_URL_SIZE];
-    pthread_t    thread;
-    bool         running;
-    atomic_bool  stop;
+    struct lk_sock *lk; /* a linkio listener */
+    struct lk_ctx  *ctx; /* the thread's one context */
+    nng_aio        *aio; /* the thread's, waited on */
+    nng_listener    listener;
+    bool            open;
+    char            url[HARNESS_URL_SIZE];
+    pthread_t       thread;
+    bool            running;
+    atomic_bool     stop;
 
     pthread_mutex_t mu; /* guards everything below */
     /* The scenario for the next PULL of its shard; NULL: none. */
@@ -550,6 +557,7 @@ static void *
 bpt_fake_main(void *arg)
 {
     struct proto_buf out;
+    nng_aio         *aio = bpt_fake.aio;
 
     (void) arg;
     proto_buf_init(&out, BPT_REPLY_MAX);
@@ -558,13 +566,19 @@ bpt_fake_main(void *arg)
         uint32_t              events = 0;
         struct proto_pull_req req;
         nng_msg              *msg = NULL;
-        int                   rv  = nng_recvmsg(bpt_fake.sock, &msg, 0);
+        /* The next authenticated request, or a look at `stop`. */
+        nng_aio_set_timeout(aio, BPT_POLL_MS);
+        lk_ctx_recv(bpt_fake.ctx, aio);
+        nng_aio_wait(aio);
+        int rv = nng_aio_result(aio);
         if (rv == NNG_ETIMEDOUT) {
             continue;
         }
         if (rv != 0) {
             break; /* closed */
         }
+        msg = nng_aio_get_msg(aio);
+        nng_aio_set_msg(aio, NULL);
         memset(&req, 0, sizeof req);
         proto_buf_reset(&out);
         bpt_answer(
@@ -578,9 +592,16 @@ bpt_fake_main(void *arg)
             continue;
         }
         memcpy(nng_msg_body(msg), out.data, out.len);
-        rv = nng_sendmsg(bpt_fake.sock, msg, 0);
+        /* Sealed and handed to NNG; a reply to a pipe that is gone is
+         * dropped, as with rep0. */
+        nng_aio_set_msg(aio, msg);
+        nng_aio_set_timeout(aio, (nng_duration) harness_ms(2000));
+        lk_ctx_send(bpt_fake.ctx, aio);
+        nng_aio_wait(aio);
+        rv = nng_aio_result(aio);
         if (rv != 0) {
-            nng_msg_free(msg); /* the node went away */
+            nng_msg_free(nng_aio_get_msg(aio)); /* a failed send keeps it */
+            nng_aio_set_msg(aio, NULL);
         }
         pthread_mutex_lock(&bpt_fake.mu);
         if (rv != 0) {
@@ -600,20 +621,42 @@ bpt_fake_main(void *arg)
     return NULL;
 }
 
+/* The fake peer talks to the node under test and nobody else: the real
+ * node 1's harness key. (Runs on NNG's threads with linkio's locks held.) */
+static bool
+bpt_fake_trust(void *arg, const uint8_t pk[LINK_KEY_SIZE])
+{
+    const uint8_t *node_pk = arg;
+    return memcmp(pk, node_pk, LINK_KEY_SIZE) == 0;
+}
+
 static int
 bpt_fake_start(void)
 {
-    int port = 0;
+    static uint8_t   node_pk[LINK_KEY_SIZE];
+    uint8_t          node_sk[LINK_SECRET_KEY_SIZE];
+    struct lk_config cfg  = { .trust = bpt_fake_trust,
+         .trust_arg                  = node_pk,
+         .frame_max                  = BPT_FRAME_MAX };
+    int              port = 0;
 
     pthread_mutex_init(&bpt_fake.mu, NULL);
     atomic_store(&bpt_fake.stop, false);
-    if (nng_rep0_open(&bpt_fake.sock) != 0) {
+    /* Peer 9 of the node's cluster, with the key the node's keyring holds
+     * for node 9. */
+    memcpy(cfg.cluster_id, bpt_cluster, sizeof cfg.cluster_id);
+    harness_node_keypair(BPT_PEER_ID, cfg.pk, cfg.sk);
+    harness_node_keypair(BPT_NODE_ID, node_pk, node_sk);
+    if (lk_open_listener(&cfg, &bpt_fake.lk) != MRD_OK) {
         return -1;
     }
     bpt_fake.open = true;
-    nng_socket_set_ms(bpt_fake.sock, NNG_OPT_RECVTIMEO, BPT_POLL_MS);
-    nng_socket_set_ms(bpt_fake.sock, NNG_OPT_SENDTIMEO, (int) harness_ms(2000));
-    if (nng_listen(bpt_fake.sock, "tcp://127.0.0.1:0", &bpt_fake.listener, 0)
+    if (lk_ctx_open(bpt_fake.lk, &bpt_fake.ctx) != MRD_OK
+        || nng_aio_alloc(&bpt_fake.aio, NULL, NULL) != 0) {
+        return -1;
+    }
+    if (nng_listen(
+            lk_nng(bpt_fake.lk), "tcp://127.0.0.1:0", &bpt_fake.listener, 0)
             != 0
         || nng_listener_get_int(
                bpt_fake.listener, NNG_OPT_TCP_BOUND_PORT, &port)
@@ -638,7 +681,7 @@ static void *
 bpt_close_main(void *arg)
 {
     (void) arg;
-    nng_close(bpt_fake.sock);
+    nng_close(lk_nng(bpt_fake.lk));
     pthread_mutex_lock(&bpt_close_mu);
     bpt_closed = true;
     pthread_cond_signal(&bpt_close_cv);
@@ -659,10 +702,18 @@ bpt_fake_stop(void)
         pthread_join(bpt_fake.thread, NULL);
         bpt_fake.running = false;
     }
+    /* Its context and aio go first: lk_free() wants every context closed. */
+    lk_ctx_close(bpt_fake.ctx);
+    bpt_fake.ctx = NULL;
+    if (bpt_fake.aio != NULL) {
+        nng_aio_free(bpt_fake.aio);
+        bpt_fake.aio = NULL;
+    }
     if (!bpt_fake.open) {
         return;
     }
     bpt_fake.open = false;
+    lk_shutdown(bpt_fake.lk); /* no callback of linkio's runs after this */
     if (pthread_create(&closer, NULL, bpt_close_main, NULL) != 0) {
         return; /* the socket is left to process exit */
     }
@@ -678,6 +729,8 @@ bpt_fake_stop(void)
     pthread_mutex_unlock(&bpt_close_mu);
     if (closed) {
         pthread_join(closer, NULL);
+        lk_free(bpt_fake.lk);
+        bpt_fake.lk = NULL;
     } else {
         fprintf(stderr, "fake peer: nng_close hung; socket abandoned\n");
         pthread_detach(closer);

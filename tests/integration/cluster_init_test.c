@@ -7,6 +7,13 @@
  * port the config names), appends a counter op in one region and waits for
  * the other two to show it. It also checks that a dir that already holds a
  * cluster is refused and that bad options are usage errors.
+ *
+ * Keys: each node runs with the key and the keyring its config names
+ * (DIR/node-N/node.key, DIR/keyring). The test adds the harness's admin
+ * client to DIR/keyring before the nodes start, as an operator adds a
+ * client, so that the harness's clients and STATS get in; the routed
+ * append below runs as the cluster's own admin (DIR/admin.key, trusted
+ * through the topology), the way cluster init tells an operator to.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,10 +30,29 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "harness.h"
 
 #define CI_NODES 3u
+
+/* Appends the harness's admin key to the cluster's keyring as an admin
+ * client (the syntax of net/keyring.h). */
+static void
+ci_keyring_admit_harness(const char *cdir)
+{
+    char    path[400], hex[65];
+    uint8_t pk[32], sk[64];
+
+    harness_admin_keypair(pk, sk);
+    sodium_memzero(sk, sizeof sk);
+    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
+    snprintf(path, sizeof path, "%s/keyring", cdir);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    assert_true(fprintf(f, "client harness-admin admin %s\n", hex) > 0);
+    assert_int_equal(fclose(f), 0);
+}
 
 struct ci_wait {
     mrd_client *client;
@@ -104,7 +130,9 @@ test_cluster_init(void **state)
     assert_int_equal(harness_run_ctl(what, NULL, 0), 2);
 
     /* One meridiand per config: region, cluster id, peers and shards come
-     * from the file; the harness's flags give it a data dir of its own. */
+     * from the file, key and keyring from the config; the harness's flags
+     * give it a data dir of its own. */
+    ci_keyring_admit_harness(cdir);
     struct harness_node nodes[CI_NODES];
     char                cfg[CI_NODES][400];
     for (uint32_t i = 0; i < CI_NODES; i++) {
@@ -146,9 +174,15 @@ test_cluster_init(void **state)
     }
 
     /* The CLI routes by the topology too: given node 1 (eu) and home
-     * region us, an append is taken by node 2, the us replica. */
-    const char *home[] = { "--node", nodes[0].url, "--home-region", "us",
-        "--json", "append", "trip", "--type", "Routed", NULL };
+     * region us, an append is taken by node 2, the us replica. It runs
+     * with what cluster init wrote for the admin: its key and DIR/keyring
+     * (which names the nodes' own keys). */
+    char admin_key[400], keyring[400];
+    snprintf(admin_key, sizeof(admin_key), "%s/admin.key", cdir);
+    snprintf(keyring, sizeof(keyring), "%s/keyring", cdir);
+    const char *home[] = { "--key", admin_key, "--keyring", keyring, "--node",
+        nodes[0].url, "--home-region", "us", "--json", "append", "trip",
+        "--type", "Routed", NULL };
     assert_int_equal(harness_run_ctl(home, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "\"origin\":2"));
     const char *bad[] = { "--node", nodes[0].url, "--home-region", "US!",

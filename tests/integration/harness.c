@@ -391,6 +391,34 @@ harness_node_argv(const struct harness_node *node,
     args[n++] = listen_buf;
     args[n++] = "--ready-file";
     args[n++] = node->ready_path;
+    /* Secure links with the harness's keys, unless the test says
+     * otherwise (harness.h, "keys"). */
+    bool own_key = false, own_ring = false;
+    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+        bool config = strcmp(extra_args[i], "--config") == 0;
+        own_key     = own_key || config || strcmp(extra_args[i], "--key") == 0;
+        own_ring
+            = own_ring || config || strcmp(extra_args[i], "--keyring") == 0;
+    }
+    if (!own_key) {
+        if (harness_node_key_file(node->node_id,
+                (char *) (uintptr_t) node->key_path, sizeof node->key_path)
+            != 0) {
+            fprintf(stderr, "harness: cannot make the node's key\n");
+            return -1;
+        }
+        args[n++] = "--key";
+        args[n++] = node->key_path;
+    }
+    if (!own_ring) {
+        const char *ring = harness_nodes_keyring();
+        if (ring == NULL) {
+            fprintf(stderr, "harness: cannot make the keyring\n");
+            return -1;
+        }
+        args[n++] = "--keyring";
+        args[n++] = ring;
+    }
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
         if (i >= HARNESS_ARGS_MAX) {
             fprintf(
@@ -417,7 +445,7 @@ harness_node_wait_ready(struct harness_node *node, uint16_t port_before)
                     node->port, port_before);
                 return -1;
             }
-            return 0;
+            return harness_identity_note(node);
         }
         if (harness_reap(node->pid, &status, false)) {
             harness_proc_remove(node->pid);
@@ -525,28 +553,20 @@ harness_node_stat(
 {
     struct proto_buf   req;
     struct proto_frame frame;
-    const char        *why = NULL;
-    nng_socket         sock;
-    nng_msg           *msg = NULL;
-    int                rv  = -1;
+    const char        *why  = NULL;
+    nng_msg           *msg  = NULL;
+    int                rv   = -1;
+    struct lk_sock    *sock = harness_stat_sock(node->url);
 
-    if (nng_req0_open(&sock) != 0) {
+    if (sock == NULL) {
         fprintf(stderr, "harness: cannot open a socket for STATS\n");
         return -1;
     }
-    nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
-    nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
     proto_buf_init(&req, 256);
     proto_empty_req_encode(&req, PROTO_T_STATS);
-    if (nng_dial(sock, node->url, NULL, 0) == 0
-        && nng_msg_alloc(&msg, req.len) == 0) {
-        memcpy(nng_msg_body(msg), req.data, req.len);
-        if (nng_sendmsg(sock, msg, 0) != 0) {
-            nng_msg_free(msg);
-            msg = NULL;
-        } else if (nng_recvmsg(sock, &msg, 0) != 0) {
-            msg = NULL;
-        }
+    if (harness_lk_call(sock, req.data, req.len, &msg, harness_ms(10000))
+        != 0) {
+        msg = NULL;
     }
     proto_buf_fini(&req);
     if (msg != NULL
@@ -679,6 +699,26 @@ harness_client_open_urls(const char *const *urls, size_t count,
     }
     opts.addresses     = urls;
     opts.address_count = count;
+    /* The keyring is per client, next to the harness's other keys. */
+    static _Thread_local char ring[HARNESS_PATH_SIZE + 64];
+    if (opts.key_file == NULL) {
+        opts.key_file = harness_admin_key_file();
+    }
+    if (opts.keyring_file == NULL && count > 0) {
+        /* The cluster of the first address a harness node served. */
+        size_t known;
+        for (known = 0; known < count; known++) {
+            if (harness_identity_known(urls[known])) {
+                break;
+            }
+        }
+        if (harness_client_keyring(
+                urls[known < count ? known : 0], ring, sizeof ring)
+            != 0) {
+            return MRD_EINVAL;
+        }
+        opts.keyring_file = ring;
+    }
     return mrd_client_open(&opts, client_out);
 }
 
@@ -744,7 +784,7 @@ harness_drain(int fd, char *out, size_t out_size, uint32_t timeout_ms)
 int
 harness_run_ctl(const char *const *args, char *out, size_t out_size)
 {
-    const char *argv[HARNESS_ARGS_MAX + 2];
+    const char *argv[HARNESS_ARGS_MAX + 6];
     int         fds[2];
     pid_t       pid;
     int         status = 0;
@@ -755,6 +795,27 @@ harness_run_ctl(const char *const *args, char *out, size_t out_size)
         out[0] = '\0';
     }
     argv[n++] = MRD_MERIDIANCTL_PATH;
+    /* The admin key and the keyring of the first --node's cluster, unless
+     * the test gives its own (harness.h, "keys"). */
+    static char ring[HARNESS_PATH_SIZE + 64];
+    const char *url = NULL;
+    bool        own = false;
+    for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+        own = own || strcmp(args[i], "--key") == 0
+            || strcmp(args[i], "--keyring") == 0;
+        if (url == NULL && strcmp(args[i], "--node") == 0
+            && args[i + 1] != NULL) {
+            url = args[i + 1];
+        }
+    }
+    if (!own && url != NULL
+        && harness_client_keyring(url, ring, sizeof ring) == 0
+        && harness_admin_key_file() != NULL) {
+        argv[n++] = "--key";
+        argv[n++] = harness_admin_key_file();
+        argv[n++] = "--keyring";
+        argv[n++] = ring;
+    }
     for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
         if (i >= HARNESS_ARGS_MAX) {
             return -1;

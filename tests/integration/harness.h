@@ -54,6 +54,7 @@ struct harness_node {
     char     log_path[HARNESS_PATH_SIZE]; /* dir/meridiand.log: stderr */
     char     ready_path[HARNESS_PATH_SIZE]; /* dir/ready */
     char     url[HARNESS_URL_SIZE]; /* "tcp://127.0.0.1:PORT" */
+    char     key_path[HARNESS_PATH_SIZE + 32]; /* --key, harness_keys.c */
 };
 
 /* ms scaled by MRD_TEST_TIMEOUT_MULTIPLIER (a positive number, may have a
@@ -159,6 +160,41 @@ int harness_run_ctl(const char *const *args, char *out, size_t out_size);
 /* SIGKILLs and reaps every process the harness started that is still
  * registered. Safe to call any time, many times. */
 void harness_kill_all(void);
+
+/* ------------------------------------------------------ keys (harness_keys.c)
+ *
+ * Every node runs with secure links. harness_node_start() passes --key (node
+ * N's key, derived from N) unless the test passes --key or --config, and
+ * --keyring (harness_nodes_keyring(): the keys of node ids 1..64 and the
+ * harness admin client) unless it passes --keyring or --config. Clients the
+ * harness opens, and meridianctl runs with a --node the harness started, use
+ * the admin key and a keyring with the node's cluster id. A test that builds a
+ * topology uses harness_node_keypair() for its node keys. */
+struct lk_sock;
+typedef struct nng_msg nng_msg;
+void harness_node_keypair(uint64_t id, uint8_t pk[32], uint8_t sk[64]);
+void harness_admin_keypair(uint8_t pk[32], uint8_t sk[64]);
+/* Paths in the process's keys directory (made on first use; NULL or -1 on
+ * failure). */
+const char *harness_admin_key_file(void);
+const char *harness_nodes_keyring(void);
+int         harness_node_key_file(uint64_t id, char *out, size_t size);
+/* Remembers the cluster and key of a ready node (its DATA_DIR/identity);
+ * harness_node_start() calls it. */
+int harness_identity_note(const struct harness_node *node);
+/* True when a harness node served url. */
+bool harness_identity_known(const char *url);
+/* Writes a client keyring for the cluster of the node at url (of no
+ * cluster when none served it). */
+int harness_client_keyring(const char *url, char *out, size_t size);
+/* A secure dialer to the node at url as the harness admin, trusting any
+ * node key (test tooling); dialled in the background. Left open at exit. */
+int harness_lk_dial(const char *url, struct lk_sock **out);
+/* One request and its reply on s: 0, or -1 on a timeout or link error. */
+int harness_lk_call(struct lk_sock *s, const void *req, size_t len,
+    nng_msg **rep_out, uint32_t timeout_ms);
+/* The kept dialer harness_node_stat() uses for url, or NULL. */
+struct lk_sock *harness_stat_sock(const char *url);
 /* A cmocka setup/teardown (int (*)(void **)) that calls harness_kill_all. */
 int harness_teardown(void **state);
 

@@ -4,8 +4,9 @@
  *
  * A cluster made by `meridianctl cluster init` (regions a, b, c; 2 nodes
  * each; 1 replica of each shard per region), every node started with
- * --topology and listening where the topology says. Clients are given ONE
- * address, a region-a node, and home region "b":
+ * --topology and the key cluster init made for it, and listening where the
+ * topology says. Clients are given ONE address, a region-a node, and home
+ * region "b":
  *   1. Appends to 64 streams are each taken by the stream's region-b
  *      replica (the dot's origin is the node topo_replicas() names), and
  *      reads, stream info and state reads of them work; the nodes count no
@@ -61,8 +62,9 @@
 #define RT_NODES_MAX 6u
 #define RT_STREAMS 64u
 /* The library's connect wait for a node with no connection (client.h,
- * CLIENT_CONNECT_WAIT_MS): what every attempt on a dead node costs. */
-#define RT_CONNECT_WAIT_MS 200u
+ * CLIENT_CONNECT_WAIT_MS, the dial and the link handshake): what every
+ * attempt on a dead node costs. */
+#define RT_CONNECT_WAIT_MS 500u
 
 struct rt_cluster {
     char                dir[256];
@@ -112,10 +114,15 @@ rt_admin_key(const struct rt_cluster *c, uint8_t sk[TOPO_SECRET_KEY_SIZE])
     assert_int_equal(bin_len, TOPO_SECRET_KEY_SIZE);
 }
 
+/* Node i + 1 runs with the key cluster init made for it, which is the one
+ * the topology names (the harness's keyring still lets its admin client
+ * in: a node run from a topology takes only client lines from it). */
 static void
 rt_node_start(struct rt_cluster *c, uint32_t i)
 {
-    const char *args[] = { "--topology", c->topo_path, NULL };
+    char key[400];
+    snprintf(key, sizeof key, "%s/node-%u/node.key", c->cdir, i + 1);
+    const char *args[] = { "--topology", c->topo_path, "--key", key, NULL };
     assert_int_equal(harness_node_start(&c->nodes[i], args), 0);
 }
 

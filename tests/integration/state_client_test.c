@@ -15,8 +15,11 @@
  * increments; a causal context over three origins; and register values that
  * are not printable text.
  *
- * A fake node serves it: a raw NNG rep0 socket on 127.0.0.1 (a port the
- * kernel picks), answered by one thread that decodes every request with
+ * A fake node serves it: a secure-link listener (net/linkio.h) on 127.0.0.1
+ * (a port the kernel picks) with node 7's harness key in a cluster of its
+ * own (FX_CLUSTER_BYTE), trusting only the harness admin's key; the client
+ * and meridianctl use the admin key and a keyring this test writes (that
+ * cluster, node 7's key). One thread answers, and decodes every request with
  * proto_request_open, answers STATE with the document (keeping only the
  * requested field, as the real node does) and NODE_INFO with a made-up
  * identity, refuses everything else with MRD_EINVAL, and records what it
@@ -33,7 +36,8 @@
  * leak.
  *
  * Every wait is bounded (scaled by MRD_TEST_TIMEOUT_MULTIPLIER). The fake
- * node's socket is closed at the end on a helper thread with a bounded
+ * node's socket is shut down and closed at the end on a helper thread with a
+ * bounded
  * wait, and abandoned if NNG 1.5.2's nng_close() hangs (docs/ARCHITECTURE.md,
  * "Living with NNG 1.5.2").
  */
@@ -53,26 +57,38 @@
 
 #include "crdt.h"
 #include "harness.h"
+#include "linkio.h"
 #include "proto.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 
 #define FX_STREAM "cart-7"
 #define FX_VERSION 41
 /* The fake node's receive timeout: how often its thread looks at `stop`. */
 #define FX_POLL_MS 50
 #define FX_NAME_MAX 300u
+/* Who the fake node is: the node id and cluster id its NODE_INFO reports,
+ * and its harness node key (ids 1..64 have one). */
+#define FX_NODE_ID 7u
+#define FX_CLUSTER_BYTE 0xc5u
+/* The largest plaintext frame of the fake node's link: a whole state
+ * reply, with room. */
+#define FX_FRAME_MAX (16u * 1024u * 1024u)
 
 /* ------------------------------------------------------------ fake node -- */
 
 struct fake_node {
-    nng_socket   sock;
-    nng_listener listener;
-    char         url[HARNESS_URL_SIZE];
-    pthread_t    thread;
-    bool         running;
-    atomic_bool  stop;
+    struct lk_sock *lk; /* a linkio listener */
+    struct lk_ctx  *ctx; /* the thread's one context */
+    nng_aio        *aio; /* the thread's, waited on */
+    nng_listener    listener;
+    char            url[HARNESS_URL_SIZE];
+    /* The client keyring naming this fake node, and its directory. */
+    char        dir[HARNESS_PATH_SIZE];
+    char        keyring[HARNESS_PATH_SIZE + 32];
+    pthread_t   thread;
+    bool        running;
+    atomic_bool stop;
 
     pthread_mutex_t mu; /* guards everything below */
     /* What STATE is answered with. */
@@ -205,8 +221,8 @@ fake_answer(struct proto_buf *out, const void *req, size_t len)
             return;
         }
         memset(&info, 0, sizeof info);
-        info.node_id = 7;
-        memset(info.cluster_id, 0xc5, sizeof info.cluster_id);
+        info.node_id = FX_NODE_ID;
+        memset(info.cluster_id, FX_CLUSTER_BYTE, sizeof info.cluster_id);
         info.shard_count      = 1;
         info.protocol_version = PROTO_VERSION;
         info.frame_size_max   = 16u << 20;
@@ -227,18 +243,25 @@ static void *
 fake_main(void *arg)
 {
     struct proto_buf out;
+    nng_aio         *aio = fake.aio;
 
     (void) arg;
     proto_buf_init(&out, PROTO_STATE_SIZE_MAX + 4096u);
     while (!atomic_load(&fake.stop)) {
         nng_msg *msg = NULL;
-        int      rv  = nng_recvmsg(fake.sock, &msg, 0);
+        /* The next authenticated request, or a look at `stop`. */
+        nng_aio_set_timeout(aio, FX_POLL_MS);
+        lk_ctx_recv(fake.ctx, aio);
+        nng_aio_wait(aio);
+        int rv = nng_aio_result(aio);
         if (rv == NNG_ETIMEDOUT) {
             continue;
         }
         if (rv != 0) {
             break; /* closed */
         }
+        msg = nng_aio_get_msg(aio);
+        nng_aio_set_msg(aio, NULL);
         proto_buf_reset(&out);
         fake_answer(&out, nng_msg_body(msg), nng_msg_len(msg));
         nng_msg_free(msg);
@@ -250,27 +273,82 @@ fake_main(void *arg)
             continue;
         }
         memcpy(nng_msg_body(msg), out.data, out.len);
-        if (nng_sendmsg(fake.sock, msg, 0) != 0) {
-            nng_msg_free(msg); /* the requester went away */
+        /* A reply to a pipe that is gone is dropped, as with rep0. */
+        nng_aio_set_msg(aio, msg);
+        nng_aio_set_timeout(aio, (nng_duration) harness_ms(2000));
+        lk_ctx_send(fake.ctx, aio);
+        nng_aio_wait(aio);
+        if (nng_aio_result(aio) != 0) {
+            nng_msg_free(nng_aio_get_msg(aio)); /* a failed send keeps it */
+            nng_aio_set_msg(aio, NULL);
         }
     }
     proto_buf_fini(&out);
     return NULL;
 }
 
+/* The fake node serves the harness admin (the client and meridianctl
+ * here) and nobody else. (Runs on NNG's threads with linkio's locks held.) */
+static bool
+fake_trust(void *arg, const uint8_t pk[LINK_KEY_SIZE])
+{
+    const uint8_t *admin_pk = arg;
+    return memcmp(pk, admin_pk, LINK_KEY_SIZE) == 0;
+}
+
+/* Writes the client keyring that names the fake node: its cluster and node
+ * FX_NODE_ID's key (net/keyring.h's format). */
+static int
+fake_keyring_write(const uint8_t pk[LINK_KEY_SIZE])
+{
+    char  hex[2 * LINK_KEY_SIZE + 1];
+    FILE *f;
+
+    if (harness_tmpdir_make("meridian-state-client-", fake.dir, sizeof fake.dir)
+        != 0) {
+        return -1;
+    }
+    snprintf(fake.keyring, sizeof fake.keyring, "%s/client.keyring", fake.dir);
+    if ((f = fopen(fake.keyring, "w")) == NULL) {
+        return -1;
+    }
+    fprintf(f, "cluster ");
+    for (size_t i = 0; i < LINK_CLUSTER_ID_SIZE; i++) {
+        fprintf(f, "%02x", FX_CLUSTER_BYTE);
+    }
+    for (size_t i = 0; i < LINK_KEY_SIZE; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", pk[i]);
+    }
+    fprintf(f, "\nnode %u %s\n", FX_NODE_ID, hex);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static int
 fake_start(void)
 {
+    static uint8_t   admin_pk[LINK_KEY_SIZE];
+    uint8_t          admin_sk[LINK_SECRET_KEY_SIZE];
+    struct lk_config cfg = {
+        .trust = fake_trust, .trust_arg = admin_pk, .frame_max = FX_FRAME_MAX
+    };
     int port = 0;
 
     pthread_mutex_init(&fake.mu, NULL);
     atomic_store(&fake.stop, false);
-    if (nng_rep0_open(&fake.sock) != 0) {
+    memset(cfg.cluster_id, FX_CLUSTER_BYTE, sizeof cfg.cluster_id);
+    harness_node_keypair(FX_NODE_ID, cfg.pk, cfg.sk);
+    harness_admin_keypair(admin_pk, admin_sk);
+    if (fake_keyring_write(cfg.pk) != 0 || harness_admin_key_file() == NULL) {
         return -1;
     }
-    nng_socket_set_ms(fake.sock, NNG_OPT_RECVTIMEO, FX_POLL_MS);
-    nng_socket_set_ms(fake.sock, NNG_OPT_SENDTIMEO, (int) harness_ms(2000));
-    if (nng_listen(fake.sock, "tcp://127.0.0.1:0", &fake.listener, 0) != 0
+    if (lk_open_listener(&cfg, &fake.lk) != MRD_OK) {
+        return -1;
+    }
+    if (lk_ctx_open(fake.lk, &fake.ctx) != MRD_OK
+        || nng_aio_alloc(&fake.aio, NULL, NULL) != 0) {
+        return -1;
+    }
+    if (nng_listen(lk_nng(fake.lk), "tcp://127.0.0.1:0", &fake.listener, 0) != 0
         || nng_listener_get_int(fake.listener, NNG_OPT_TCP_BOUND_PORT, &port)
             != 0
         || port <= 0) {
@@ -293,7 +371,7 @@ static void *
 fake_close_main(void *arg)
 {
     (void) arg;
-    nng_close(fake.sock);
+    nng_close(lk_nng(fake.lk));
     pthread_mutex_lock(&fake_close_mu);
     fake_closed = true;
     pthread_cond_signal(&fake_close_cv);
@@ -315,6 +393,12 @@ fake_stop(void)
     atomic_store(&fake.stop, true);
     pthread_join(fake.thread, NULL);
     fake.running = false;
+    /* Its context and aio first: lk_free() wants every context closed. */
+    lk_ctx_close(fake.ctx);
+    fake.ctx = NULL;
+    nng_aio_free(fake.aio);
+    fake.aio = NULL;
+    lk_shutdown(fake.lk); /* no callback of linkio's runs after this */
     if (pthread_create(&closer, NULL, fake_close_main, NULL) != 0) {
         return; /* the socket is left to process exit */
     }
@@ -331,6 +415,8 @@ fake_stop(void)
     pthread_mutex_unlock(&fake_close_mu);
     if (closed) {
         pthread_join(closer, NULL);
+        lk_free(fake.lk);
+        fake.lk = NULL;
     } else {
         fprintf(stderr,
             "fake node: nng_close hangs (NNG 1.5.2); "
@@ -646,6 +732,19 @@ fx_build_rich(void)
 
 /* ------------------------------------------------------------- fixtures -- */
 
+/* The library defaults with scaled timeouts (as the harness gives), the
+ * admin key and the fake node's keyring: a harness keyring is only made for
+ * URLs a harness node served. */
+static void
+fx_client_opts(mrd_client_opts *opts)
+{
+    mrd_client_opts_init(opts);
+    opts->timeout_ms         = harness_ms(opts->timeout_ms);
+    opts->attempt_timeout_ms = harness_ms(opts->attempt_timeout_ms);
+    opts->key_file           = harness_admin_key_file();
+    opts->keyring_file       = fake.keyring;
+}
+
 static int
 fx_setup(void **state)
 {
@@ -654,9 +753,11 @@ fx_setup(void **state)
         fprintf(stderr, "cannot start the fake node\n");
         return -1;
     }
+    mrd_client_opts opts;
+    fx_client_opts(&opts);
     const char *urls[] = { fake.url };
-    return harness_client_open_urls(urls, 1, NULL, &fx.client) == MRD_OK ? 0
-                                                                         : -1;
+    return harness_client_open_urls(urls, 1, &opts, &fx.client) == MRD_OK ? 0
+                                                                          : -1;
 }
 
 static int
@@ -671,6 +772,12 @@ fx_teardown(void **state)
     fake.doc = NULL;
     free(fx.rich);
     fx.rich = NULL;
+    if (fake.dir[0] != '\0') {
+        const char *keep = getenv("MRD_TEST_KEEP");
+        if (keep == NULL || strcmp(keep, "1") != 0) {
+            harness_rmrf(fake.dir);
+        }
+    }
     return harness_teardown(state);
 }
 
@@ -758,6 +865,11 @@ fx_ctl_tmo(const char *const *cmd, char *out, size_t out_size, uint32_t tmo_ms)
     args[n++] = fake.url;
     args[n++] = "--timeout-ms";
     args[n++] = tmo;
+    /* The fake node's keyring: the harness knows no identity for it. */
+    args[n++] = "--key";
+    args[n++] = harness_admin_key_file();
+    args[n++] = "--keyring";
+    args[n++] = fake.keyring;
     for (size_t i = 0; cmd[i] != NULL; i++) {
         assert_true(n < HARNESS_ARGS_MAX - 1);
         args[n++] = cmd[i];
@@ -1182,7 +1294,7 @@ test_garbled_state(void **state)
     /* Always garbled: a client with a short deadline. */
     mrd_client     *quick = NULL;
     mrd_client_opts opts;
-    mrd_client_opts_init(&opts);
+    fx_client_opts(&opts);
     opts.timeout_ms         = harness_ms(1200);
     opts.attempt_timeout_ms = harness_ms(1000);
     opts.backoff_min_ms     = 10;

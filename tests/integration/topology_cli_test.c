@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "harness.h"
+#include "keyring.h"
 #include "topo.h"
 
 #define TC_OUT_SIZE 16384u
@@ -247,8 +248,9 @@ test_cluster_init_identity(void **state)
         assert_memory_equal(n->public_key, pk, TOPO_KEY_SIZE);
     }
     /* cluster.json names the files and the cluster id; each meridiand
-     * config names its node, data dir and the topology file, which says
-     * the rest (no cluster id, peers or keys of its own). */
+     * config names its node, data dir, the topology file, its key file
+     * and the cluster's keyring: the topology says the rest (no cluster
+     * id or peers of its own). */
     char cid[TOPO_CLUSTER_ID_SIZE * 2 + 1];
     sodium_bin2hex(cid, sizeof(cid), t->cluster_id, TOPO_CLUSTER_ID_SIZE);
     snprintf(path, sizeof(path), "%s/cluster.json", cdir);
@@ -259,9 +261,43 @@ test_cluster_init_identity(void **state)
     snprintf(path, sizeof(path), "%s/node-1.json", cdir);
     text[tc_read(path, text, sizeof(text))] = '\0';
     assert_null(strstr((char *) text, cid));
-    assert_null(strstr((char *) text, "key"));
     assert_null(strstr((char *) text, "peers"));
     assert_non_null(strstr((char *) text, "topology.signed"));
+    char want_path[TC_PATH_SIZE + 64];
+    assert_non_null(strstr((char *) text, "\"key\""));
+    snprintf(want_path, sizeof(want_path), "\"%s/node-1/node.key\"", cdir);
+    assert_non_null(strstr((char *) text, want_path));
+    assert_non_null(strstr((char *) text, "\"keyring\""));
+    snprintf(want_path, sizeof(want_path), "\"%s/keyring\"", cdir);
+    assert_non_null(strstr((char *) text, want_path));
+
+    /* DIR/keyring: what a client of the cluster trusts, read as a node or
+     * a client reads it: the cluster id and each node's key, exactly the
+     * topology's, and no client yet (the admin key is trusted through the
+     * topology). */
+    struct keyring kr;
+    char           err[256];
+    snprintf(path, sizeof(path), "%s/keyring", cdir);
+    if (keyring_load(path, &kr, err, sizeof(err)) != MRD_OK) {
+        fail_msg("%s", err);
+    }
+    assert_true(kr.has_cluster);
+    assert_memory_equal(kr.cluster_id, t->cluster_id, TOPO_CLUSTER_ID_SIZE);
+    assert_int_equal(kr.node_count, t->node_count);
+    assert_int_equal(kr.client_count, 0);
+    for (uint32_t i = 0; i < t->node_count; i++) {
+        const struct topo_node *n     = &t->nodes[i];
+        bool                    found = false;
+        for (size_t j = 0; j < kr.node_count && !found; j++) {
+            found = kr.nodes[j].id == n->id
+                && memcmp(kr.nodes[j].pk, n->public_key, TOPO_KEY_SIZE) == 0;
+        }
+        if (!found) {
+            fail_msg("%s has no line for node %u with its topology key", path,
+                n->id);
+        }
+    }
+    keyring_free(&kr);
 
     /* The default rf is the nodes per region; more is a usage error, and
      * so is a region name the topology would refuse. */

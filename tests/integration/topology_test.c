@@ -4,13 +4,14 @@
  * "Replication", "Topology"; docs/OPERATIONS.md, "Keys and the signed
  * topology").
  *
- * The test is its own admin: it makes the admin and node keys with
- * libsodium, reserves a port per node from the kernel, builds version 1
- * with the topo.h builders (regions a, b, c with rf 1; nodes 1..6, two per
- * region) and signs it. The cluster id is drawn from the seed until every
- * node holds a shard under version 1 and the late node 7 wins one under
- * version 2; the 12 shared streams are named so that every shard has one.
- * Then:
+ * The test is its own admin: it makes the admin key with libsodium and
+ * puts the harness's key of each node id in the topology (the key the
+ * harness starts that node with), reserves a port per node from the kernel,
+ * builds version 1 with the topo.h builders (regions a, b, c with rf 1;
+ * nodes 1..6, two per region) and signs it. The cluster id is drawn from the
+ * seed until every node holds a shard under version 1 and the late node 7 wins
+ * one under version 2; the 12 shared streams are named so that every shard has
+ * one. Then:
  *   1. One writer thread per region, each with a client listing its
  *      region's nodes first and then the other four (and that region as
  *      its home region, for a client that routes), appends batches of
@@ -92,7 +93,8 @@
 #include "topo.h"
 
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
+
+#include "linkio.h"
 
 #define TT_REGIONS 3u
 #define TT_BASE_NODES 6u /* two per region, ids 1..6 */
@@ -142,8 +144,7 @@ struct tt_node {
     uint8_t             pk[TOPO_KEY_SIZE];
     const char         *topo_path; /* its --topology */
     mrd_client         *client; /* the checker's, on this node only */
-    nng_socket          raw; /* STATS and refusals, on this node only */
-    bool                raw_open;
+    struct lk_sock     *raw; /* refusals, on this node only */
     bool                up;
 };
 
@@ -361,8 +362,10 @@ tt_cluster_make(uint32_t *rng)
         assert_non_null(colon);
         n->h.port = (uint16_t) strtoul(colon + 1, NULL, 10);
         assert_true(n->h.port > 0);
-        /* The node's identity: meridiand does not read it yet. */
-        assert_int_equal(crypto_sign_keypair(n->pk, sk), 0);
+        /* The node's identity: the key harness_node_start() gives node
+         * n->id (--key); a node whose key is not its topology entry's
+         * refuses to start. */
+        harness_node_keypair(n->id, n->pk, sk);
         sodium_memzero(sk, sizeof(sk));
     }
     tt_v1 = malloc(sizeof(*tt_v1));
@@ -448,37 +451,30 @@ tt_node_start(struct tt_node *n, const char *topo_path)
     }
 }
 
-/* One raw request on the node's own socket; returns the reply status and
- * copies the node's words into detail. The reply is freed unless msg_out
- * takes it. The socket is left to process exit: NNG 1.5.2's nng_close()
- * can hang after a dropped connection. */
+/* One raw request on the node's own secure dialer (as the harness's
+ * admin); returns the reply status and copies the node's words into
+ * detail. The reply is freed unless msg_out takes it. The dialer is left
+ * to process exit: NNG 1.5.2's nng_close() can hang after a dropped
+ * connection. */
 static uint32_t
 tt_raw(struct tt_node *n, struct proto_buf *req, char *detail,
     size_t detail_size, nng_msg **msg_out)
 {
     struct proto_frame frame;
     const char        *why = NULL;
-    nng_msg           *msg;
+    nng_msg           *msg = NULL;
 
-    if (!n->raw_open) {
-        assert_int_equal(nng_req0_open(&n->raw), 0);
-        nng_socket_set_ms(n->raw, NNG_OPT_RECVTIMEO, (int) harness_ms(10000));
-        nng_socket_set_ms(n->raw, NNG_OPT_SENDTIMEO, (int) harness_ms(10000));
-        nng_socket_set_size(n->raw, NNG_OPT_RECVMAXSZ, 16u << 20);
-        assert_int_equal(nng_dial(n->raw, n->url, NULL, 0), 0);
-        n->raw_open = true;
+    if (n->raw == NULL) {
+        assert_int_equal(harness_lk_dial(n->url, &n->raw), 0);
     }
     assert_int_equal(proto_buf_status(req), MRD_OK);
-    assert_int_equal(nng_msg_alloc(&msg, req->len), 0);
-    memcpy(nng_msg_body(msg), req->data, req->len);
+    int rv
+        = harness_lk_call(n->raw, req->data, req->len, &msg, harness_ms(10000));
     proto_buf_fini(req);
-    int rv = nng_sendmsg(n->raw, msg, 0);
     if (rv != 0) {
-        fail_msg("node %u: raw send: %s", n->id, nng_strerror(rv));
-    }
-    rv = nng_recvmsg(n->raw, &msg, 0);
-    if (rv != 0) {
-        fail_msg("node %u: raw receive: %s", n->id, nng_strerror(rv));
+        char refusal[256];
+        lk_refusal(n->raw, refusal, sizeof(refusal));
+        fail_msg("node %u: no reply on the secure link (%s)", n->id, refusal);
     }
     assert_int_equal(
         proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), &frame, &why),

@@ -272,7 +272,7 @@ test_wrong_cluster(void **state)
     p->rc.cluster_id[15] ^= 0x80;
     pair_restart(p);
     const char *why = NULL;
-    assert_int_equal(MRD_EPROTO,
+    assert_int_equal(MRD_EAUTH,
         link_hs_recv_msg1(&p->rh, p->m1, sizeof(p->m1), p->m2, &why));
     assert_string_equal(why, "peer of another cluster");
     assert_int_equal(p->rh.state, LINK_HS_FAILED);
@@ -296,7 +296,7 @@ test_responder_untrusted(void **state)
     assert_int_equal(
         MRD_OK, link_hs_recv_msg1(&p->rh, p->m1, sizeof(p->m1), p->m2, &why));
     memset(p->m3, 0, sizeof(p->m3));
-    assert_int_equal(MRD_EPROTO,
+    assert_int_equal(MRD_EAUTH,
         link_hs_recv_msg2(&p->ih, p->m2, sizeof(p->m2), p->m3, &p->is, &why));
     assert_string_equal(why, "peer identity not trusted");
     assert_int_equal(p->it.calls, 1);
@@ -324,7 +324,7 @@ test_initiator_untrusted(void **state)
         MRD_OK, link_hs_recv_msg1(&p->rh, p->m1, sizeof(p->m1), p->m2, &why));
     assert_int_equal(MRD_OK,
         link_hs_recv_msg2(&p->ih, p->m2, sizeof(p->m2), p->m3, &p->is, &why));
-    assert_int_equal(MRD_EPROTO,
+    assert_int_equal(MRD_EAUTH,
         link_hs_recv_msg3(&p->rh, p->m3, sizeof(p->m3), &p->rs, &why));
     assert_string_equal(why, "peer identity not trusted");
     assert_false(p->rs.established);
