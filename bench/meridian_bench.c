@@ -34,15 +34,37 @@
  * steady 2,000 events/s from appends on r1 to tails on a client of home
  * region r2; and every node must hold every event exactly once.
  *
+ * Secure links: every connection is encrypted and authenticated
+ * (docs/ARCHITECTURE.md, "Secure links"), so every figure includes the
+ * seal and open of each message. The bench makes its own keys in its
+ * directory: an admin client key, keys for node ids 1 to 3 and one
+ * keyring naming the cluster, those nodes and the admin client; the lone
+ * and the replication nodes run with --cluster-id, --key and --keyring
+ * from them. The regions cluster uses what `meridianctl cluster init`
+ * wrote (node keys, keyring; its admin key is the bench's client). STATS
+ * and shard-log reads go through a linkio dialer as the admin client.
+ * Link bytes per event include each message's 24-byte seal (counter and
+ * tag). The lag tails are spread over 4 clients of 16 tails each: a
+ * client's link to a node keeps at most LK_INFLIGHT_MAX (64) requests on
+ * the wire and queues the rest, so 64 parked long-polls on one client
+ * would make a tail wait for another's poll to end (seconds).
+ *
+ * The cost of encryption: bench/crypto_ab.sh builds this tree twice,
+ * once with MRD_BENCH_PLAINTEXT=ON (frames copied instead of sealed; such
+ * a meridiand starts only with MRD_BENCH_PLAINTEXT_OK=1 and talks only to
+ * its own kind), and runs both benches alternately.
+ *
  * Usage: meridian_bench [--runs N] [--quick] [--only W] [--dir DIR]
  *                       [--csv FILE]
  *
  * Environment: MRD_BENCH_MERIDIAND and MRD_BENCH_MERIDIANCTL run those
  * binaries instead of the ones built with the bench (an A/B against
- * another build); without MRD_BENCH_MERIDIANCTL, meridianctl is the one
- * beside the meridiand run.
+ * another build of the same link version); without MRD_BENCH_MERIDIANCTL,
+ * meridianctl is the one beside the meridiand run.
  */
 #include "common.h"
+#include "keyring.h"
+#include "linkio.h"
 #include "meridian.h"
 #include "proto.h"
 
@@ -54,10 +76,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/req.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +326,101 @@ baseline_lmdb(const char *dir, uint32_t events)
     return r;
 }
 
+/* ---------------------------------------------------------------- keys -- */
+
+/* Every connection is a secure link (docs/ARCHITECTURE.md, "Secure
+ * links"): each node needs a key and a keyring, each client a key its
+ * nodes trust and a keyring naming the cluster and the node keys. The
+ * bench is the admin client of every cluster it starts (admin: STATS and
+ * whole shard logs). */
+struct bench_creds {
+    char    key_file[600]; /* the admin client's secret key */
+    char    keyring_file[600]; /* cluster line, node lines */
+    uint8_t cluster_id[LINK_CLUSTER_ID_SIZE];
+    uint8_t sk[LINK_SECRET_KEY_SIZE]; /* key_file's, for the STATS dialers */
+    char    dir[600]; /* creds_make's: the node keys and the keyring */
+};
+
+/* The cluster id of the lone node and of the replication nodes. */
+#define BENCH_CLUSTER_ID "6d6572696469616e2d62656e63682121"
+/* Node ids the bench makes keys for: the lone node is 1, the replication
+ * nodes 1, 2 and 3. */
+#define BENCH_NODE_KEYS 3u
+
+static void
+creds_load(
+    struct bench_creds *cr, const char *key_file, const char *keyring_file)
+{
+    struct keyring kr;
+    char           err[700];
+
+    snprintf(cr->key_file, sizeof(cr->key_file), "%s", key_file);
+    snprintf(cr->keyring_file, sizeof(cr->keyring_file), "%s", keyring_file);
+    if (keyring_key_read(key_file, cr->sk, err, sizeof(err)) != MRD_OK
+        || keyring_load(keyring_file, &kr, err, sizeof(err)) != MRD_OK) {
+        fprintf(stderr, "meridian_bench: %s\n", err);
+        exit(1);
+    }
+    if (!kr.has_cluster) {
+        fprintf(
+            stderr, "meridian_bench: %s has no cluster line\n", keyring_file);
+        exit(1);
+    }
+    memcpy(cr->cluster_id, kr.cluster_id, sizeof(cr->cluster_id));
+    keyring_free(&kr);
+}
+
+/* DIR/node-ID.key: the key the bench made for node id. */
+static void
+creds_node_key(const char *dir, unsigned id, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/node-%u.key", dir, id);
+}
+
+/* Makes, in dir, an admin client key (admin.key), a key per node id
+ * 1..BENCH_NODE_KEYS and one keyring for all: the cluster, every node and
+ * the admin client. The nodes take it as --keyring (their peers and the
+ * client), the clients as theirs (the cluster and the nodes). */
+static void
+creds_make(struct bench_creds *cr, const char *dir)
+{
+    char    text[2048], key[700], ring[700], err[700];
+    char    hex[2 * LINK_KEY_SIZE + 1];
+    uint8_t pk[LINK_KEY_SIZE], sk[LINK_SECRET_KEY_SIZE];
+    int     len = snprintf(text, sizeof(text),
+            "# meridian_bench: its nodes and its admin client\ncluster %s\n",
+            BENCH_CLUSTER_ID);
+
+    for (unsigned id = 0; id <= BENCH_NODE_KEYS; id++) { /* 0: the admin */
+        if (id == 0) {
+            snprintf(key, sizeof(key), "%s/admin.key", dir);
+        } else {
+            creds_node_key(dir, id, key, sizeof(key));
+        }
+        crypto_sign_keypair(pk, sk);
+        if (keyring_key_write(key, sk, err, sizeof(err)) != MRD_OK) {
+            fprintf(stderr, "meridian_bench: %s\n", err);
+            exit(1);
+        }
+        sodium_bin2hex(hex, sizeof(hex), pk, sizeof(pk));
+        len += id == 0 ? snprintf(text + len, sizeof(text) - (size_t) len,
+                   "client bench admin %s\n", hex)
+                       : snprintf(text + len, sizeof(text) - (size_t) len,
+                           "node %u %s\n", id, hex);
+        MRD_ASSERT(len > 0 && (size_t) len < sizeof(text));
+    }
+    sodium_memzero(sk, sizeof(sk));
+    snprintf(ring, sizeof(ring), "%s/keyring", dir);
+    if (keyring_file_write(ring, text, (size_t) len, 0644, err, sizeof(err))
+        != MRD_OK) {
+        fprintf(stderr, "meridian_bench: %s\n", err);
+        exit(1);
+    }
+    snprintf(key, sizeof(key), "%s/admin.key", dir);
+    creds_load(cr, key, ring);
+    snprintf(cr->dir, sizeof(cr->dir), "%s", dir);
+}
+
 /* ---------------------------------------------------------------- node -- */
 
 static void
@@ -454,11 +571,18 @@ node_spawn(struct node_proc *n, const char *node_id, const char *listen,
     exit(1);
 }
 
+/* The lone node: id 1 of the bench's cluster, with the keys of cr
+ * (creds_make). */
 static void
-node_start(struct node_proc *n, const char *base, unsigned run)
+node_start(struct node_proc *n, const char *base, unsigned run,
+    const struct bench_creds *cr)
 {
+    char key[700];
+    creds_node_key(cr->dir, 1, key, sizeof(key));
+    const char *extra[] = { "--cluster-id", BENCH_CLUSTER_ID, "--key", key,
+        "--keyring", cr->keyring_file, NULL };
     snprintf(n->dir, sizeof(n->dir), "%s/node-%u", base, run);
-    node_spawn(n, "1", "tcp://127.0.0.1:0", NULL);
+    node_spawn(n, "1", "tcp://127.0.0.1:0", extra);
 }
 
 /* Stops the node (SIGKILL after 30 s: a stop that hangs is reported, not
@@ -498,9 +622,11 @@ node_stop(struct node_proc *n)
     }
 }
 
-/* A client of the nodes at urls, with home region `region` (NULL: none). */
+/* A client of the nodes at urls, with home region `region` (NULL: none),
+ * as the admin client of cr. */
 static mrd_client *
-client_open_region(const char *const *urls, size_t count, const char *region)
+client_open_region(const struct bench_creds *cr, const char *const *urls,
+    size_t count, const char *region)
 {
     mrd_client_opts opts;
     mrd_client     *c;
@@ -511,6 +637,8 @@ client_open_region(const char *const *urls, size_t count, const char *region)
     opts.timeout_ms         = 60000;
     opts.attempt_timeout_ms = 30000;
     opts.region             = region;
+    opts.key_file           = cr->key_file;
+    opts.keyring_file       = cr->keyring_file;
     int rv                  = mrd_client_open(&opts, &c);
     if (rv != MRD_OK) {
         die("mrd_client_open", rv);
@@ -519,9 +647,9 @@ client_open_region(const char *const *urls, size_t count, const char *region)
 }
 
 static mrd_client *
-client_open(const char *url)
+client_open(const struct bench_creds *cr, const char *url)
 {
-    return client_open_region(&url, 1, NULL);
+    return client_open_region(cr, &url, 1, NULL);
 }
 
 /* ------------------------------------------------------------ workloads -- */
@@ -763,7 +891,6 @@ run_scan(mrd_client *c, uint32_t n, uint32_t readers)
 
 /* --------------------------------------------------------- replication -- */
 
-#define REPL_CLUSTER_ID "6d6572696469616e2d62656e63682121"
 #define REPL_STREAMS 64u
 #define REPL_SHARDS 16u /* meridiand's default --shards */
 #define REPL_STEADY_RATE 2000u /* events/s */
@@ -801,51 +928,111 @@ enum {
     R_COUNT
 };
 
-/* A raw req socket for what the client library has no call for (STATS,
- * record sizes). Left to process exit, like the tests' raw sockets: NNG
- * 1.5.2's nng_close() can hang after a dropped connection. */
-static nng_socket
-raw_open(const char *url)
+/* A link dialer for what the client library has no call for (STATS,
+ * record sizes), as the admin client of cr. It trusts whichever node
+ * answers: the bench measures nodes, it does not check who they are. */
+#define RAW_TIMEOUT_MS 30000
+#define RAW_FRAME_MAX (MRD_FRAME_SIZE_MAX - LINK_FRAME_OVERHEAD)
+
+static bool
+raw_trust_any(void *arg, const uint8_t pk[LINK_KEY_SIZE])
 {
-    nng_socket s;
-    if (nng_req0_open(&s) != 0) {
-        fprintf(stderr, "meridian_bench: nng_req0_open failed\n");
-        exit(1);
+    (void) arg;
+    (void) pk;
+    return true;
+}
+
+static struct lk_sock *
+raw_open(const struct bench_creds *cr, const char *url)
+{
+    struct lk_config cfg
+        = { .trust = raw_trust_any, .frame_max = RAW_FRAME_MAX };
+    struct lk_sock *s;
+
+    memcpy(cfg.cluster_id, cr->cluster_id, sizeof(cfg.cluster_id));
+    memcpy(cfg.sk, cr->sk, sizeof(cfg.sk));
+    memcpy(
+        cfg.pk, cr->sk + LINK_SECRET_KEY_SIZE - LINK_KEY_SIZE, sizeof(cfg.pk));
+    int rv = lk_open_dialer(&cfg, &s);
+    sodium_memzero(&cfg, sizeof(cfg));
+    if (rv != MRD_OK) {
+        die("lk_open_dialer", rv);
     }
-    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 30000);
-    nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 30000);
-    nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 1000);
-    nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 64u << 20);
-    if (nng_dial(s, url, NULL, 0) != 0) {
+    nng_socket_set_ms(lk_nng(s), NNG_OPT_RECONNMINT, 100);
+    nng_socket_set_ms(lk_nng(s), NNG_OPT_RECONNMAXT, 1000);
+    nng_socket_set_size(
+        lk_nng(s), NNG_OPT_RECVMAXSZ, LK_RECV_MAX(RAW_FRAME_MAX));
+    if (nng_dial(lk_nng(s), url, NULL, 0) != 0) {
         fprintf(stderr, "meridian_bench: cannot dial %s\n", url);
         exit(1);
     }
     return s;
 }
 
+static void *
+raw_close_main(void *arg)
+{
+    struct lk_sock *s = arg;
+    nng_close(lk_nng(s));
+    lk_free(s);
+    return NULL;
+}
+
+/* Closes s before its node stops. NNG 1.5.2's nng_close() can hang after a
+ * dropped connection, so it runs on a thread of its own, left to finish
+ * (or not) by itself. */
+static void
+raw_close(struct lk_sock *s)
+{
+    pthread_t thread;
+    lk_shutdown(s); /* nothing pending, no more callbacks */
+    if (pthread_create(&thread, NULL, raw_close_main, s) == 0) {
+        pthread_detach(thread);
+    }
+}
+
 /* Sends req, returns the reply (the caller frees it) with *frame opened on
  * it; exits when the node does not answer MRD_OK. */
 static nng_msg *
-raw_call(nng_socket s, struct proto_buf *req, struct proto_frame *frame)
+raw_call(struct lk_sock *s, struct proto_buf *req, struct proto_frame *frame)
 {
-    nng_msg    *msg;
-    const char *why = NULL;
+    struct lk_ctx *ctx;
+    nng_aio       *aio;
+    nng_msg       *msg = NULL;
+    const char    *why = NULL;
+    char           refusal[256];
 
     MRD_ASSERT(proto_buf_status(req) == MRD_OK);
+    MRD_ASSERT(lk_ctx_open(s, &ctx) == MRD_OK);
+    MRD_ASSERT(nng_aio_alloc(&aio, NULL, NULL) == 0);
     MRD_ASSERT(nng_msg_alloc(&msg, req->len) == 0);
     memcpy(nng_msg_body(msg), req->data, req->len);
-    if (nng_sendmsg(s, msg, 0) != 0) {
-        nng_msg_free(msg);
+    nng_aio_set_msg(aio, msg);
+    nng_aio_set_timeout(aio, RAW_TIMEOUT_MS);
+    lk_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    int rv = nng_aio_result(aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(aio)); /* a failed send keeps it */
         msg = NULL;
-    } else if (nng_recvmsg(s, &msg, 0) != 0) {
-        msg = NULL;
+    } else {
+        nng_aio_set_timeout(aio, RAW_TIMEOUT_MS);
+        lk_ctx_recv(ctx, aio);
+        nng_aio_wait(aio);
+        rv  = nng_aio_result(aio);
+        msg = rv == 0 ? nng_aio_get_msg(aio) : NULL;
     }
+    nng_aio_free(aio);
+    lk_ctx_close(ctx);
     if (msg == NULL
         || proto_reply_open(nng_msg_body(msg), nng_msg_len(msg), frame, &why)
             != MRD_OK
         || frame->status != MRD_OK) {
-        fprintf(stderr, "meridian_bench: raw request failed (%s)\n",
-            why != NULL ? why : "no answer or an error reply");
+        lk_refusal(s, refusal, sizeof(refusal));
+        fprintf(stderr, "meridian_bench: raw request failed (%s%s%s%s)\n",
+            rv != 0 ? nng_strerror(rv) : (why != NULL ? why : "an error reply"),
+            refusal[0] != '\0' ? "; " : "", refusal,
+            rv == NNG_EPEERAUTH ? "; check the keys" : "");
         exit(1);
     }
     return msg;
@@ -858,7 +1045,7 @@ raw_call(nng_socket s, struct proto_buf *req, struct proto_frame *frame)
  * when the node has no such counter. */
 static void
 stats_read(
-    nng_socket s, const char *const *names, size_t count, uint64_t *values)
+    struct lk_sock *s, const char *const *names, size_t count, uint64_t *values)
 {
     struct proto_buf   req;
     struct proto_frame frame;
@@ -877,7 +1064,7 @@ stats_read(
 
 /* One node counter that every build has: exits when it is missing. */
 static uint64_t
-stat_get(nng_socket s, const char *name)
+stat_get(struct lk_sock *s, const char *name)
 {
     uint64_t value;
     stats_read(s, &name, 1, &value);
@@ -891,7 +1078,7 @@ stat_get(nng_socket s, const char *name)
 /* The average size of the records in the first 1,000 log entries of each
  * shard, as stored and as a pull carries them. */
 static double
-record_size_avg(nng_socket s, uint32_t shards)
+record_size_avg(struct lk_sock *s, uint32_t shards)
 {
     struct proto_buf req;
     uint64_t         bytes = 0, count = 0;
@@ -927,7 +1114,7 @@ record_size_avg(nng_socket s, uint32_t shards)
 /* The events a node holds: those it replicated, and with `own` those its
  * clients appended on it too. */
 static uint64_t
-stat_held(nng_socket s, bool own)
+stat_held(struct lk_sock *s, bool own)
 {
     const char *names[2] = { "events_replicated", "events_appended" };
     uint64_t    v[2];
@@ -945,7 +1132,7 @@ stat_held(nng_socket s, bool own)
  * events_appended) reaches `want`; exits when it stops moving for
  * REPL_STALL_US. Returns the time it got there. */
 static uint64_t
-repl_wait(nng_socket s, uint64_t want, const char *who, bool own)
+repl_wait(struct lk_sock *s, uint64_t want, const char *who, bool own)
 {
     uint64_t last = 0, moved = mrd_now_mono_us();
     for (;;) {
@@ -1159,15 +1346,21 @@ url_port(const char *url)
     return (unsigned) atoi(colon + 1);
 }
 
-/* Starts a replicating node: id, region, and its peers list. */
+/* Starts a replicating node: id, region, and its peers list, with the
+ * keys of cr (creds_make: its keyring names every peer's key). */
 static void
-repl_node_start(struct node_proc *n, const char *base, const char *id,
-    const char *region, const char *peers)
+repl_node_start(struct node_proc *n, const char *base,
+    const struct bench_creds *cr, unsigned id, const char *region,
+    const char *peers)
 {
-    const char *extra[] = { "--region", region, "--cluster-id", REPL_CLUSTER_ID,
-        "--peers", peers, NULL };
+    char key[700], id_text[16];
+    creds_node_key(cr->dir, id, key, sizeof(key));
+    snprintf(id_text, sizeof(id_text), "%u", id);
+    const char *extra[]
+        = { "--region", region, "--cluster-id", BENCH_CLUSTER_ID, "--peers",
+              peers, "--key", key, "--keyring", cr->keyring_file, NULL };
     snprintf(n->dir, sizeof(n->dir), "%s/%s", base, region);
-    node_spawn(n, id, "tcp://127.0.0.1:0", extra);
+    node_spawn(n, id_text, "tcp://127.0.0.1:0", extra);
 }
 
 /* The lag workloads: events carry their send time (monotonic us; sender
@@ -1175,7 +1368,18 @@ repl_node_start(struct node_proc *n, const char *base, const char *id,
  * tails on r2 take them. */
 enum { LAG_STEADY = 1, LAG_SPARSE = 2, LAG_PHASES = 3 };
 
+/* The tails' clients, each with REPL_STREAMS / REPL_TAIL_CLIENTS tails. A
+ * client's link to a node has at most LK_INFLIGHT_MAX requests on the
+ * wire and queues the rest behind them: with more parked long-polls than
+ * that on one client, a tail's next poll waits for another tail's poll to
+ * end (up to its 10 s wait), and the lag measured would be that queue's. */
+#define REPL_TAIL_CLIENTS 4u
+_Static_assert(REPL_STREAMS % REPL_TAIL_CLIENTS == 0
+        && REPL_STREAMS / REPL_TAIL_CLIENTS < LK_INFLIGHT_MAX,
+    "every tail of a client has a request slot on its link");
+
 struct repl_lag {
+    mrd_client      *clients[REPL_TAIL_CLIENTS];
     pthread_mutex_t  mu;
     struct lat       lag[LAG_PHASES];
     struct lat       ack;
@@ -1304,14 +1508,19 @@ repl_lag_wait(struct repl_lag *rl, uint8_t phase, uint32_t n)
     }
 }
 
-/* Tails on c, one per lag stream, parked before this returns; room for
+/* Tails on clients of the nodes at urls (home region `region`, NULL:
+ * none), one per lag stream, parked before this returns; room for
  * `steady` and `sparse` lags and their acks. */
 static struct repl_lag *
-repl_lag_start(
-    mrd_client *c, uint32_t steady, uint32_t sparse, mrd_tail **tails)
+repl_lag_start(const struct bench_creds *cr, const char *const *urls,
+    size_t count, const char *region, uint32_t steady, uint32_t sparse,
+    mrd_tail **tails)
 {
     struct repl_lag *rl = calloc(1, sizeof(*rl));
     MRD_ASSERT(rl != NULL);
+    for (unsigned i = 0; i < REPL_TAIL_CLIENTS; i++) {
+        rl->clients[i] = client_open_region(cr, urls, count, region);
+    }
     pthread_mutex_init(&rl->mu, NULL);
     lat_init(&rl->lag[0], 1);
     lat_init(&rl->lag[LAG_STEADY], steady);
@@ -1320,8 +1529,8 @@ repl_lag_start(
     for (unsigned i = 0; i < REPL_STREAMS; i++) {
         char stream[32];
         snprintf(stream, sizeof(stream), "repl-lag-%u", i);
-        int rv
-            = mrd_tail_start(c, stream, 0, repl_tail_cb, NULL, rl, &tails[i]);
+        int rv = mrd_tail_start(rl->clients[i % REPL_TAIL_CLIENTS], stream, 0,
+            repl_tail_cb, NULL, rl, &tails[i]);
         if (rv != MRD_OK) {
             die("mrd_tail_start", rv);
         }
@@ -1361,6 +1570,9 @@ repl_lag_end(struct repl_lag *rl, mrd_tail **tails, struct result *steady,
     for (unsigned i = 0; i < REPL_STREAMS; i++) {
         mrd_tail_close(tails[i]);
     }
+    for (unsigned i = 0; i < REPL_TAIL_CLIENTS; i++) {
+        mrd_client_close(rl->clients[i]);
+    }
     lat_finish(&rl->lag[LAG_STEADY], steady);
     *sparse_max = lat_max(&rl->lag[LAG_SPARSE]);
     lat_finish(&rl->lag[LAG_SPARSE], sparse);
@@ -1373,8 +1585,8 @@ repl_lag_end(struct repl_lag *rl, mrd_tail **tails, struct result *steady,
 /* One replication run: r1 and r2 each pull from the other through a
  * counting forwarder; r3 comes and goes for the catch-up. */
 static void
-repl_run(
-    const char *base, unsigned run, const struct bench_sizes *z, double *out)
+repl_run(const char *base, const struct bench_creds *cr, unsigned run,
+    const struct bench_sizes *z, double *out)
 {
     char             dir[560], peers[400];
     struct fwd       to1, to2; /* r2 pulls r1 through to1, r1 pulls r2 */
@@ -1386,13 +1598,13 @@ repl_run(
     fwd_start(&to1);
     fwd_start(&to2);
     snprintf(peers, sizeof(peers), "2@tcp://127.0.0.1:%u", to2.port);
-    repl_node_start(&n1, dir, "1", "r1", peers);
+    repl_node_start(&n1, dir, cr, 1, "r1", peers);
     atomic_store(&to1.target, url_port(n1.url));
     snprintf(peers, sizeof(peers), "1@tcp://127.0.0.1:%u", to1.port);
-    repl_node_start(&n2, dir, "2", "r2", peers);
+    repl_node_start(&n2, dir, cr, 2, "r2", peers);
     atomic_store(&to2.target, url_port(n2.url));
-    nng_socket  s1 = raw_open(n1.url), s2 = raw_open(n2.url);
-    mrd_client *c1 = client_open(n1.url), *c2 = client_open(n2.url);
+    struct lk_sock *s1 = raw_open(cr, n1.url), *s2 = raw_open(cr, n2.url);
+    mrd_client     *c1 = client_open(cr, n1.url);
 
     /* Idle: both pullers backed off to their longest sleep. */
     sleep_us(1500000);
@@ -1423,9 +1635,9 @@ repl_run(
     /* Catch-up: a fresh r3 pulls everything from r1. */
     snprintf(peers, sizeof(peers), "1@%s", n1.url);
     t0 = mrd_now_mono_us();
-    repl_node_start(&n3, dir, "3", "r3", peers);
-    nng_socket s3       = raw_open(n3.url);
-    uint64_t   t3       = repl_wait(s3, n, "r3", false);
+    repl_node_start(&n3, dir, cr, 3, "r3", peers);
+    struct lk_sock *s3  = raw_open(cr, n3.url);
+    uint64_t        t3  = repl_wait(s3, n, "r3", false);
     out[R_CATCHUP_RATE] = n * 1e6 / (double) (t3 - t0);
     out[R_CATCHUP_S]    = (double) (t3 - t0) / 1e6;
     uint64_t held       = stat_get(s3, "events_replicated");
@@ -1435,12 +1647,14 @@ repl_run(
             "meridian_bench: WARNING: r3 replicated %" PRIu64 " events of %u\n",
             held, n);
     }
+    raw_close(s3);
     node_stop(&n3);
 
-    /* Lag: tails on r2 (one per stream), single appends on r1. */
+    /* Lag: tails on clients of r2 (one per stream), single appends on r1. */
     mrd_tail        *tails[REPL_STREAMS];
+    const char      *u2 = n2.url;
     struct repl_lag *rl = repl_lag_start(
-        c2, z->repl_steady_events, z->repl_sparse_events, tails);
+        cr, &u2, 1, NULL, z->repl_steady_events, z->repl_sparse_events, tails);
     uint32_t lost;
     b0                 = fwd_bytes(&to1, &to2);
     p0                 = stat_get(s1, "pulls_served");
@@ -1479,7 +1693,8 @@ repl_run(
             held, want);
     }
     mrd_client_close(c1);
-    mrd_client_close(c2);
+    raw_close(s1);
+    raw_close(s2);
     node_stop(&n2);
     node_stop(&n1);
     fwd_stop(&to1);
@@ -1540,11 +1755,12 @@ static const char *const reg_counters[K_COUNT]
           "pull_events_local", "pull_events_remote", "pull_bytes_remote" };
 
 struct reg_cluster {
-    char             dir[560];
-    struct node_proc n[REG_NODES];
-    nng_socket       s[REG_NODES];
-    char             who[REG_NODES][32];
-    uint64_t         snap[2][REG_NODES][K_COUNT]; /* before, after */
+    char               dir[560];
+    struct node_proc   n[REG_NODES];
+    struct lk_sock    *s[REG_NODES];
+    struct bench_creds creds; /* cluster init's admin.key and keyring */
+    char               who[REG_NODES][32];
+    uint64_t           snap[2][REG_NODES][K_COUNT]; /* before, after */
 };
 
 static bool
@@ -1623,7 +1839,8 @@ ctl_run(const char *const *args, const char *log)
 static void
 reg_start(struct reg_cluster *cl, const char *base, unsigned run)
 {
-    char cdir[600], topo[640], log[600], port[16], shards[16];
+    char cdir[600], topo[640], ring[640], admin[640], log[600], port[16];
+    char shards[16];
 
     snprintf(cl->dir, sizeof(cl->dir), "%s/regions-%u", base, run);
     dir_make(cl->dir);
@@ -1637,10 +1854,16 @@ reg_start(struct reg_cluster *cl, const char *base, unsigned run)
         "--shards", shards, "--base-port", port, NULL };
     ctl_run(init, log);
     snprintf(topo, sizeof(topo), "%s/topology.signed", cdir);
-    const char *extra[] = { "--topology", topo, NULL };
+    snprintf(ring, sizeof(ring), "%s/keyring", cdir);
+    snprintf(admin, sizeof(admin), "%s/admin.key", cdir);
+    /* The topology's admin key is an admin client of every node. */
+    creds_load(&cl->creds, admin, ring);
     for (unsigned i = 0; i < REG_NODES; i++) {
-        char id[16];
+        char id[16], key[700];
         snprintf(id, sizeof(id), "%u", i + 1);
+        snprintf(key, sizeof(key), "%s/node-%u/node.key", cdir, i + 1);
+        const char *extra[]
+            = { "--topology", topo, "--key", key, "--keyring", ring, NULL };
         snprintf(
             cl->n[i].dir, sizeof(cl->n[i].dir), "%s/node-%u", cl->dir, i + 1);
         snprintf(cl->who[i], sizeof(cl->who[i]), "node %u (r%u)", i + 1,
@@ -1653,7 +1876,7 @@ reg_start(struct reg_cluster *cl, const char *base, unsigned run)
                 i + 1, cl->n[i].url, p0 + i);
             exit(1);
         }
-        cl->s[i] = raw_open(cl->n[i].url);
+        cl->s[i] = raw_open(&cl->creds, cl->n[i].url);
     }
 }
 
@@ -1706,8 +1929,8 @@ regions_run(
     reg_start(cl, base, run);
     const char *r1[] = { cl->n[0].url, cl->n[1].url };
     const char *r2[] = { cl->n[2].url, cl->n[3].url };
-    mrd_client *c1   = client_open_region(r1, REG_PER_REGION, "r1");
-    mrd_client *c2   = client_open_region(r2, REG_PER_REGION, "r2");
+    mrd_client *c1   = client_open_region(&cl->creds, r1, REG_PER_REGION, "r1");
+    mrd_client *c2   = client_open_region(&cl->creds, r2, REG_PER_REGION, "r2");
 
     /* Warm-up: an event from each region on every node. */
     mrd_event_in ev      = bench_event();
@@ -1749,12 +1972,13 @@ regions_run(
     out[G_R2_BYTES]  = r2_bytes < 0 ? -1 : r2_bytes / n;
     out[G_RECORD]    = record_size_avg(cl->s[0], REPL_SHARDS);
 
-    /* Steady lag: tails on r2's client, single appends on r1's. */
+    /* Steady lag: tails on clients of r2, single appends on r1's. */
     mrd_tail        *tails[REPL_STREAMS];
-    struct repl_lag *rl = repl_lag_start(c2, z->repl_steady_events, 0, tails);
-    struct result    r, unused;
-    double           unused_max;
-    uint32_t         lost;
+    struct repl_lag *rl = repl_lag_start(
+        &cl->creds, r2, REG_PER_REGION, "r2", z->repl_steady_events, 0, tails);
+    struct result r, unused;
+    double        unused_max;
+    uint32_t      lost;
     out[G_STEADY_RATE] = repl_lag_steady(c1, rl, z->repl_steady_events, &lost);
     repl_lag_acks(rl, &r, 0);
     pcts_put(&out[G_STEADY_ACK_P50], &r);
@@ -1783,8 +2007,10 @@ regions_run(
     mrd_client_close(c1);
     mrd_client_close(c2);
     for (unsigned i = REG_NODES; i-- > 0;) {
+        raw_close(cl->s[i]);
         node_stop(&cl->n[i]);
     }
+    sodium_memzero(&cl->creds, sizeof(cl->creds));
     rm_rf(cl->dir);
     free(cl);
 }
@@ -2160,13 +2386,20 @@ main(int argc, char **argv)
         return 1;
     }
     snprintf(o.dir, sizeof(o.dir), "%s", base);
+    /* The keys of the lone and the replication nodes, and the bench's
+     * admin client of theirs, for every run. */
+    struct bench_creds creds;
+    char               keys_dir[sizeof(o.dir) + 8];
+    snprintf(keys_dir, sizeof(keys_dir), "%s/keys", o.dir);
+    dir_make(keys_dir);
+    creds_make(&creds, keys_dir);
     for (unsigned run = 0; run < o.runs; run++) {
         struct node_proc n;
         fprintf(stderr, "run %u/%u: baselines...\n", run + 1, o.runs);
         runs[W_FSYNC][run] = baseline_fdatasync(o.dir, z.fsync_samples);
         runs[W_LMDB][run]  = baseline_lmdb(o.dir, z.lmdb_events);
-        node_start(&n, o.dir, run);
-        mrd_client *c = client_open(n.url);
+        node_start(&n, o.dir, run, &creds);
+        mrd_client *c = client_open(&creds, n.url);
         fprintf(stderr, "run %u/%u: workloads...\n", run + 1, o.runs);
         if (bench_wants(&o, "lone")) {
             runs[W_LONE][run] = run_lone(c, z.lone_appends);
@@ -2206,7 +2439,7 @@ main(int argc, char **argv)
         if (bench_wants(&o, "repl")) {
             double out[R_COUNT] = { 0 };
             fprintf(stderr, "run %u/%u: replication...\n", run + 1, o.runs);
-            repl_run(o.dir, run, &z, out);
+            repl_run(o.dir, &creds, run, &z, out);
             fprintf(stderr,
                 "run %u/%u: repl %.0f ev/s (r1 appends %.0f), catch-up "
                 "%.0f ev/s, lag p50 %.1f p99 %.1f ms, sparse p50 %.1f max "
@@ -2236,6 +2469,8 @@ main(int argc, char **argv)
             }
         }
     }
+    sodium_memzero(&creds, sizeof(creds));
+    rm_rf(keys_dir);
     rmdir(o.dir);
     for (int w = 0; w < W_COUNT; w++) {
         m[w] = result_median(runs[w], o.runs);

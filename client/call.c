@@ -165,7 +165,7 @@ client_attempt_start(struct client_call *call)
         goto fail;
     }
     memcpy(nng_msg_body(msg), call->req.data, call->req.len);
-    rv = lk_ctx_open(node->lk, &call->ctx);
+    rv = lk_ctx_open(call->wait_ms > 0 ? node->lk_poll : node->lk, &call->ctx);
     if (rv != MRD_OK) {
         goto fail;
     }
@@ -298,7 +298,8 @@ client_call_sent(struct client_call *call, int rv, bool cancelled)
              * a stale keyring should not fail the call), but when every
              * candidate refused, waiting for the deadline helps nobody. */
             struct client_node *node = &call->client->nodes[call->node];
-            lk_refusal(node->lk, call->detail, sizeof call->detail);
+            lk_refusal(call->wait_ms > 0 ? node->lk_poll : node->lk,
+                call->detail, sizeof call->detail);
             call->auth_err = rv == NNG_ENOTSUP ? MRD_EPROTOVERSION : MRD_EAUTH;
             uint32_t cands = call->route == CLIENT_ROUTE_ADDRESSES
                 ? (uint32_t) call->client->addr_count

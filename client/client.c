@@ -252,12 +252,30 @@ client_node_open(
     memcpy(lcfg.pk, client->pk, sizeof lcfg.pk);
     memcpy(lcfg.sk, client->sk, sizeof lcfg.sk);
     int lrv = lk_open_dialer(&lcfg, &node->lk);
+    if (lrv == MRD_OK) {
+        node->sock      = lk_nng(node->lk);
+        node->sock_open = true;
+        lcfg.up         = NULL; /* the poll link says nothing of health */
+        lrv             = lk_open_dialer(&lcfg, &node->lk_poll);
+        node->poll_open = lrv == MRD_OK;
+    }
     sodium_memzero(&lcfg, sizeof lcfg);
     if (lrv != MRD_OK) {
         return lrv;
     }
-    node->sock      = lk_nng(node->lk);
-    node->sock_open = true;
+    rv = nng_socket_set_ms(
+        lk_nng(node->lk_poll), NNG_OPT_RECONNMINT, CLIENT_RECONNECT_MIN_MS);
+    if (rv == 0) {
+        rv = nng_socket_set_ms(
+            lk_nng(node->lk_poll), NNG_OPT_RECONNMAXT, CLIENT_RECONNECT_MAX_MS);
+    }
+    if (rv == 0) {
+        rv = nng_dial(
+            lk_nng(node->lk_poll), node->url, NULL, NNG_FLAG_NONBLOCK);
+    }
+    if (rv != 0) {
+        goto fail;
+    }
     /* Options before the dial: the dialer copies them when it is made. */
     rv = nng_socket_set_ms(
         node->sock, NNG_OPT_RECONNMINT, CLIENT_RECONNECT_MIN_MS);
@@ -361,6 +379,9 @@ client_node_discard(struct client_node *node)
     if (node->sock_open) {
         (void) client_sock_close_bounded(node->lk); /* no pipe, no call */
     }
+    if (node->poll_open) {
+        (void) client_sock_close_bounded(node->lk_poll);
+    }
     free(node->url);
     memset(node, 0, sizeof *node);
 }
@@ -404,6 +425,10 @@ client_free(struct mrd_client *client)
     for (size_t i = 0; i < node_count; i++) {
         if (client->nodes[i].sock_open
             && !client_sock_close_bounded(client->nodes[i].lk)) {
+            abandoned = true;
+        }
+        if (client->nodes[i].poll_open
+            && !client_sock_close_bounded(client->nodes[i].lk_poll)) {
             abandoned = true;
         }
     }

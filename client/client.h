@@ -143,7 +143,13 @@ struct client_node {
     struct lk_sock    *lk; /* the secure link (net/linkio.h) */
     nng_socket         sock; /* lk's */
     bool               sock_open;
-    nng_dialer         dialer;
+    /* Long-polls (tail polls, acknowledgement waits: calls with wait_ms)
+     * go on a link of their own: a node parks them for seconds, and each
+     * holds one of the LK_INFLIGHT_MAX slots of its link, which would
+     * otherwise hold up appends and reads. Health comes from lk alone. */
+    struct lk_sock *lk_poll;
+    bool            poll_open;
+    nng_dialer      dialer;
     /* Established link sessions (linkio's up callback): zero means the
      * background dial has no authenticated connection to this node. */
     atomic_int pipe_count;

@@ -86,10 +86,12 @@
  * requests in flight per socket. */
 #define LK_SENDBUF 1024
 /* Requests a dialer has on the wire at once per pipe; more wait in linkio
- * for replies. NNG's xrep0 holds at most 64 replies per pipe and drops
- * the next one, which would break the session's counter order: with at
- * most 32 requests out, a pipe never has more than 32 replies to hold. */
-#define LK_INFLIGHT_MAX 32u
+ * for replies. NNG 1.5.2's xrep0 holds at most 64 replies per pipe and
+ * drops the next one, which would break the session's counter order: with
+ * at most 64 requests out, a pipe never has more replies than that to
+ * hold. A request parked at the node (a long-poll) keeps its slot, so the
+ * client library sends long-polls on a link of their own. */
+#define LK_INFLIGHT_MAX 64u
 /* Largest SP header a listener keeps for a reply: the pipe id and NNG's
  * default of at most 8 hops of backtrace. */
 #define LK_HEADER_MAX 40u

@@ -31,7 +31,7 @@
 
 /* How often the keyring file and the topology version are looked at: the
  * longest a removed key keeps its connections. */
-#define NODE_SEC_POLL_MS 500u
+#define NODE_SEC_POLL_MS 100u
 /* Sockets re-checked on a trust change: the listener, and per peer a
  * puller, a hint and a gossip socket. */
 #define NODE_SEC_SOCKS_MAX 1024u
