@@ -143,6 +143,18 @@ test_config_file(void **state)
     assert_string_equal(cfg.data_dir, "/tmp/y");
     assert_int_equal(cfg.map_size, 4u << 20);
     assert_int_equal(cfg.readers, 5); /* the flag wins */
+    /* No key or keyring given: empty, the data dir's are used. */
+    assert_string_equal(cfg.key_file, "");
+    assert_string_equal(cfg.keyring_file, "");
+
+    /* The keys of a `meridianctl cluster init` node config. */
+    write_file(path,
+        "{\"node_id\": 2, \"data_dir\": \"/tmp/y\", \"key\": "
+        "\"/tmp/c/node-2/node.key\", \"keyring\": \"/tmp/c/keyring\"}");
+    const char *argv_keys[] = { "meridiand", "--config", path };
+    assert_int_equal(parse(&cfg, 3, argv_keys), 0);
+    assert_string_equal(cfg.key_file, "/tmp/c/node-2/node.key");
+    assert_string_equal(cfg.keyring_file, "/tmp/c/keyring");
 
     write_file(path, "{\"node_id\": 9, \"data_dri\": \"/tmp/y\"}");
     assert_int_equal(parse(&cfg, 3, argv), -1); /* a typo is an error */
