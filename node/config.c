@@ -31,6 +31,7 @@ enum node_opt {
     NODE_OPT_REGION,
     NODE_OPT_CLUSTER_ID,
     NODE_OPT_PEERS,
+    NODE_OPT_PEER_ADDRESS,
     NODE_OPT_TOPOLOGY,
     NODE_OPT_KEY,
     NODE_OPT_KEYRING,
@@ -57,6 +58,7 @@ static const struct option node_options[] = {
     { "region", required_argument, NULL, NODE_OPT_REGION },
     { "cluster-id", required_argument, NULL, NODE_OPT_CLUSTER_ID },
     { "peers", required_argument, NULL, NODE_OPT_PEERS },
+    { "peer-address", required_argument, NULL, NODE_OPT_PEER_ADDRESS },
     { "topology", required_argument, NULL, NODE_OPT_TOPOLOGY },
     { "key", required_argument, NULL, NODE_OPT_KEY },
     { "keyring", required_argument, NULL, NODE_OPT_KEYRING },
@@ -124,6 +126,21 @@ node_config_usage(FILE *out)
         NODE_SHARDS_DEFAULT, NODE_SHARDS_MAX, (unsigned) PROTO_FRAME_SIZE_MIN,
         (unsigned) MRD_FRAME_SIZE_MAX, NODE_IDEM_WINDOW_S_DEFAULT,
         NODE_CLOCK_AHEAD_MS_DEFAULT, NODE_CLOCK_AHEAD_MS_MAX, NODE_PEERS_MAX);
+    fprintf(out,
+        "  --peer-address ID=URL    how this node reaches node ID: it dials\n"
+        "                           URL instead of the address --peers or\n"
+        "                           the topology gives (NAT, a local proxy,\n"
+        "                           another interface). Only this node's\n"
+        "                           dialing changes; the topology and what\n"
+        "                           others dial do not. Repeatable, or\n"
+        "                           ID=URL,ID=URL,...; in the config file a\n"
+        "                           list of \"ID=URL\" strings or one such\n"
+        "                           string, replaced whole by the flags. At\n"
+        "                           most %u; never this node's id, each id\n"
+        "                           once. An id that is no peer yet is kept\n"
+        "                           (logged at start) for when the topology\n"
+        "                           adds that node\n",
+        NODE_PEERS_MAX);
     fprintf(out,
         "  --key FILE               this node's secret key (default\n"
         "                           DATA_DIR/node.key, made at first start;\n"
@@ -275,6 +292,112 @@ node_config_peers(struct node_config *cfg, const char *name, const char *v)
     return 0;
 }
 
+/* One ID=URL of --peer-address, appended: NODE_PEERS_MAX at most, a URL
+ * with a scheme ("tcp://...") and no blanks that fits a node_peer. Ids are
+ * checked against this node's and each other in node_config_check, once
+ * every source is read. */
+static int
+node_config_peer_address_one(
+    struct node_config *cfg, const char *name, const char *v, size_t len)
+{
+    const char *eq  = memchr(v, '=', len);
+    size_t      idn = eq != NULL ? (size_t) (eq - v) : 0;
+    size_t      n   = eq != NULL ? len - idn - 1 : 0;
+    char        idtext[24];
+    uint64_t    id;
+
+    if (cfg->peer_address_count == NODE_PEERS_MAX) {
+        fprintf(stderr, "meridiand: --%s: more than %u peer addresses\n", name,
+            NODE_PEERS_MAX);
+        return -1;
+    }
+    struct node_peer *p = &cfg->peer_addresses[cfg->peer_address_count];
+    bool ok             = eq != NULL && idn > 0 && idn < sizeof(idtext) && n > 0
+        && n < sizeof(p->url);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = (unsigned char) eq[1 + i] > ' ';
+    }
+    if (ok) {
+        memcpy(p->url, eq + 1, n);
+        p->url[n] = '\0';
+        ok        = strstr(p->url, "://") != NULL;
+    }
+    if (!ok) {
+        fprintf(stderr,
+            "meridiand: --%s: '%.*s' is not ID=URL (a node id, '=', and a "
+            "URL such as tcp://10.0.0.7:7400 of at most %zu characters)\n",
+            name, (int) len, v, sizeof(p->url) - 1);
+        return -1;
+    }
+    memcpy(idtext, v, idn);
+    idtext[idn] = '\0';
+    if (node_config_number(idtext, false, &id) != 0 || id < 1
+        || id > INT64_MAX) {
+        fprintf(stderr,
+            "meridiand: --%s: '%.*s': '%s' is not a node id (1..2^63-1)\n",
+            name, (int) len, v, idtext);
+        return -1;
+    }
+    p->id = id;
+    cfg->peer_address_count++;
+    return 0;
+}
+
+/* --peer-address ID=URL[,ID=URL...]: appended to what is there; an empty
+ * entry (",,", a trailing ',') is malformed. */
+static int
+node_config_peer_address(
+    struct node_config *cfg, const char *name, const char *v)
+{
+    for (;;) {
+        const char *end = strchr(v, ',');
+        size_t      len = end != NULL ? (size_t) (end - v) : strlen(v);
+        if (node_config_peer_address_one(cfg, name, v, len) != 0) {
+            return -1;
+        }
+        if (end == NULL) {
+            return 0;
+        }
+        v = end + 1;
+    }
+}
+
+const char *
+node_peer_url(const struct node_peer *overrides, uint32_t count, uint64_t id,
+    const char *url)
+{
+    MRD_ASSERT(count <= NODE_PEERS_MAX);
+    for (uint32_t i = 0; i < count; i++) {
+        if (overrides[i].id == id) {
+            return overrides[i].url;
+        }
+    }
+    return url;
+}
+
+void
+node_config_log_peer_addresses(const struct node_config *cfg)
+{
+    for (uint32_t i = 0; i < cfg->peer_address_count; i++) {
+        const struct node_peer *o    = &cfg->peer_addresses[i];
+        bool                    peer = false;
+        for (uint32_t j = 0; j < cfg->peer_count && !peer; j++) {
+            peer = cfg->peers[j].id == o->id;
+        }
+        if (peer) {
+            node_log(NODE_LOG_INFO, "a peer is dialed at its --peer-address",
+                "{s:I, s:s}", "peer", (json_int_t) o->id, "url", o->url);
+        } else {
+            node_log(NODE_LOG_WARN,
+                cfg->topology_file[0] != '\0'
+                    ? "--peer-address names no current peer of the topology: "
+                      "kept for when a newer version adds it"
+                    : "--peer-address names none of --peers: unused",
+                "{s:I, s:s}", "peer", (json_int_t) o->id, "url", o->url);
+        }
+    }
+}
+
 /* Applies one setting by option id; used by flags and the config file. */
 static int
 node_config_set(
@@ -342,6 +465,8 @@ node_config_set(
         return node_config_string(cfg->region, sizeof(cfg->region), name, v);
     case NODE_OPT_PEERS:
         return node_config_peers(cfg, name, v);
+    case NODE_OPT_PEER_ADDRESS:
+        return node_config_peer_address(cfg, name, v);
     case NODE_OPT_CLUSTER_ID:
         if (strlen(v) != 32
             || sodium_hex2bin(cfg->cluster_id, sizeof(cfg->cluster_id), v, 32,
@@ -375,6 +500,44 @@ node_config_set(
         MRD_ASSERT(!"unhandled option");
     }
     return rv;
+}
+
+/* "peer_address": a list of "ID=URL" strings, or one string of them
+ * joined by ','. The key's value replaces whatever came before it. */
+static int
+node_config_file_peer_address(
+    struct node_config *cfg, const char *path, const char *key, json_t *value)
+{
+    size_t  i;
+    json_t *item;
+
+    cfg->peer_address_count = 0;
+    if (json_is_string(value)) {
+        return node_config_peer_address(
+            cfg, "peer-address", json_string_value(value));
+    }
+    if (!json_is_array(value)) {
+        fprintf(stderr,
+            "meridiand: %s: '%s' must be a list of \"ID=URL\" strings or "
+            "one string\n",
+            path, key);
+        return -1;
+    }
+    json_array_foreach(value, i, item)
+    {
+        if (!json_is_string(item)) {
+            fprintf(stderr,
+                "meridiand: %s: '%s' item %zu is not an \"ID=URL\" string\n",
+                path, key, i);
+            return -1;
+        }
+        if (node_config_peer_address(
+                cfg, "peer-address", json_string_value(item))
+            != 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Reads a JSON config: an object whose keys are flag names with '_'. */
@@ -413,6 +576,12 @@ node_config_file(struct node_config *cfg, const char *path)
         if (opt < 0) {
             fprintf(stderr, "meridiand: %s: unknown key '%s'\n", path, key);
             goto fail;
+        }
+        if (opt == NODE_OPT_PEER_ADDRESS) {
+            if (node_config_file_peer_address(cfg, path, key, value) != 0) {
+                goto fail;
+            }
+            continue;
         }
         char        num[32];
         const char *text = num;
@@ -456,6 +625,42 @@ node_config_defaults(struct node_config *cfg)
     cfg->log_level = NODE_LOG_INFO;
 }
 
+/* --peer-address: never this node, each id once. In static mode the
+ * overrides take the place of the --peers URLs here; in topology mode
+ * node_topology_peers() applies them to every version. */
+static int
+node_config_check_peer_addresses(struct node_config *cfg)
+{
+    for (uint32_t i = 0; i < cfg->peer_address_count; i++) {
+        const struct node_peer *o = &cfg->peer_addresses[i];
+        if (o->id == cfg->node_id) {
+            fprintf(stderr,
+                "meridiand: --peer-address: %" PRIu64 " is this node; "
+                "it names how this node reaches a peer\n",
+                o->id);
+            return -1;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (cfg->peer_addresses[j].id == o->id) {
+                fprintf(stderr,
+                    "meridiand: --peer-address: node %" PRIu64
+                    " is given twice\n",
+                    o->id);
+                return -1;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < cfg->peer_count; i++) {
+        struct node_peer *p   = &cfg->peers[i];
+        const char       *url = node_peer_url(
+                  cfg->peer_addresses, cfg->peer_address_count, p->id, p->url);
+        if (url != p->url) {
+            snprintf(p->url, sizeof(p->url), "%s", url);
+        }
+    }
+    return 0;
+}
+
 /* Cross-setting checks, after everything is read. */
 static int
 node_config_check(struct node_config *cfg)
@@ -483,6 +688,9 @@ node_config_check(struct node_config *cfg)
             "a cluster must hash streams to the same shards\n");
         return -1;
     }
+    if (node_config_check_peer_addresses(cfg) != 0) {
+        return -1;
+    }
     for (uint32_t i = 0; i < cfg->peer_count; i++) {
         if (cfg->peers[i].id == cfg->node_id) {
             fprintf(stderr, "meridiand: --peers: %" PRIu64 " is this node\n",
@@ -503,7 +711,8 @@ node_config_check(struct node_config *cfg)
 int
 node_config_parse(struct node_config *cfg, int argc, char **argv)
 {
-    int opt;
+    int  opt;
+    bool peer_address_flag = false;
 
     node_config_defaults(cfg);
     /* The config file goes first whatever its place on the command line. */
@@ -543,6 +752,12 @@ node_config_parse(struct node_config *cfg, int argc, char **argv)
         }
         if (opt == NODE_OPT_CONFIG) {
             continue;
+        }
+        if (opt == NODE_OPT_PEER_ADDRESS && !peer_address_flag) {
+            /* Flags win over the file: the first replaces its list, the
+             * others add to it. */
+            cfg->peer_address_count = 0;
+            peer_address_flag       = true;
         }
         if (node_config_set(cfg, opt, node_options[idx].name, optarg) != 0) {
             return -1;

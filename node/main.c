@@ -92,6 +92,7 @@ main(int argc, char **argv)
         node_topology_close(topology);
         return 1;
     }
+    node_config_log_peer_addresses(&cfg);
     if (node_ae_open(topology, &store, &ae) != MRD_OK) {
         node_log(NODE_LOG_ERROR, "out of memory for anti-entropy", NULL);
         node_store_close(&store);

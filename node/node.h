@@ -120,6 +120,14 @@ struct node_config {
     uint8_t          cluster_id[16];
     struct node_peer peers[NODE_PEERS_MAX];
     uint32_t         peer_count;
+    /* --peer-address ID=URL: the URL this node dials for node ID instead
+     * of the one --peers or the topology gives (NAT, a local proxy, another
+     * interface). Only this node's dialing changes; what it tells others
+     * (the topology, MRD_ENOTREPLICA answers) does not. Ids are distinct
+     * and never this node's; an id that is no peer yet is kept for when
+     * the topology adds it. */
+    struct node_peer peer_addresses[NODE_PEERS_MAX];
+    uint32_t         peer_address_count;
     /* --topology: a signed topology file (replication/topo.h); then the
      * cluster id, shards, region, peers and (unless --listen) the listen
      * address come from it. Empty: static mode (--peers). */
@@ -139,6 +147,15 @@ struct node_config {
  * program should exit 0, and -1 after printing an error (exit 2). */
 int  node_config_parse(struct node_config *cfg, int argc, char **argv);
 void node_config_usage(FILE *out);
+/* The URL this node dials for node id: its --peer-address among the
+ * count overrides if one names it, else url. The result lives as long as
+ * the arguments. */
+const char *node_peer_url(const struct node_peer *overrides, uint32_t count,
+    uint64_t id, const char *url);
+/* Logs, once node_log_setup() ran and cfg->peers is final, each
+ * --peer-address in use, and warns of those that name no peer (a node
+ * the topology may add later). */
+void node_config_log_peer_addresses(const struct node_config *cfg);
 
 /* ------------------------------------------------------------------- log -- */
 
@@ -257,7 +274,10 @@ bool node_topology_is_replica(
  * MRD_ENOTREPLICA answer; returns how many. */
 int node_topology_replicas(
     struct node_topology *nt, uint32_t shard, char *out, size_t size);
-/* Every node but this one and the removed ones. MRD_EFULL past max. */
+/* Every node but this one and the removed ones, each with the URL this
+ * node dials: its --peer-address if given, else the topology's. The puller
+ * and liveness take their peers (and those of newer versions) from here.
+ * MRD_EFULL past max. */
 MRD_MUST_USE int node_topology_peers(struct node_topology *nt,
     struct node_peer *peers, uint32_t max, uint32_t *count_out);
 /* Calls fn with the current topology and this node's id, under the

@@ -36,6 +36,10 @@ struct node_topology {
     uint32_t           self;
     struct node_store *store; /* NULL until attached */
     _Atomic uint64_t   version;
+    /* --peer-address, fixed at open: node_topology_peers() gives these
+     * URLs instead of the topology's, for every version. */
+    struct node_peer overrides[NODE_PEERS_MAX];
+    uint32_t         override_count;
 };
 
 static int
@@ -114,7 +118,9 @@ node_topology_config(
         }
         struct node_peer *p = &cfg->peers[cfg->peer_count++];
         p->id               = n->id;
-        snprintf(p->url, sizeof p->url, "%s", n->address);
+        snprintf(p->url, sizeof p->url, "%s",
+            node_peer_url(cfg->peer_addresses, cfg->peer_address_count, n->id,
+                n->address));
     }
     return 0;
 }
@@ -163,6 +169,10 @@ node_topology_open(
     nt->signed_buf = buf;
     nt->signed_len = len;
     nt->self       = (uint32_t) cfg->node_id;
+    MRD_ASSERT(cfg->peer_address_count <= NODE_PEERS_MAX);
+    memcpy(nt->overrides, cfg->peer_addresses,
+        cfg->peer_address_count * sizeof(nt->overrides[0]));
+    nt->override_count = cfg->peer_address_count;
     atomic_init(&nt->version, t->version);
     *out = nt;
     return 0;
@@ -412,8 +422,11 @@ node_topology_peers(struct node_topology *nt, struct node_peer *peers,
             rv = MRD_EFULL;
             break;
         }
+        /* The URL this node dials: its --peer-address for n, if any. */
         peers[*count_out].id = n->id;
-        snprintf(peers[*count_out].url, sizeof peers[0].url, "%s", n->address);
+        snprintf(peers[*count_out].url, sizeof peers[0].url, "%s",
+            node_peer_url(
+                nt->overrides, nt->override_count, n->id, n->address));
         (*count_out)++;
     }
     pthread_rwlock_unlock(&nt->lock);

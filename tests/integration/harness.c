@@ -913,3 +913,74 @@ harness_nodes_wait_joined(struct harness_node *const *nodes, size_t count)
     }
     return 0;
 }
+
+/* ------------------------------------------------------------- events -- */
+
+/* Log pages per shard harness_log_count reads at most: tests' logs are
+ * short, and a bound keeps a wrong answer from looping. */
+#define HARNESS_LOG_PAGE 256u
+#define HARNESS_LOG_PAGES_MAX 64u
+
+int
+harness_append_on(
+    mrd_client *client, uint64_t origin, const char *stream, const char *type)
+{
+    mrd_event_in      ev = { .type = type, .data = "x", .data_size = 1 };
+    mrd_append_result res;
+    memset(&res, 0, sizeof res);
+    int rv = mrd_append(client, stream, &ev, 1, NULL, &res);
+    if (rv != MRD_OK) {
+        fprintf(stderr, "harness: append to %s on node %llu: %s (%s)\n", stream,
+            (unsigned long long) origin, mrd_errname(rv), mrd_errdetail());
+        return -1;
+    }
+    if (res.count != 1 || res.first_dot.origin != origin) {
+        fprintf(stderr, "harness: append to %s taken by node %llu, not %llu\n",
+            stream, (unsigned long long) res.first_dot.origin,
+            (unsigned long long) origin);
+        return -1;
+    }
+    return 0;
+}
+
+int
+harness_log_count(mrd_client *client, uint64_t node_id, const char *stream,
+    uint64_t *count_out)
+{
+    mrd_node_info info;
+    uint64_t      count = 0;
+    memset(&info, 0, sizeof info);
+    int rv = mrd_node_info_get(client, &info);
+    if (rv != MRD_OK || info.node_id != node_id) {
+        fprintf(stderr, "harness: node info of node %llu: %s (node %llu)\n",
+            (unsigned long long) node_id, mrd_errname(rv),
+            (unsigned long long) info.node_id);
+        return -1;
+    }
+    for (uint32_t shard = 0; shard < info.shard_count; shard++) {
+        uint64_t after = 0;
+        bool     end   = false;
+        for (uint32_t page = 0; page < HARNESS_LOG_PAGES_MAX && !end; page++) {
+            mrd_events *ev = NULL;
+            rv = mrd_read_log(client, shard, after, HARNESS_LOG_PAGE, &ev);
+            if (rv != MRD_OK) {
+                fprintf(stderr, "harness: log of shard %u on node %llu: %s\n",
+                    shard, (unsigned long long) node_id, mrd_errname(rv));
+                return -1;
+            }
+            for (size_t i = 0; i < mrd_events_count(ev); i++) {
+                count += strcmp(mrd_events_at(ev, i)->stream, stream) == 0;
+            }
+            end   = mrd_events_end(ev) != 0 || mrd_events_count(ev) == 0;
+            after = mrd_events_next(ev);
+            mrd_events_free(ev);
+        }
+        if (!end) {
+            fprintf(stderr, "harness: shard %u of node %llu is too long\n",
+                shard, (unsigned long long) node_id);
+            return -1;
+        }
+    }
+    *count_out = count;
+    return 0;
+}

@@ -148,6 +148,17 @@ int harness_client_open_urls(const char *const *urls, size_t count,
 
 /* ------------------------------------------------------------ commands -- */
 
+/* Appends one event of type to stream through client, which must be taken
+ * by node `origin` itself (the dot's origin): 0, or -1 with words. */
+int harness_append_on(
+    mrd_client *client, uint64_t origin, const char *stream, const char *type);
+/* How many events of stream the node client is connected to holds, counted
+ * in its shard logs (a log read names no stream, so the node asked answers
+ * itself where a stream call would be routed to a replica); the node must
+ * be node_id. At most 64 pages of 256 events per shard. 0 or -1. */
+int harness_log_count(mrd_client *client, uint64_t node_id, const char *stream,
+    uint64_t *count_out);
+
 /* Runs meridianctl with args (NULL-terminated, without argv[0]) and a bounded
  * wait (30 s, scaled; then SIGKILL). Its stdout goes to out (NUL-terminated,
  * truncated to out_size - 1 bytes; out may be NULL), its stderr to ours.

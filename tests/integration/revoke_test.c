@@ -72,9 +72,6 @@
 #define RV_AFTER_EVENTS 3u
 #define RV_RING_SIZE 4096u
 #define RV_NAME_SIZE 32u
-/* Shard log reads: events per page, and pages per shard. */
-#define RV_LOG_PAGE 256u
-#define RV_LOG_PAGES_MAX 64u
 
 static const char rv_cluster_hex[] = "5eed0f00d5eed0f00d5eed0f00d5eed0";
 
@@ -233,16 +230,7 @@ rv_stat(const struct rv_node *n, const char *name)
 static void
 rv_append(struct rv_node *n, const char *stream)
 {
-    mrd_event_in      ev = { .type = "revoke", .data = "x", .data_size = 1 };
-    mrd_append_result res;
-    memset(&res, 0, sizeof res);
-    int rv = mrd_append(n->client, stream, &ev, 1, NULL, &res);
-    if (rv != MRD_OK) {
-        fail_msg("append to %s on node %u: %s (%s)", stream, n->id,
-            mrd_errname(rv), mrd_errdetail());
-    }
-    assert_int_equal(res.count, 1);
-    assert_int_equal(res.first_dot.origin, n->id);
+    assert_int_equal(harness_append_on(n->client, n->id, stream, "revoke"), 0);
 }
 
 /* The events of stream that n itself holds, counted in its shard logs: a
@@ -251,33 +239,9 @@ rv_append(struct rv_node *n, const char *stream)
 static uint64_t
 rv_count(struct rv_node *n, const char *stream)
 {
-    mrd_node_info info;
-    uint64_t      count = 0;
-    memset(&info, 0, sizeof info);
-    int rv = mrd_node_info_get(n->client, &info);
-    if (rv != MRD_OK) {
-        fail_msg("node info of node %u: %s (%s)", n->id, mrd_errname(rv),
-            mrd_errdetail());
-    }
-    assert_int_equal(info.node_id, n->id);
-    for (uint32_t shard = 0; shard < info.shard_count; shard++) {
-        uint64_t after = 0;
-        bool     end   = false;
-        for (uint32_t page = 0; page < RV_LOG_PAGES_MAX && !end; page++) {
-            mrd_events *ev = NULL;
-            rv = mrd_read_log(n->client, shard, after, RV_LOG_PAGE, &ev);
-            if (rv != MRD_OK) {
-                fail_msg("log of shard %u on node %u: %s (%s)", shard, n->id,
-                    mrd_errname(rv), mrd_errdetail());
-            }
-            for (size_t i = 0; i < mrd_events_count(ev); i++) {
-                count += strcmp(mrd_events_at(ev, i)->stream, stream) == 0;
-            }
-            end   = mrd_events_end(ev) != 0 || mrd_events_count(ev) == 0;
-            after = mrd_events_next(ev);
-            mrd_events_free(ev);
-        }
-        assert_true(end); /* the test's logs are a few events long */
+    uint64_t count = 0;
+    if (harness_log_count(n->client, n->id, stream, &count) != 0) {
+        fail_msg("counting %s on node %u", stream, n->id);
     }
     return count;
 }

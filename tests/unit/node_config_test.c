@@ -116,6 +116,93 @@ test_peers(void **state)
     assert_int_equal(parse(&cfg, 7, bad_hex), -1);
 }
 
+/* --peer-address: how this node reaches a peer. In static mode it takes
+ * the place of the --peers URL; an id that is no peer is kept (topology
+ * mode may add that node later). */
+static void
+test_peer_address(void **state)
+{
+    (void) state;
+    struct node_config cfg;
+    const char *ok[] = { "meridiand", "--node-id", "1", "--data-dir", "/tmp/x",
+        "--cluster-id", "00112233445566778899aabbccddeeff", "--peers",
+        "2@tcp://127.0.0.1:7402,3@tcp://127.0.0.1:7403", "--peer-address",
+        "3=tcp://127.0.0.1:9003", "--peer-address",
+        "7=tcp://10.0.0.7:7400,8=tls+tcp://h:1" };
+    assert_int_equal(parse(&cfg, 13, ok), 0);
+    assert_int_equal(cfg.peer_address_count, 3);
+    assert_int_equal(cfg.peer_addresses[0].id, 3);
+    assert_string_equal(cfg.peer_addresses[0].url, "tcp://127.0.0.1:9003");
+    assert_int_equal(cfg.peer_addresses[1].id, 7);
+    assert_string_equal(cfg.peer_addresses[1].url, "tcp://10.0.0.7:7400");
+    assert_int_equal(cfg.peer_addresses[2].id, 8);
+    assert_string_equal(cfg.peer_addresses[2].url, "tls+tcp://h:1");
+    /* Static mode: the override is the URL dialed; the others stay. */
+    assert_int_equal(cfg.peer_count, 2);
+    assert_string_equal(cfg.peers[0].url, "tcp://127.0.0.1:7402");
+    assert_string_equal(cfg.peers[1].url, "tcp://127.0.0.1:9003");
+    assert_string_equal(node_peer_url(cfg.peer_addresses,
+                            cfg.peer_address_count, 7, "tcp://x:1"),
+        "tcp://10.0.0.7:7400");
+    assert_string_equal(node_peer_url(cfg.peer_addresses,
+                            cfg.peer_address_count, 9, "tcp://x:1"),
+        "tcp://x:1");
+
+    /* Topology mode: accepted here, applied by the topology. */
+    const char *topo[]
+        = { "meridiand", "--node-id", "1", "--data-dir", "/tmp/x", "--topology",
+              "/tmp/t.signed", "--peer-address", "2=tcp://127.0.0.1:9002" };
+    assert_int_equal(parse(&cfg, 9, topo), 0);
+    assert_int_equal(cfg.peer_count, 0);
+    assert_int_equal(cfg.peer_address_count, 1);
+
+    /* Exactly NODE_PEERS_MAX fit; one more is refused. */
+    char   list[NODE_PEERS_MAX * 32 + 64];
+    size_t len = 0;
+    for (uint32_t i = 0; i <= NODE_PEERS_MAX; i++) {
+        len += (size_t) snprintf(list + len, sizeof list - len,
+            "%s%u=tcp://h:%u", i > 0 ? "," : "", i + 2, i + 2);
+    }
+    assert_true(len < sizeof list);
+    const char *many[] = { "meridiand", "--node-id", "1", "--data-dir",
+        "/tmp/x", "--peer-address", list };
+    assert_int_equal(parse(&cfg, 7, many), -1);
+    *strrchr(list, ',') = '\0';
+    assert_int_equal(parse(&cfg, 7, many), 0);
+    assert_int_equal(cfg.peer_address_count, NODE_PEERS_MAX);
+
+    /* The URL fits a peer's url field, and no more. */
+    char url[sizeof(cfg.peers[0].url) + 8];
+    memset(url, 'a', sizeof url);
+    memcpy(url, "9=tcp://", 8);
+    url[2 + sizeof(cfg.peers[0].url) - 1] = '\0'; /* 255 characters */
+    const char *longest[] = { "meridiand", "--node-id", "1", "--data-dir",
+        "/tmp/x", "--peer-address", url };
+    assert_int_equal(parse(&cfg, 7, longest), 0);
+    assert_int_equal(strlen(cfg.peer_addresses[0].url), 255);
+    url[2 + sizeof(cfg.peers[0].url) - 1] = 'a';
+    url[2 + sizeof(cfg.peers[0].url)]     = '\0'; /* 256 */
+    assert_int_equal(parse(&cfg, 7, longest), -1);
+
+    /* Refusals: this node, an id twice, and malformed entries. */
+    const char *bad[] = { "1=tcp://127.0.0.1:7401", /* this node */
+        "2=tcp://a:1,2=tcp://b:1", /* twice */
+        "2tcp://a:1", "=tcp://a:1", "2=", "0=tcp://a:1", "x=tcp://a:1",
+        "-2=tcp://a:1", "2=a:1", "2=tcp://a :1", "2=tcp://a:1,",
+        "2=tcp://a:1,,3=tcp://b:1", "", "99999999999999999999=tcp://a:1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *argv[] = { "meridiand", "--node-id", "1", "--data-dir",
+            "/tmp/x", "--peer-address", bad[i] };
+        if (parse(&cfg, 7, argv) != -1) {
+            fail_msg("--peer-address '%s' was taken", bad[i]);
+        }
+    }
+    const char *twice[] = { "meridiand", "--node-id", "1", "--data-dir",
+        "/tmp/x", "--peer-address", "2=tcp://a:1", "--peer-address",
+        "2=tcp://b:1" };
+    assert_int_equal(parse(&cfg, 9, twice), -1);
+}
+
 static void
 write_file(const char *path, const char *text)
 {
@@ -155,6 +242,56 @@ test_config_file(void **state)
     assert_int_equal(parse(&cfg, 3, argv_keys), 0);
     assert_string_equal(cfg.key_file, "/tmp/c/node-2/node.key");
     assert_string_equal(cfg.keyring_file, "/tmp/c/keyring");
+
+    /* peer_address: a list of "ID=URL" strings or one string of them; a
+     * --peer-address flag replaces the file's list whole. */
+    write_file(path,
+        "{\"node_id\": 2, \"data_dir\": \"/tmp/y\", \"peer_address\": "
+        "[\"1=tcp://127.0.0.1:9001\", \"3=tcp://127.0.0.1:9003\"]}");
+    const char *argv_pa[] = { "meridiand", "--config", path };
+    assert_int_equal(parse(&cfg, 3, argv_pa), 0);
+    assert_int_equal(cfg.peer_address_count, 2);
+    assert_int_equal(cfg.peer_addresses[0].id, 1);
+    assert_string_equal(cfg.peer_addresses[0].url, "tcp://127.0.0.1:9001");
+    assert_int_equal(cfg.peer_addresses[1].id, 3);
+    assert_string_equal(cfg.peer_addresses[1].url, "tcp://127.0.0.1:9003");
+    const char *argv_pa_flag[] = { "meridiand", "--config", path,
+        "--peer-address", "3=tcp://10.0.0.3:7400", "--peer-address",
+        "4=tcp://10.0.0.4:7400" };
+    assert_int_equal(parse(&cfg, 7, argv_pa_flag), 0);
+    assert_int_equal(cfg.peer_address_count, 2);
+    assert_int_equal(cfg.peer_addresses[0].id, 3);
+    assert_string_equal(cfg.peer_addresses[0].url, "tcp://10.0.0.3:7400");
+    assert_int_equal(cfg.peer_addresses[1].id, 4);
+    write_file(path,
+        "{\"node_id\": 2, \"data_dir\": \"/tmp/y\", \"peer_address\": "
+        "\"1=tcp://127.0.0.1:9001,3=tcp://127.0.0.1:9003\"}");
+    assert_int_equal(parse(&cfg, 3, argv_pa), 0);
+    assert_int_equal(cfg.peer_address_count, 2);
+    assert_string_equal(cfg.peer_addresses[1].url, "tcp://127.0.0.1:9003");
+    write_file(path,
+        "{\"node_id\": 2, \"data_dir\": \"/tmp/y\", \"peer_address\": []}");
+    assert_int_equal(parse(&cfg, 3, argv_pa), 0);
+    assert_int_equal(cfg.peer_address_count, 0);
+    static const char *const bad_pa[] = {
+        "[\"1=tcp://a:1\", 3]", /* not a string */
+        "7", /* a number */
+        "{\"1\": \"tcp://a:1\"}", /* an object */
+        "[\"1=tcp://a:1\", \"1=tcp://b:1\"]", /* twice */
+        "[\"2=tcp://a:1\"]", /* this node */
+        "[\"1tcp://a:1\"]", /* malformed */
+    };
+    for (size_t i = 0; i < sizeof bad_pa / sizeof bad_pa[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+            "{\"node_id\": 2, \"data_dir\": \"/tmp/y\", \"peer_address\": "
+            "%s}",
+            bad_pa[i]);
+        write_file(path, text);
+        if (parse(&cfg, 3, argv_pa) != -1) {
+            fail_msg("peer_address %s was taken", bad_pa[i]);
+        }
+    }
 
     write_file(path, "{\"node_id\": 9, \"data_dri\": \"/tmp/y\"}");
     assert_int_equal(parse(&cfg, 3, argv), -1); /* a typo is an error */
@@ -212,6 +349,7 @@ main(void)
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_peers),
+        cmocka_unit_test(test_peer_address),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_hlc_monotonic),
         cmocka_unit_test(test_hlc_observe_clamps),
