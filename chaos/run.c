@@ -1,6 +1,6 @@
 /*
  * run.c: meridian-chaos, the chaos runner (docs/CHAOS.md). First version:
- * link faults only.
+ * link faults, and process faults with --process-faults.
  *
  * It builds a cluster of real meridiand processes, regions r1..rN of
  * nodes_per_region nodes each (rf = nodes per region, so every node holds
@@ -86,6 +86,11 @@
 #define RUN_DURATION_S_MAX 86400u
 /* How long a node gets to write its ready file. */
 #define RUN_READY_MS 30000u
+/* Process faults: a node stays down or stopped 1 to 4 s (seeded); a
+ * SIGTERM gets this long to stop gracefully before a SIGKILL. */
+#define RUN_PROC_DOWN_MIN_MS 1000u
+#define RUN_PROC_DOWN_MAX_MS 4000u
+#define RUN_TERM_MS 10000u
 /* Bound on convergence after the final heal, and its poll interval. */
 #define RUN_CONVERGE_MS 60000u
 #define RUN_POLL_MS 200u
@@ -131,6 +136,7 @@ struct run_opts {
     uint32_t    clients; /* per region */
     bool        failover_on_timeout; /* the client's default attempts */
     bool        client_faults; /* isolate-node cuts clients too */
+    bool        process_faults; /* kill -9, SIGSTOP, SIGTERM nodes too */
     const char *meridiand;
     const char *meridianctl;
 };
@@ -157,6 +163,9 @@ struct run {
     atomic_bool           stop;
     struct run_stats      stats;
     uint32_t              faults_injected;
+    /* Bit i: node i is down and waits for the main thread to start it
+     * again (only the main thread forks nodes: PR_SET_PDEATHSIG). */
+    atomic_uint_fast32_t respawn;
 };
 
 static volatile sig_atomic_t run_interrupted;
@@ -311,6 +320,9 @@ run_usage(FILE *out)
         "and\n"
         "                         retry a timed-out append on another node\n"
         "                         (may duplicate: a known gap)\n"
+        "  --process-faults       the nemesis also kills -9, SIGSTOPs and\n"
+        "                         SIGTERMs nodes, restarting them after "
+        "1-4 s\n"
         "  --meridiand PATH       (default %s)\n"
         "  --meridianctl PATH     (default %s)\n"
         "  --help\n",
@@ -376,6 +388,9 @@ run_opts_parse(int argc, char **argv, struct run_opts *o)
             continue;
         } else if (strcmp(a, "--failover-on-timeout") == 0) {
             o->failover_on_timeout = true;
+            continue;
+        } else if (strcmp(a, "--process-faults") == 0) {
+            o->process_faults = true;
             continue;
         } else if (ok && strcmp(a, "--meridiand") == 0) {
             o->meridiand = val;
@@ -747,6 +762,26 @@ run_node_spawn(struct run *r, uint32_t i)
     return 0;
 }
 
+/* Whether node i wrote a whole line to its ready file. */
+static bool
+run_node_ready(const struct run *r, uint32_t i)
+{
+    char        path[RUN_PATH_SIZE], line[RUN_URL_SIZE];
+    struct stat st;
+    bool        ready = false;
+
+    if (run_path(path, r->nodes[i].dir, "ready") != 0) {
+        return false;
+    }
+    FILE *f = stat(path, &st) == 0 ? fopen(path, "r") : NULL;
+    if (f != NULL) {
+        ready
+            = fgets(line, sizeof line, f) != NULL && strchr(line, '\n') != NULL;
+        fclose(f);
+    }
+    return ready;
+}
+
 /* Waits (bounded) until every node wrote its ready file. */
 static int
 run_nodes_wait_ready(struct run *r)
@@ -754,21 +789,11 @@ run_nodes_wait_ready(struct run *r)
     for (uint32_t t = 0; t < RUN_READY_MS; t += 100u) {
         uint32_t ready = 0;
         for (uint32_t i = 0; i < r->node_count; i++) {
-            char        path[RUN_PATH_SIZE], line[RUN_URL_SIZE];
-            struct stat st;
-            int         status;
-            if (run_path(path, r->nodes[i].dir, "ready") != 0) {
-                return -1;
-            }
-            FILE *f = stat(path, &st) == 0 ? fopen(path, "r") : NULL;
-            if (f != NULL) {
-                if (fgets(line, sizeof line, f) != NULL
-                    && strchr(line, '\n') != NULL) {
-                    ready++;
-                }
-                fclose(f);
-            }
-            if (waitpid(r->nodes[i].pid, &status, WNOHANG) == r->nodes[i].pid) {
+            int status;
+            ready += run_node_ready(r, i);
+            if (r->nodes[i].pid > 0
+                && waitpid(r->nodes[i].pid, &status, WNOHANG)
+                    == r->nodes[i].pid) {
                 fprintf(stderr, "chaos: node %u exited before ready (see %s)\n",
                     i + 1, r->nodes[i].dir);
                 r->nodes[i].pid = 0;
@@ -846,6 +871,79 @@ run_nodes_kill(struct run *r)
             r->nodes[i].pid = 0;
         }
     }
+}
+
+/* Reaps node i after a signal, waiting at most bound_ms before a SIGKILL
+ * (a graceful stop that hangs is cut short, and says so). */
+static void
+run_node_reap(struct run *r, uint32_t i, uint32_t bound_ms)
+{
+    pid_t pid = r->nodes[i].pid;
+
+    for (uint32_t t = 0; pid > 0 && t < bound_ms; t += 50u) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            r->nodes[i].pid = 0;
+            return;
+        }
+        run_sleep_ms(50u);
+    }
+    if (pid > 0) {
+        if (bound_ms > 0) {
+            fprintf(stderr, "chaos: node %u still up after %u ms; SIGKILL\n",
+                i + 1, bound_ms);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        r->nodes[i].pid = 0;
+    }
+}
+
+/* Main thread only: starts again, with the same arguments and data dir,
+ * every node whose bit is set in r->respawn. Its ready file goes first, so
+ * that waiting for it waits for the new process. */
+static void
+run_nodes_respawn(struct run *r)
+{
+    uint32_t want = (uint32_t) atomic_load(&r->respawn);
+
+    for (uint32_t i = 0; i < r->node_count && want != 0; i++) {
+        char path[RUN_PATH_SIZE];
+        if ((want & (1u << i)) == 0) {
+            continue;
+        }
+        if (run_path(path, r->nodes[i].dir, "ready") == 0) {
+            unlink(path);
+        }
+        if (r->nodes[i].pid == 0 && run_node_spawn(r, i) != 0) {
+            fprintf(stderr, "chaos: cannot restart node %u\n", i + 1);
+        }
+        atomic_fetch_and(&r->respawn, ~(uint_fast32_t) (1u << i));
+    }
+}
+
+/* Main thread, for ms: restarts the nodes the nemesis took down. */
+static void
+run_serve(struct run *r, uint32_t ms)
+{
+    for (uint32_t t = 0; t < ms && !run_stopping(r); t += 50u) {
+        run_nodes_respawn(r);
+        run_sleep_ms(50u);
+    }
+}
+
+/* The process part of the final heal: every stopped node continues, every
+ * node still down starts again. */
+static void
+run_nodes_heal(struct run *r)
+{
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        if (r->nodes[i].pid > 0) {
+            kill(r->nodes[i].pid, SIGCONT);
+        } else {
+            atomic_fetch_or(&r->respawn, (uint_fast32_t) (1u << i));
+        }
+    }
+    run_nodes_respawn(r);
 }
 
 /* Directory, ports, paths of every node. */
@@ -1029,7 +1127,11 @@ enum run_fault {
     RUN_F_ONE_WAY        = 3,
     RUN_F_FLIP_FLOP      = 4,
     RUN_F_LATENCY        = 5,
-    RUN_F_COUNT          = 6,
+    RUN_F_COUNT          = 6, /* link faults; process faults follow */
+    RUN_F_KILL           = 6, /* kill -9, restart after 1-4 s */
+    RUN_F_PAUSE          = 7, /* SIGSTOP, SIGCONT after 1-4 s */
+    RUN_F_TERM           = 8, /* SIGTERM, restart after 1-4 s */
+    RUN_F_ALL            = 9,
 };
 
 typedef bool run_drop[RUN_NODES_MAX][RUN_NODES_MAX];
@@ -1134,6 +1236,9 @@ run_fault_one(
         run_flip_flop(r, g, g2, dur_ms);
         break;
     case RUN_F_LATENCY:
+    case RUN_F_PAUSE: /* process faults: not here (run_fault_process) */
+    case RUN_F_TERM:
+    case RUN_F_ALL:
     case RUN_F_COUNT:
     default: {
         uint32_t spike = run_between(rng, RUN_SPIKE_MIN_MS, RUN_SPIKE_MAX_MS);
@@ -1149,6 +1254,62 @@ run_fault_one(
         "isolate-region", "halves", "one-way", "flip-flop", "latency" };
     r->faults_injected++;
     run_fault_log(r, names[kind], start, run_t_us(r), "%s", detail);
+}
+
+/* Nemesis thread: asks the main thread to start node x again and waits
+ * (bounded) for its ready file; false if the run stopped first (the
+ * final heal starts it then) or it never became ready. */
+static bool
+run_restart_wait(struct run *r, uint32_t x)
+{
+    atomic_fetch_or(&r->respawn, (uint_fast32_t) (1u << x));
+    while ((atomic_load(&r->respawn) & (1u << x)) != 0) {
+        if (!run_nap(r, 50u)) {
+            return false;
+        }
+    }
+    for (uint32_t t = 0; t < RUN_READY_MS; t += 50u) {
+        if (run_node_ready(r, x)) {
+            return true;
+        }
+        if (!run_nap(r, 50u)) {
+            return false;
+        }
+    }
+    return false;
+}
+
+/* One process fault on a seeded node: kill -9 or SIGTERM then a restart
+ * with the same arguments and data dir, or SIGSTOP then SIGCONT, after a
+ * seeded 1-4 s; logged from the signal until the node is ready again. */
+static void
+run_fault_process(struct run *r, uint64_t *rng, enum run_fault kind)
+{
+    static const char *const names[] = { "kill-9", "pause", "term" };
+    uint32_t                 x = (uint32_t) (run_rand(rng) % r->node_count);
+    uint32_t                 down
+        = run_between(rng, RUN_PROC_DOWN_MIN_MS, RUN_PROC_DOWN_MAX_MS);
+    uint64_t start = run_t_us(r);
+    pid_t    pid   = r->nodes[x].pid;
+    bool     ready = true;
+
+    if (pid <= 0) {
+        return; /* down already: nothing to do */
+    }
+    if (kind == RUN_F_PAUSE) {
+        kill(pid, SIGSTOP);
+        run_nap(r, down);
+        kill(pid, SIGCONT); /* even when stopping: heal */
+    } else {
+        kill(pid, kind == RUN_F_KILL ? SIGKILL : SIGTERM);
+        run_node_reap(r, x, kind == RUN_F_KILL ? 0u : RUN_TERM_MS);
+        ready = run_nap(r, down) && run_restart_wait(r, x);
+    }
+    r->faults_injected++;
+    run_fault_log(r, names[kind - RUN_F_KILL], start, run_t_us(r),
+        "node %u (pid %d), %s after %.1f s%s", x + 1, (int) pid,
+        kind == RUN_F_PAUSE ? "continued" : "restarted", (double) down / 1e3,
+        ready ? "" : "; not ready before the end (final heal)");
 }
 
 struct run_nemesis {
@@ -1172,8 +1333,14 @@ run_nemesis_main(void *arg)
             || !run_nap(r, gap)) {
             break;
         }
-        run_fault_one(
-            r, &rng, (enum run_fault)(run_rand(&rng) % RUN_F_COUNT), dur);
+        /* Without process faults the schedule is what it always was. */
+        uint32_t       kinds = r->o.process_faults ? RUN_F_ALL : RUN_F_COUNT;
+        enum run_fault kind  = (enum run_fault)(run_rand(&rng) % kinds);
+        if (kind >= RUN_F_KILL) {
+            run_fault_process(r, &rng, kind);
+        } else {
+            run_fault_one(r, &rng, kind, dur);
+        }
     }
     run_heal(r);
     return NULL;
@@ -1443,6 +1610,10 @@ run_finish(struct run *r)
     memset(nodes, 0, sizeof nodes);
     memset(&f, 0, sizeof f);
     f.heal_us = r->heal_us;
+    /* Restarted nodes first serve, then catch up (run_converge). */
+    if (run_nodes_wait_ready(r) != 0) {
+        goto done;
+    }
     for (uint32_t i = 0; i < r->node_count; i++) {
         const char *url[1] = { r->nodes[i].url };
         if (run_client_open(r, url, 1, NULL, &direct[i]) != MRD_OK) {
@@ -1587,12 +1758,13 @@ run_chaos(struct run *r, uint64_t *rng)
     bool nemesis_started
         = pthread_create(&nemesis.thread, NULL, run_nemesis_main, &nemesis)
         == 0;
-    run_nap(r, r->o.duration_s * 1000u);
+    run_serve(r, r->o.duration_s * 1000u);
     atomic_store(&r->stop, true);
     if (nemesis_started) {
         pthread_join(nemesis.thread, NULL);
     }
     run_heal(r);
+    run_nodes_heal(r);
     r->heal_us = run_t_us(r);
     printf("chaos: healed at %.3f s; stopping the workload\n",
         (double) run_t_us(r) / 1e6);
