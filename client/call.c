@@ -4,10 +4,12 @@
  * A call is one callback that switches on the state, as in NNG's
  * demo/async server, driving one nng_aio for I/O and one for sleeps:
  *
- *   SEND     nng_ctx_send on the chosen node's socket. It completes when req0
- *            hands the request to a connected pipe; if it times out, the
- *            request never left, so this node was simply unreachable.
- *   RECV     nng_ctx_recv for the reply. A failure here (timeout, or the
+ *   SEND     lk_ctx_send on the chosen node's link (net/linkio.h). It
+ *            completes when the request is sealed and handed to the link's
+ *            established session; if it times out, the request never left,
+ *            so this node was simply unreachable (or, NNG_EPEERAUTH, it
+ *            refused this client's key).
+ *   RECV     lk_ctx_recv for the reply. A failure here (timeout, or the
  *            pipe reset by a dying node) means the node may have acted on
  *            the request: the outcome is unknown.
  *   BACKOFF  nng_sleep_aio for a capped, full-jitter backoff, then the next

@@ -1,12 +1,14 @@
 /*
  * client.h: the one internal header of libmeridian, the client library.
  *
- * A client holds one NNG req0 socket per node address, each dialled in the
- * background, and a pool of call objects. Every request, blocking or not, is
- * a call: one nng_aio driven by one callback through the states SEND, RECV
- * and BACKOFF, trying the nodes in order until a node gives a final answer or
- * the whole-call deadline passes. A blocking function is that same machine
- * plus a wait on the call's condition variable, so there is one path.
+ * A client holds two secure links per node address (net/linkio.h: raw NNG
+ * req sockets under an authenticated, encrypted session; one carries the
+ * long-polls), each dialled in the background, and a pool of call objects.
+ * Every request, blocking or not, is a call: one nng_aio driven by one callback
+ * through the states SEND, RECV and BACKOFF, trying the nodes in order until a
+ * node gives a final answer or the whole-call deadline passes. A blocking
+ * function is that same machine plus a wait on the call's condition variable,
+ * so there is one path.
  *
  * Calls that name a stream are routed by the cluster's signed topology when
  * the client has one: to the replicas of the stream's shard in the client's
