@@ -56,6 +56,7 @@
 #include "meridian.h"
 #include "proto.h"
 #include "proxy.h"
+#include "timeline.h"
 #include "topo.h"
 
 #ifndef MRD_MERIDIAND_PATH
@@ -166,6 +167,11 @@ struct run {
     /* Bit i: node i is down and waits for the main thread to start it
      * again (only the main thread forks nodes: PR_SET_PDEATHSIG). */
     atomic_uint_fast32_t respawn;
+    /* The lag sampler (lag.jsonl), from the workload's start to the final
+     * reads. */
+    pthread_t   lag_thread;
+    bool        lag_started;
+    atomic_bool lag_stop;
 };
 
 static volatile sig_atomic_t run_interrupted;
@@ -275,6 +281,12 @@ run_fault_log(struct run *r, const char *kind, uint64_t start_us,
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    /* Details are the runner's own words; keep them valid JSON anyway. */
+    for (char *c = detail; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\' || (unsigned char) *c < 0x20) {
+            *c = '\'';
+        }
+    }
     fprintf(r->faults,
         "{\"fault\":\"%s\",\"start_t\":%" PRIu64 ",\"end_t\":%" PRIu64
         ",\"detail\":\"%s\"}\n",
@@ -1594,6 +1606,99 @@ run_check(struct run *r, const struct chaos_final *f, bool converged)
     return passed ? 0 : 1;
 }
 
+/* Every RUN_LAG_SAMPLE_MS, each node's log_events gauge (events held in
+ * its shard logs) into lag.jsonl, for the timeline's lag lines. The runner
+ * dials nodes directly, past the proxies; a node that is down or paused
+ * has no sample for that second. */
+#define RUN_LAG_SAMPLE_MS 1000u
+
+static void *
+run_lag_main(void *arg)
+{
+    struct run *r                     = arg;
+    mrd_client *direct[RUN_NODES_MAX] = { NULL };
+    char        path[RUN_PATH_SIZE];
+    FILE       *out
+        = run_path(path, r->dir, "lag.jsonl") == 0 ? fopen(path, "w") : NULL;
+
+    if (out == NULL) {
+        fprintf(stderr, "chaos: cannot write lag.jsonl\n");
+        return NULL;
+    }
+    while (!atomic_load(&r->lag_stop) && !run_interrupted) {
+        for (uint32_t i = 0; i < r->node_count; i++) {
+            mrd_stats *st = NULL;
+            uint64_t   n  = 0;
+            if (direct[i] == NULL) {
+                const char *url[1] = { r->nodes[i].url };
+                if (run_client_open(r, url, 1, NULL, &direct[i]) != MRD_OK) {
+                    continue;
+                }
+            }
+            if (mrd_node_stats_get(direct[i], &st) == MRD_OK
+                && mrd_stats_find(st, "log_events", &n) == MRD_OK) {
+                fprintf(out,
+                    "{\"t\":%" PRIu64 ",\"node\":%" PRIu64
+                    ",\"events\":%" PRIu64 "}\n",
+                    run_t_us(r), (uint64_t) r->nodes[i].id, n);
+            }
+            mrd_stats_free(st);
+        }
+        fflush(out);
+        for (uint32_t w = 0;
+             w < RUN_LAG_SAMPLE_MS / RUN_POLL_MS && !atomic_load(&r->lag_stop);
+             w++) {
+            run_sleep_ms(RUN_POLL_MS);
+        }
+    }
+    fclose(out);
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        mrd_client_close(direct[i]);
+    }
+    return NULL;
+}
+
+static void
+run_lag_stop(struct run *r)
+{
+    if (r->lag_started) {
+        atomic_store(&r->lag_stop, true);
+        pthread_join(r->lag_thread, NULL);
+        r->lag_started = false;
+    }
+}
+
+/* Every node's counters at the end, into stats.json: what a failed run's
+ * reader looks at first (link_stalls, link_redials, rejected_*). */
+static void
+run_stats_save(struct run *r, mrd_client **direct)
+{
+    char  path[RUN_PATH_SIZE];
+    FILE *out
+        = run_path(path, r->dir, "stats.json") == 0 ? fopen(path, "w") : NULL;
+    if (out == NULL) {
+        fprintf(stderr, "chaos: cannot write stats.json\n");
+        return;
+    }
+    fprintf(out, "{");
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        mrd_stats *st = NULL;
+        fprintf(out, "%s\n\"%" PRIu64 "\":{", i > 0 ? "," : "",
+            (uint64_t) r->nodes[i].id);
+        if (mrd_node_stats_get(direct[i], &st) == MRD_OK) {
+            for (size_t k = 0; k < mrd_stats_count(st); k++) {
+                /* Counter names are [a-z_0-9]: no escaping needed. */
+                fprintf(out, "%s\"%s\":%" PRIu64, k > 0 ? "," : "",
+                    mrd_stats_name(st, k), mrd_stats_value(st, k));
+            }
+        }
+        mrd_stats_free(st);
+        fprintf(out, "}");
+    }
+    fprintf(out, "\n}\n");
+    fclose(out);
+}
+
 /* After the workload: convergence, final state, checks. */
 static int
 run_finish(struct run *r)
@@ -1624,6 +1729,8 @@ run_finish(struct run *r)
     printf("chaos: %s %.3f s after the heal\n",
         converged ? "converged" : "NOT converged",
         (double) (run_t_us(r) - f.heal_us) / 1e6);
+    run_lag_stop(r);
+    run_stats_save(r, direct);
     if (run_final_read(r, direct, caught_us, converged, logs, nodes) != 0) {
         goto done;
     }
@@ -1635,7 +1742,12 @@ run_finish(struct run *r)
         goto done;
     }
     rv = run_check(r, &f, converged);
+    char why[256];
+    if (rv >= 0 && chaos_timeline_write(r->dir, why, sizeof why) != MRD_OK) {
+        fprintf(stderr, "chaos: timeline: %s\n", why);
+    }
 done:
+    run_lag_stop(r);
     for (uint32_t i = 0; i < r->node_count; i++) {
         mrd_client_close(direct[i]);
         run_log_fini(&logs[i]);
@@ -1758,6 +1870,7 @@ run_chaos(struct run *r, uint64_t *rng)
     bool nemesis_started
         = pthread_create(&nemesis.thread, NULL, run_nemesis_main, &nemesis)
         == 0;
+    r->lag_started = pthread_create(&r->lag_thread, NULL, run_lag_main, r) == 0;
     run_serve(r, r->o.duration_s * 1000u);
     atomic_store(&r->stop, true);
     if (nemesis_started) {
@@ -1814,6 +1927,7 @@ main(int argc, char **argv)
         fprintf(stderr, "chaos: interrupted\n");
         code = 1;
     }
+    run_lag_stop(&r);
     run_nodes_kill(&r);
     run_proxies_stop(&r);
     if (r.faults != NULL) {

@@ -253,6 +253,18 @@ client_append_decode(struct client_call *call, struct proto_rd *body)
     out->ack_reached      = MRD_ACK_LOCAL;
     out->ack_replicas     = 1;
     out->ack_regions      = 1;
+    if (call->session_hash != 0 && rep.count > 0) {
+        /* Written (MRD_EDURABILITY too): later appends to the stream come
+         * after its last event on every node. */
+        struct mrd_client          *client = call->client;
+        struct client_session_slot *slot
+            = &client->session[call->session_hash % CLIENT_SESSION_SLOTS];
+        pthread_mutex_lock(&client->mtx);
+        slot->hash        = call->session_hash;
+        slot->last.origin = rep.origin;
+        slot->last.seq    = rep.seq + rep.count - 1u;
+        pthread_mutex_unlock(&client->mtx);
+    }
     if (call->ack_level != MRD_ACK_LOCAL) {
         /* A node that asked for a level must say what it reached. */
         if (!rep.ack_asked
@@ -345,6 +357,20 @@ client_append_prepare(struct mrd_client *client, const char *stream,
         key      = call->idem_key;
         key_size = sizeof call->idem_key;
     }
+    /* Session order: the stream's last acknowledged event, if known. */
+    mrd_dot after      = { 0, 0 };
+    call->session_hash = 0;
+    if (!client->opts.no_session_order) {
+        uint64_t h = client_session_hash(stream, stream_len);
+        pthread_mutex_lock(&client->mtx);
+        struct client_session_slot *slot
+            = &client->session[h % CLIENT_SESSION_SLOTS];
+        if (slot->hash == h) {
+            after = slot->last;
+        }
+        pthread_mutex_unlock(&client->mtx);
+        call->session_hash = h;
+    }
     call->type   = PROTO_T_APPEND;
     call->decode = client_append_decode;
     client_route_stream(call, stream, stream_len);
@@ -355,7 +381,7 @@ client_append_prepare(struct mrd_client *client, const char *stream,
     call->wait_ms = ack.level != MRD_ACK_LOCAL ? ack.wait_ms : 0;
     /* Checks every field against its limit: MRD_ETOOBIG, MRD_EINVAL. */
     rv = proto_append_req_encode_ack(&call->req, stream, stream_len, expected,
-        key, key_size, events, ops.views, event_count, &ack);
+        key, key_size, events, ops.views, event_count, &ack, &after);
     client_ops_fini(&ops); /* the request has its copy */
     if (rv != MRD_OK) {
         goto fail;

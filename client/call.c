@@ -145,7 +145,9 @@ client_attempt_start(struct client_call *call)
     if (call->route == CLIENT_ROUTE_STREAM) {
         client_topo_refresh(client, false, -1); /* when one is due */
     }
-    call->node = client_route_pick(call);
+    if (!call->pinned) {
+        call->node = client_route_pick(call);
+    }
     MRD_ASSERT(call->node < atomic_load(&client->node_count));
     node                   = &client->nodes[call->node];
     call->attempt_start_us = mrd_now_mono_us();
@@ -247,9 +249,11 @@ client_reply_handle(
         }
         call->detail[n] = '\0';
         if (frame.status == MRD_EBUSY || frame.status == MRD_ECLOSED
-            || frame.status == MRD_ENOTREPLICA) {
+            || frame.status == MRD_ENOTREPLICA || frame.status == MRD_ECAUSAL) {
             /* The node refused without acting: another node may serve (a
-             * replica of the stream's shard, for MRD_ENOTREPLICA). */
+             * replica of the stream's shard, for MRD_ENOTREPLICA; one that
+             * holds the session's last event, for MRD_ECAUSAL, or this one
+             * once replication brings it). */
             call->node_err = (int) frame.status;
             *retry         = true;
         }
@@ -273,6 +277,7 @@ garbled:
         "no usable reply: a node's reply did not decode (%s)",
         why != NULL ? why : "bad body");
     call->outcome_unknown = true;
+    call->pinned          = call->type == PROTO_T_APPEND;
     *retry                = true;
     return MRD_EPROTO;
 }
@@ -337,6 +342,7 @@ client_call_received(struct client_call *call, int rv, bool cancelled)
             return;
         }
         call->outcome_unknown = true; /* sent, but no answer */
+        call->pinned          = call->type == PROTO_T_APPEND;
         client_attempt_failed(call, true);
         return;
     }

@@ -669,6 +669,7 @@ client_call_reset(struct client_call *call)
     call->first_until_ms  = 0;
     call->state           = CLIENT_CALL_IDLE;
     call->outcome_unknown = false;
+    call->pinned          = false;
     call->node_err        = MRD_OK;
     call->auth_fails      = 0;
     call->auth_err        = MRD_OK;
@@ -780,6 +781,8 @@ client_call_put(struct client_call *call)
     call->events = NULL;
     mrd_state_free(call->doc_state);
     call->doc_state = NULL;
+    mrd_stats_free(call->stats);
+    call->stats = NULL;
     free(call->blob);
     call->blob = NULL;
     if (call->req.cap > CLIENT_BUF_KEEP_SIZE) {
@@ -936,6 +939,130 @@ client_node_info_decode(struct client_call *call, struct proto_rd *body)
      * too so a decoder bug never reaches a printf. */
     call->out.node.version[sizeof call->out.node.version - 1] = '\0';
     return MRD_OK;
+}
+
+uint64_t
+client_session_hash(const char *stream, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t) stream[i];
+        h *= 0x100000001b3ull;
+    }
+    return h != 0 ? h : 1;
+}
+
+/* One counter of a STATS reply; names are the node's, copied. */
+struct mrd_stat {
+    char     name[MRD_STATS_NAME_SIZE_MAX + 1];
+    uint64_t value;
+};
+
+struct mrd_stats {
+    size_t          count;
+    struct mrd_stat rows[]; /* count of them, in the node's order */
+};
+
+static int
+client_stats_decode(struct client_call *call, struct proto_rd *body)
+{
+    struct proto_rd  rd = *body;
+    struct proto_str key;
+    uint64_t         v;
+    uint32_t         count;
+
+    if (proto_rd_map(&rd, &count) != MRD_OK || count > MRD_STATS_MAX) {
+        return MRD_EPROTO;
+    }
+    mrd_stats *st
+        = calloc(1, sizeof(*st) + (size_t) count * sizeof(struct mrd_stat));
+    if (st == NULL) {
+        return MRD_ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        if (proto_rd_str(&rd, &key) != MRD_OK
+            || proto_rd_uint(&rd, &v) != MRD_OK || key.len == 0
+            || key.len > MRD_STATS_NAME_SIZE_MAX
+            || memchr(key.ptr, '\0', key.len) != NULL) {
+            free(st);
+            return MRD_EPROTO;
+        }
+        memcpy(st->rows[i].name, key.ptr, key.len);
+        st->rows[i].name[key.len] = '\0';
+        st->rows[i].value         = v;
+    }
+    st->count   = count;
+    call->stats = st;
+    return MRD_OK;
+}
+
+int
+mrd_node_stats_get(mrd_client *client, mrd_stats **stats_out)
+{
+    struct client_call *call = NULL;
+    int                 rv;
+
+    if (client == NULL || stats_out == NULL) {
+        return MRD_EINVAL;
+    }
+    *stats_out = NULL;
+    rv         = client_call_get(client, &call);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    call->type   = PROTO_T_STATS;
+    call->decode = client_stats_decode;
+    proto_empty_req_encode(&call->req, PROTO_T_STATS);
+    rv = client_call_exec(call, proto_buf_status(&call->req), NULL);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    *stats_out  = call->stats;
+    call->stats = NULL;
+    client_call_put(call);
+    return MRD_OK;
+}
+
+size_t
+mrd_stats_count(const mrd_stats *stats)
+{
+    return stats != NULL ? stats->count : 0;
+}
+
+const char *
+mrd_stats_name(const mrd_stats *stats, size_t index)
+{
+    return stats != NULL && index < stats->count ? stats->rows[index].name
+                                                 : NULL;
+}
+
+uint64_t
+mrd_stats_value(const mrd_stats *stats, size_t index)
+{
+    return stats != NULL && index < stats->count ? stats->rows[index].value : 0;
+}
+
+int
+mrd_stats_find(const mrd_stats *stats, const char *name, uint64_t *value_out)
+{
+    if (stats == NULL || name == NULL) {
+        return MRD_EINVAL;
+    }
+    for (size_t i = 0; i < stats->count; i++) {
+        if (strcmp(stats->rows[i].name, name) == 0) {
+            if (value_out != NULL) {
+                *value_out = stats->rows[i].value;
+            }
+            return MRD_OK;
+        }
+    }
+    return MRD_ENOTFOUND;
+}
+
+void
+mrd_stats_free(mrd_stats *stats)
+{
+    free(stats);
 }
 
 int

@@ -281,6 +281,12 @@ struct client_call {
      * the node may have acted on it: the deadline then means
      * MRD_ETIMEDOUT, not MRD_EUNAVAIL. */
     bool outcome_unknown;
+    /* An append whose outcome is unknown is tried again on that node
+     * only (call->node): its idempotency record there answers the retry
+     * with the first result, while another node that has not yet received
+     * the append would write it a second time (docs/ARCHITECTURE.md,
+     * "Idempotency across nodes"). */
+    bool pinned;
     /* The last retryable status a node answered with (MRD_EBUSY,
      * MRD_ECLOSED), or MRD_OK. */
     int node_err;
@@ -294,6 +300,9 @@ struct client_call {
     int         err;
     mrd_events *events; /* READ, READ_LOG; freed by put unless taken */
     mrd_state  *doc_state; /* STATE; freed by put unless taken */
+    mrd_stats  *stats; /* STATS; freed by put unless taken */
+    /* APPEND: the stream's session slot hash (0: none kept). */
+    uint64_t session_hash;
     /* TOPOLOGY: a copy of the signed document (NULL when not newer) and
      * the node's version; freed by put unless taken. */
     uint8_t *blob;
@@ -339,8 +348,25 @@ struct client_topo {
     _Atomic uint64_t next_ms;
 };
 
+/* Session order (docs/ARCHITECTURE.md, "Session order"): per stream, the
+ * last event of this client's last acknowledged append, which the next
+ * append to the stream carries so that no node takes it before holding
+ * that event. Slots by a hash of the stream name; a stream whose slot
+ * another stream took since has no context (its next append is taken
+ * anywhere). 1024 slots of 24 bytes: the streams a client writes to at a
+ * time, with room. */
+#define CLIENT_SESSION_SLOTS 1024u
+struct client_session_slot {
+    uint64_t hash; /* 0: empty */
+    mrd_dot  last;
+};
+/* FNV-1a of a stream name, never 0. */
+uint64_t client_session_hash(const char *stream, size_t len);
+
 struct mrd_client {
     mrd_client_opts opts; /* validated, defaults filled, no addresses */
+    /* Guarded by mtx; hash 0 when no_session_order. */
+    struct client_session_slot session[CLIENT_SESSION_SLOTS];
     /* Secure links: this client's identity, and the cluster and node keys
      * it trusts (nodes of the verified topology are trusted too). */
     uint8_t         pk[KEYRING_KEY_SIZE];

@@ -129,7 +129,10 @@ extern "C" {
     X(EAUTH, 22,                                                               \
         "not authenticated: a key the other side does not trust, or another "  \
         "cluster")                                                             \
-    X(EPERM, 23, "the client's role does not allow this request")
+    X(EPERM, 23, "the client's role does not allow this request")              \
+    X(ECAUSAL, 24,                                                             \
+        "the node has not yet received an event this session saw; another "    \
+        "replica has, or this one will")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -249,7 +252,10 @@ typedef struct mrd_append_opts {
     /* A retried append with the same key returns the first result and writes
      * nothing; the same key with a different request is MRD_EIDEMPOTENCY.
      * When NULL, the library makes a random key for this call, so its own
-     * retries never write twice. Borrowed for the call only. */
+     * retries never write twice: once a request reached a node without an
+     * answer, the library retries it on that node only, and the call ends
+     * MRD_ETIMEDOUT (outcome unknown) if that node stays away. Borrowed for
+     * the call only. */
     const void *idempotency_key;
     size_t      idempotency_key_size;
     /* How durable the events must be before the call returns:
@@ -352,6 +358,18 @@ typedef struct mrd_client_opts {
      * that refuses this client's key makes calls end with MRD_EAUTH. */
     const char *key_file;
     const char *keyring_file;
+    /* Session order (default): an append carries the last event of this
+     * client's last acknowledged append to the same stream, and a node
+     * takes it only once it holds that event (MRD_ECAUSAL otherwise, which
+     * the library retries on the stream's other replicas, and on that node
+     * again, until the deadline). So a client's appends to a stream keep
+     * their order on every replica even when it fails over between nodes
+     * (docs/ARCHITECTURE.md, "Session order"). While the only replicas
+     * that hold that event are cut off, such an append waits for them or
+     * for replication. Nonzero turns this off: appends are taken anywhere
+     * at once, and a client's appends to a stream may be stored in another
+     * order after a failover. */
+    int no_session_order;
 } mrd_client_opts;
 
 /* ----------------------------------------------------------- the client -- */
@@ -422,6 +440,24 @@ MRD_API int mrd_stream_info_get(
     mrd_client *client, const char *stream, mrd_stream_info *info_out);
 
 MRD_API int mrd_node_info_get(mrd_client *client, mrd_node_info *info_out);
+
+/* The serving node's counters (STATS; the key needs the admin role): every
+ * counter and gauge the node keeps, by name, in the node's order
+ * (docs/PROTOCOL.md lists them). A client opened with one node address
+ * asks that node. Free with mrd_stats_free(). */
+typedef struct mrd_stats mrd_stats;
+/* Bounds on what a reply may hold: far above the node's hundred or so. */
+#define MRD_STATS_MAX 4096u
+#define MRD_STATS_NAME_SIZE_MAX 64u
+MRD_API int    mrd_node_stats_get(mrd_client *client, mrd_stats **stats_out);
+MRD_API size_t mrd_stats_count(const mrd_stats *stats);
+/* NULL (name) or 0 (value) when index >= count. */
+MRD_API const char *mrd_stats_name(const mrd_stats *stats, size_t index);
+MRD_API uint64_t    mrd_stats_value(const mrd_stats *stats, size_t index);
+/* MRD_OK and *value_out (may be NULL), or MRD_ENOTFOUND. */
+MRD_API int mrd_stats_find(
+    const mrd_stats *stats, const char *name, uint64_t *value_out);
+MRD_API void mrd_stats_free(mrd_stats *stats);
 
 /* ------------------------------------------------------------ read data -- */
 

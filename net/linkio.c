@@ -32,15 +32,18 @@ enum lk_pstate {
 };
 
 struct lk_pipe {
-    struct lk_pipe     *next; /* hash chain (socket mtx) */
-    uint32_t            id;
-    nng_pipe            pipe;
-    int                 refs; /* socket mtx; the table holds one */
-    pthread_mutex_t     mtx;
-    enum lk_pstate      state;
-    uint64_t            since_ms; /* when the state began */
-    uint32_t            early; /* messages before msg1 */
-    uint32_t            outstanding; /* dialer: requests out (socket mtx) */
+    struct lk_pipe *next; /* hash chain (socket mtx) */
+    uint32_t        id;
+    nng_pipe        pipe;
+    int             refs; /* socket mtx; the table holds one */
+    pthread_mutex_t mtx;
+    enum lk_pstate  state;
+    uint64_t        since_ms; /* when the state began */
+    uint32_t        early; /* messages before msg1 */
+    uint32_t        outstanding; /* dialer: requests out (socket mtx) */
+    /* dialer, socket mtx: replies received; closed as stalled */
+    uint64_t            replies;
+    bool                stall_closed;
     struct link_hs      hs;
     struct link_session ses;
 };
@@ -65,6 +68,10 @@ struct lk_ctx {
     uint32_t req_id;
     uint32_t req_pipe;
     bool     awaiting;
+    /* The pipe and its reply count when the request went out, or began
+     * to wait for a slot (lk_stall_check). */
+    uint32_t mark_pipe;
+    uint64_t mark_replies;
     nng_msg *reply;
     int      reply_err;
     /* listener: the request last received */
@@ -91,7 +98,12 @@ struct lk_sock {
     struct lk_ctx     *wait_head, *wait_tail;
     /* dialer */
     struct lk_pipe *cur;
-    atomic_uint     next_id; /* any lock, or none */
+    /* lk_dial's address, and the redial workaround (lk_sweep_redial) */
+    char       *url;
+    uint64_t    next_redial_ms; /* 0: a session is up, or no lk_dial yet */
+    uint32_t    outage_redials; /* extra dialers since the session was lost */
+    uint32_t    redials; /* extra dialers in all */
+    atomic_uint next_id; /* any lock, or none */
     /* listener */
     struct lk_req *q_head, *q_tail;
     size_t         q_len;
@@ -344,6 +356,9 @@ lk_pipe_rem(struct lk_sock *s, nng_pipe pipe)
     if (s->dialer) {
         if (s->cur == p) {
             s->cur = NULL;
+            if (s->url != NULL && s->next_redial_ms == 0) {
+                s->next_redial_ms = mrd_now_mono_ms() + LK_REDIAL_AFTER_MS;
+            }
         }
         pthread_mutex_lock(&p->mtx);
         was_up   = p->state == LKP_UP;
@@ -412,6 +427,33 @@ lk_wait_push(struct lk_sock *s, struct lk_ctx *c)
     s->wait_tail = c;
 }
 
+/* A dialer request timed out; when it went out (or began to wait for a
+ * slot), pipe mark_pipe had received mark_replies replies. When that pipe
+ * is still current, owes replies, and nothing at all came back on it
+ * since, the pipe is stalled: a blackholed TCP
+ * connection stays open, and its requests would hold every slot on the
+ * wire for good, so no request could go out again even after the network
+ * heals. Closing the pipe frees them; NNG dials again. A pipe that still
+ * answers something is slow, not stalled, and is kept. Socket mtx held. */
+static void
+lk_stall_check(struct lk_sock *s, const struct lk_ctx *c)
+{
+    struct lk_pipe *p = s->cur;
+    if (p == NULL || p->id != c->mark_pipe || p->outstanding == 0
+        || p->replies != c->mark_replies) {
+        return;
+    }
+    if (p->stall_closed) {
+        return; /* closing already */
+    }
+    p->stall_closed = true;
+    if (s->cfg.stats != NULL) {
+        atomic_fetch_add(&s->cfg.stats->stalled, 1);
+    }
+    /* The removal fails what is in flight and tells the up callback. */
+    nng_pipe_close(p->pipe);
+}
+
 /* NNG's cancel (or timeout) of an aio waiting in this module. */
 static void
 lk_cancel(nng_aio *aio, void *arg, int err)
@@ -424,6 +466,11 @@ lk_cancel(nng_aio *aio, void *arg, int err)
         if (c->send_aio == aio) {
             c->send_aio = NULL;
             lk_wait_remove(s, c);
+            /* Waited for a slot on a full pipe that answered nothing. */
+            if (s->dialer && err == NNG_ETIMEDOUT && s->cur != NULL
+                && s->cur->outstanding >= LK_INFLIGHT_MAX) {
+                lk_stall_check(s, c);
+            }
             found = true;
             break;
         }
@@ -431,6 +478,8 @@ lk_cancel(nng_aio *aio, void *arg, int err)
             c->recv_aio = NULL;
             if (!s->dialer) {
                 lk_wait_remove(s, c);
+            } else if (err == NNG_ETIMEDOUT && c->awaiting) {
+                lk_stall_check(s, c);
             }
             found = true;
             break;
@@ -469,9 +518,11 @@ lk_submit(struct lk_sock *s, struct lk_ctx *c, nng_aio *aio)
     }
     nng_msg_free(msg);
     nng_aio_set_msg(aio, NULL);
-    c->req_id   = id;
-    c->req_pipe = p->id;
-    c->awaiting = true;
+    c->req_id       = id;
+    c->req_pipe     = p->id;
+    c->awaiting     = true;
+    c->mark_pipe    = p->id;
+    c->mark_replies = p->replies;
     p->outstanding++;
     return 0;
 }
@@ -647,8 +698,10 @@ lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
         int      rvs[64];
         size_t   n;
         pthread_mutex_lock(&s->mtx);
-        lk_up_fn up     = s->cfg.up;
-        void    *up_arg = s->cfg.up_arg;
+        lk_up_fn up       = s->cfg.up;
+        void    *up_arg   = s->cfg.up_arg;
+        s->next_redial_ms = 0; /* the dialer works */
+        s->outage_redials = 0;
         pthread_mutex_unlock(&s->mtx);
         if (up != NULL) {
             up(up_arg, true);
@@ -676,6 +729,7 @@ lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
     if (p->outstanding > 0) {
         p->outstanding--;
     }
+    p->replies++;
     if (s->cur == p) {
         n_sent = lk_flush(s, sent, rvs, LK_INFLIGHT_MAX);
     }
@@ -930,7 +984,43 @@ lk_rx_cb(void *arg)
     }
 }
 
-/* Closes pipes whose handshake is late and refused pipes that lingered. */
+/* NNG 1.5.2 can leave a dialer that will never connect again, after a
+ * connection that was accepted and then closed during its negotiation
+ * (nanomsg/nng#970 and #1543; a proxy or a restarting peer does that). A
+ * dialer socket with an address from lk_dial() and no session for
+ * LK_REDIAL_AFTER_MS starts one more NNG dialer; the next waits twice as
+ * long, and so on, so that a peer that is really down does not collect
+ * dialers. Socket mtx held; true when the caller must dial (unlocked). */
+static bool
+lk_sweep_redial(struct lk_sock *s, uint64_t now)
+{
+    if (!s->dialer || s->url == NULL || s->next_redial_ms == 0
+        || now < s->next_redial_ms || s->redials >= LK_REDIALS_MAX) {
+        return false;
+    }
+    if (s->cur != NULL) {
+        pthread_mutex_lock(&s->cur->mtx);
+        bool up = s->cur->state == LKP_UP;
+        pthread_mutex_unlock(&s->cur->mtx);
+        if (up) {
+            s->next_redial_ms = 0;
+            return false;
+        }
+    }
+    uint32_t shift    = s->outage_redials < LK_REDIAL_DOUBLINGS
+           ? s->outage_redials + 1u
+           : LK_REDIAL_DOUBLINGS;
+    s->next_redial_ms = now + ((uint64_t) LK_REDIAL_AFTER_MS << shift);
+    s->outage_redials++;
+    s->redials++;
+    if (s->cfg.stats != NULL) {
+        atomic_fetch_add(&s->cfg.stats->redials, 1);
+    }
+    return true;
+}
+
+/* Closes pipes whose handshake is late and refused pipes that lingered;
+ * dials again when the dialer looks stuck. */
 static void
 lk_sweep_cb(void *arg)
 {
@@ -966,9 +1056,15 @@ lk_sweep_cb(void *arg)
             pthread_mutex_unlock(&p->mtx);
         }
     }
+    bool redial = lk_sweep_redial(s, now);
     pthread_mutex_unlock(&s->mtx);
     for (size_t i = 0; i < n; i++) {
         nng_pipe_close(close[i]);
+    }
+    if (redial) {
+        /* s->url is set once, before the first dial, and freed by lk_free
+         * only, after this callback has stopped. */
+        (void) nng_dial(s->sock, s->url, NULL, NNG_FLAG_NONBLOCK);
     }
     nng_sleep_aio(LK_SWEEP_MS, s->sweep_aio);
 }
@@ -1040,6 +1136,28 @@ nng_socket
 lk_nng(const struct lk_sock *s)
 {
     return s->sock;
+}
+
+int
+lk_dial(struct lk_sock *s, const char *url)
+{
+    if (!s->dialer || url == NULL) {
+        return NNG_EINVAL;
+    }
+    pthread_mutex_lock(&s->mtx);
+    if (s->url != NULL) {
+        pthread_mutex_unlock(&s->mtx);
+        return NNG_EBUSY; /* one address per socket */
+    }
+    s->url = strdup(url);
+    if (s->url == NULL) {
+        pthread_mutex_unlock(&s->mtx);
+        return NNG_ENOMEM;
+    }
+    /* No session yet: a first dialer that never connects is stuck too. */
+    s->next_redial_ms = mrd_now_mono_ms() + LK_REDIAL_AFTER_MS;
+    pthread_mutex_unlock(&s->mtx);
+    return nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK);
 }
 
 bool
@@ -1145,6 +1263,7 @@ lk_free(struct lk_sock *s)
         free(r);
     }
     MRD_ASSERT(s->ctxs == NULL); /* every ctx closed first */
+    free(s->url);
     pthread_mutex_destroy(&s->mtx);
     sodium_memzero(s, sizeof(*s));
     free(s);
@@ -1234,7 +1353,9 @@ lk_dialer_send(struct lk_ctx *c, nng_aio *aio)
     /* No session yet, or LK_INFLIGHT_MAX out: wait in order (behind any
      * earlier waiter, so requests keep their order). */
     if (!up || s->cur->outstanding >= LK_INFLIGHT_MAX || s->wait_head != NULL) {
-        c->send_aio = aio;
+        c->send_aio     = aio;
+        c->mark_pipe    = s->cur != NULL ? s->cur->id : 0;
+        c->mark_replies = s->cur != NULL ? s->cur->replies : 0;
         lk_wait_push(s, c);
         nng_aio_defer(aio, lk_cancel, s);
         pthread_mutex_unlock(&s->mtx);

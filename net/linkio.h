@@ -71,6 +71,15 @@
 #define LK_REFUSED_LINGER_MS 200u
 /* Period of the sweep that enforces the two times above. */
 #define LK_SWEEP_MS 250u
+/* A dialer socket (lk_dial) with no session this long starts one more NNG
+ * dialer (NNG 1.5.2 can leave one stuck for good): longer than twice the
+ * NNG_OPT_RECONNMAXT of every socket here (at most 2 s), so a dialer that
+ * works has had two tries first. Each further one in the same outage waits
+ * twice as long, up to 2^LK_REDIAL_DOUBLINGS times; LK_REDIALS_MAX in a
+ * socket's life bounds the dialers a flapping peer can leave behind. */
+#define LK_REDIAL_AFTER_MS 5000u
+#define LK_REDIAL_DOUBLINGS 6u
+#define LK_REDIALS_MAX 32u
 /* Pipes a listener holds at once; more are closed as they come. Each costs
  * about 600 bytes and a socket; clients, pullers and gossip of a large
  * cluster stay far below. */
@@ -121,6 +130,11 @@ enum lk_reason {
 struct lk_stats {
     atomic_uint_fast64_t sessions; /* handshakes completed */
     atomic_uint_fast64_t refused[LK_R_COUNT_];
+    /* Dialer pipes closed because they owed replies and answered nothing
+     * for a whole request timeout (a blackholed connection). */
+    atomic_uint_fast64_t stalled;
+    /* Extra NNG dialers started for sockets left without a session. */
+    atomic_uint_fast64_t redials;
 };
 
 /* "malformed", "version", ...: the counter names. */
@@ -157,6 +171,12 @@ MRD_MUST_USE int lk_open_listener(
 
 /* The NNG socket, for options, dial and listen. */
 nng_socket lk_nng(const struct lk_sock *s);
+
+/* Dials url in the background (NNG_FLAG_NONBLOCK), once per socket, and
+ * keeps the address so the socket can dial it again when NNG's own dialer
+ * is stuck (LK_REDIAL_AFTER_MS). An NNG error code: 0, NNG_EINVAL (a
+ * listener), NNG_EBUSY (dialed already), NNG_ENOMEM, or nng_dial's. */
+int lk_dial(struct lk_sock *s, const char *url);
 
 /* Dialer: true while a session is established. */
 bool lk_is_up(struct lk_sock *s);

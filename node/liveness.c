@@ -163,8 +163,7 @@ node_swim_peer_open(
     if (nng_aio_alloc(&pe->aio, node_swim_cb, pe) != 0) {
         return;
     }
-    if (lk_ctx_open(pe->lk, &pe->ctx) != MRD_OK
-        || nng_dial(lk_nng(pe->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (lk_ctx_open(pe->lk, &pe->ctx) != MRD_OK || lk_dial(pe->lk, url) != 0) {
         nng_aio_free(pe->aio);
         pe->aio = NULL;
         return;

@@ -230,6 +230,7 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(idem_replicated_kept)                                                    \
     X(rejected_joining)                                                        \
     X(rejected_role) /* MRD_EPERM, MRD_EAUTH: the key's role said no */        \
+    X(rejected_causal) /* MRD_ECAUSAL: the session's last event not here */    \
     X(joining) /* not a counter: 1 while appends wait (store->joining) */
 
 struct node_stats {

@@ -1226,7 +1226,7 @@ node_hint_peer_open(
         h->aio = NULL;
         return;
     }
-    if (nng_dial(lk_nng(h->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (lk_dial(h->lk, url) != 0) {
         lk_ctx_close(h->ctx);
         nng_aio_free(h->aio);
         h->aio = NULL;
@@ -1291,7 +1291,7 @@ node_puller_peer_open(struct node_puller *p, struct node_puller_peer *peer,
     nng_socket_set_ms(lk_nng(peer->lk), NNG_OPT_RECONNMAXT, 1000);
     /* Non-blocking: a peer that is down now is dialled again in the
      * background until it is up. */
-    if (nng_dial(lk_nng(peer->lk), url, NULL, NNG_FLAG_NONBLOCK) != 0) {
+    if (lk_dial(peer->lk, url) != 0) {
         node_log(NODE_LOG_ERROR, "cannot dial peer", "{s:I, s:s}", "peer",
             (json_int_t) peer->id, "url", url);
         return MRD_EINVAL;

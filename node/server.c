@@ -275,6 +275,9 @@ node_count_reject(struct node_stats *stats, int status)
     case MRD_ENOTREPLICA:
         NODE_STAT_ADD(stats, rejected_not_replica, 1);
         break;
+    case MRD_ECAUSAL:
+        NODE_STAT_ADD(stats, rejected_causal, 1);
+        break;
     default:
         break;
     }
@@ -323,6 +326,20 @@ node_reply_node_info(struct node_work *w)
     node_work_send(w, &w->small);
 }
 
+/* Events in every shard log of this node: how far it has caught up,
+ * comparable across replicas (tools draw lag from it). */
+static uint64_t
+node_log_events(struct node_store *store)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&store->write_mu); /* the counters' writers hold it */
+    for (uint32_t i = 0; i < store->shard_count; i++) {
+        n += store->log_seq_last[i];
+    }
+    pthread_mutex_unlock(&store->write_mu);
+    return n;
+}
+
 static void
 node_reply_stats(struct node_work *w)
 {
@@ -333,7 +350,11 @@ node_reply_stats(struct node_work *w)
         NODE_STATS(NODE_STAT_ROW_)
 #undef NODE_STAT_ROW_
         /* Secure links, every socket of the node (net/linkio.h). */
+        /* A gauge: events held, every shard. */
+        { "log_events", node_log_events(w->srv->store) },
         { "link_sessions", atomic_load(&ls->sessions) },
+        { "link_stalls", atomic_load(&ls->stalled) },
+        { "link_redials", atomic_load(&ls->redials) },
         { "rejected_link_malformed",
             atomic_load(&ls->refused[LK_R_MALFORMED]) },
         { "rejected_link_version", atomic_load(&ls->refused[LK_R_VERSION]) },

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The idempotency record: the first answer plus what identifies the request
@@ -263,6 +264,30 @@ node_replicate_idem(MDB_txn *txn, struct node_store *store,
     return rc;
 }
 
+/* The highest seq of origin's events in shard this node holds (0: none).
+ * An LMDB code. */
+static int
+node_vv_held(MDB_txn *txn, const struct node_store *store, uint32_t shard,
+    uint64_t origin, uint64_t *held)
+{
+    uint8_t key[12];
+    mrd_be32_put(key, shard);
+    mrd_be64_put(key + 4, origin);
+    MDB_val k  = { sizeof key, key }, v;
+    int     rc = mdb_get(txn, store->dbi_vv, &k, &v);
+    *held      = 0;
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc == 0) {
+        if (v.mv_size != 8) {
+            return MDB_CORRUPTED;
+        }
+        *held = mrd_be64_get(v.mv_data);
+    }
+    return rc;
+}
+
 /* Applies one append in txn. Returns an LMDB error code (the transaction is
  * then lost) or 0; a refusal is 0 with a->rv set. */
 static int
@@ -281,6 +306,27 @@ node_append_apply(MDB_txn *txn, struct node_store *store, struct node_append *a,
         rc = node_idem_lookup(txn, store, a, &st, exists);
         if (rc != 0) {
             return rc < 0 ? -rc : 0;
+        }
+    }
+    /* The session's last acknowledged event of this stream must be here
+     * first, or this append would come before it in the stream (a retry
+     * above was answered already). The shard's vector holds the highest
+     * seq of each origin, and an origin's events reach a shard in order. */
+    if (a->req.after.seq != 0 && a->req.after.origin != store->node_id) {
+        uint64_t held = 0;
+        rc = node_vv_held(txn, store, a->shard, a->req.after.origin, &held);
+        if (rc != 0) {
+            return rc;
+        }
+        if (held < a->req.after.seq) {
+            a->rv = MRD_ECAUSAL;
+            snprintf(a->why_buf, sizeof a->why_buf,
+                "this node holds events of origin %" PRIu64 " up to %" PRIu64
+                " in the stream's shard; the session saw %" PRIu64 ":%" PRIu64,
+                a->req.after.origin, held, a->req.after.origin,
+                a->req.after.seq);
+            a->why = a->why_buf;
+            return 0;
         }
     }
     int64_t version = exists ? (int64_t) st.count - 1 : MRD_VERSION_NONE;

@@ -741,6 +741,19 @@ proto_append_field(struct proto_rd *rd, uint32_t key,
         }
         return MRD_OK;
     }
+    case PROTO_K_APPEND_AFTER: {
+        uint32_t n;
+        if (proto_rd_array(rd, &n) != MRD_OK || n != 2
+            || proto_rd_uint(rd, &out->after.origin) != MRD_OK
+            || proto_rd_uint(rd, &out->after.seq) != MRD_OK) {
+            return proto_fail(why, MRD_EPROTO, "after is not [origin, seq]");
+        }
+        if (out->after.origin == 0 || out->after.seq == 0) {
+            return proto_fail(
+                why, MRD_EPROTO, "after has a zero origin or seq");
+        }
+        return MRD_OK;
+    }
     default:
         MRD_ASSERT(!"proto_key_next let an unknown append key through");
         return MRD_EINTERNAL;
@@ -762,7 +775,7 @@ proto_append_req_decode(
         return proto_fail(why, MRD_EPROTO, "body is not a map");
     }
     for (uint32_t i = 0; i < count; i++) {
-        int rv = proto_key_next(&rd, PROTO_K_APPEND_ACK_WAIT, &seen, &key, why);
+        int rv = proto_key_next(&rd, PROTO_K_APPEND_AFTER, &seen, &key, why);
         if (rv != MRD_OK) {
             return rv;
         }
@@ -959,7 +972,7 @@ proto_append_req_encode(struct proto_buf *buf, const char *stream,
     const struct proto_str *ops, size_t event_count)
 {
     return proto_append_req_encode_ack(buf, stream, stream_len, expected,
-        idem_key, idem_key_len, events, ops, event_count, NULL);
+        idem_key, idem_key_len, events, ops, event_count, NULL, NULL);
 }
 
 int
@@ -967,7 +980,7 @@ proto_append_req_encode_ack(struct proto_buf *buf, const char *stream,
     size_t stream_len, int64_t expected, const void *idem_key,
     size_t idem_key_len, const mrd_event_in *events,
     const struct proto_str *ops, size_t event_count,
-    const struct proto_ack *ack)
+    const struct proto_ack *ack, const mrd_dot *after)
 {
     int rv = proto_append_arg_check(stream, stream_len, expected, idem_key,
         idem_key_len, events, ops, event_count);
@@ -981,8 +994,12 @@ proto_append_req_encode_ack(struct proto_buf *buf, const char *stream,
             || ack->wait_ms > MRD_ACK_WAIT_MS_MAX)) {
         return MRD_EINVAL;
     }
+    bool with_after = after != NULL && after->seq != 0;
+    if (with_after && after->origin == 0) {
+        return MRD_EINVAL;
+    }
     uint32_t keys = 2 + (expected != MRD_EXPECT_ANY) + (idem_key_len > 0)
-        + (with_ack ? 3u : 0u);
+        + (with_ack ? 3u : 0u) + (with_after ? 1u : 0u);
 
     proto_request_begin(buf, PROTO_T_APPEND);
     proto_wr_map(buf, keys);
@@ -1008,6 +1025,12 @@ proto_append_req_encode_ack(struct proto_buf *buf, const char *stream,
         proto_wr_uint(buf, ack->count);
         proto_wr_uint(buf, PROTO_K_APPEND_ACK_WAIT);
         proto_wr_uint(buf, ack->wait_ms);
+    }
+    if (with_after) {
+        proto_wr_uint(buf, PROTO_K_APPEND_AFTER);
+        proto_wr_array(buf, 2);
+        proto_wr_uint(buf, after->origin);
+        proto_wr_uint(buf, after->seq);
     }
     return proto_buf_status(buf);
 }

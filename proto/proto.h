@@ -120,6 +120,10 @@ enum proto_key_append_req {
     PROTO_K_APPEND_ACK       = 5, /* uint MRD_ACK_REGION or MRD_ACK_GLOBAL */
     PROTO_K_APPEND_ACK_COUNT = 6, /* uint 1..MRD_ACK_COUNT_MAX: k or n */
     PROTO_K_APPEND_ACK_WAIT  = 7, /* uint 1..MRD_ACK_WAIT_MS_MAX */
+    /* [origin, seq], both >= 1: the client session's last acknowledged
+     * event of this stream, which the node must hold before it takes the
+     * append (MRD_ECAUSAL otherwise). */
+    PROTO_K_APPEND_AFTER = 8,
 };
 enum proto_key_event_in {
     PROTO_K_EV_TYPE         = 1, /* str, required, non-empty */
@@ -433,6 +437,7 @@ struct proto_append_req {
     /* Sum of the events' encoded sizes, so the writer can size its work. */
     uint64_t         events_size;
     struct proto_ack ack; /* level 0 (local) when absent */
+    mrd_dot          after; /* seq 0 when absent */
 };
 
 /* Encodes a whole APPEND request. events are the public type; the caller
@@ -448,12 +453,14 @@ MRD_MUST_USE int proto_append_req_encode(struct proto_buf *buf,
     const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
     const struct proto_str *ops, size_t event_count);
 /* The same with an acknowledgement level (ack NULL or level MRD_ACK_LOCAL:
- * none sent). MRD_EINVAL for a level, count or wait out of range. */
+ * none sent) and a session's causal context (after NULL or seq 0: none
+ * sent). MRD_EINVAL for a level, count or wait out of range, or an after
+ * dot with origin 0. */
 MRD_MUST_USE int proto_append_req_encode_ack(struct proto_buf *buf,
     const char *stream, size_t stream_len, int64_t expected,
     const void *idem_key, size_t idem_key_len, const mrd_event_in *events,
     const struct proto_str *ops, size_t event_count,
-    const struct proto_ack *ack);
+    const struct proto_ack *ack, const mrd_dot *after);
 /* Decodes and validates an APPEND body: stream name, expected version, every
  * event against every limit. On success the views point into the frame. */
 MRD_MUST_USE int proto_append_req_decode(

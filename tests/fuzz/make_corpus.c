@@ -218,9 +218,10 @@ requests(struct proto_buf *b)
     struct proto_hint_req hr = { .from = 2, .shards = { "\x05\x80", 2 } };
     ok(proto_hint_req_encode(b, &hr));
     emit_cuts(t, "hint", b);
-    struct proto_ack ack = { MRD_ACK_GLOBAL, 2, 5000 };
+    struct proto_ack ack   = { MRD_ACK_GLOBAL, 2, 5000 };
+    mrd_dot          after = { 3, 17 };
     ok(proto_append_req_encode_ack(
-        b, "order-4", 7, -2, "k", 1, evs + 1, NULL, 1, &ack));
+        b, "order-4", 7, -2, "k", 1, evs + 1, NULL, 1, &ack, &after));
     emit_cuts(t, "append_ack", b);
     rr = (struct proto_read_req) { .stream = { "s", 1 },
         .from                              = 4,

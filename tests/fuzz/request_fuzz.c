@@ -188,7 +188,8 @@ append_reencode(const struct proto_append_req *req, size_t size)
             && req->ack.wait_ms <= MRD_ACK_WAIT_MS_MAX));
     CHECK(proto_append_req_encode_ack(&b, req->stream.ptr, req->stream.len,
               req->expected, req->idem_key.len > 0 ? req->idem_key.ptr : NULL,
-              req->idem_key.len, evs, ops, req->event_count, &req->ack)
+              req->idem_key.len, evs, ops, req->event_count, &req->ack,
+              &req->after)
         == MRD_OK);
 
     struct proto_frame      f;
@@ -203,6 +204,8 @@ append_reencode(const struct proto_append_req *req, size_t size)
     CHECK(str_eq(again.idem_key, req->idem_key));
     CHECK(again.event_count == req->event_count);
     CHECK(again.ack.level == req->ack.level);
+    CHECK(again.after.origin == req->after.origin
+        && again.after.seq == req->after.seq);
     CHECK(req->ack.level == MRD_ACK_LOCAL
         || (again.ack.count == req->ack.count
             && again.ack.wait_ms == req->ack.wait_ms));

@@ -838,7 +838,7 @@ aet_ack_append(struct aet_node *n, int level, uint32_t count, uint32_t wait_ms,
 
     proto_buf_init(&req, 4096);
     assert_int_equal(proto_append_req_encode_ack(&req, stream, strlen(stream),
-                         MRD_EXPECT_ANY, NULL, 0, &ev, NULL, 1, &ack),
+                         MRD_EXPECT_ANY, NULL, 0, &ev, NULL, 1, &ack, NULL),
         MRD_OK);
     long     t0  = aet_now_ms();
     nng_msg *msg = aet_raw(n, &req, &frame);

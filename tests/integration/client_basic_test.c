@@ -491,6 +491,35 @@ test_info(void **state)
     assert_true(node.frame_size_max > 0);
     assert_string_equal(node.version, MRD_VERSION_STRING);
     assert_int_equal(mrd_node_info_get(basic.client, NULL), MRD_EINVAL);
+
+    /* The node's counters: the log_events gauge moves by exactly what was
+     * appended, and names are the node's. */
+    mrd_stats *st     = NULL;
+    uint64_t   before = 0, after = 0, appends = 0;
+    assert_int_equal(mrd_node_stats_get(basic.client, &st), MRD_OK);
+    assert_true(mrd_stats_count(st) > 40);
+    assert_int_equal(mrd_stats_find(st, "log_events", &before), MRD_OK);
+    assert_int_equal(
+        mrd_stats_find(st, "no_such_counter", NULL), MRD_ENOTFOUND);
+    assert_non_null(mrd_stats_name(st, 0));
+    assert_null(mrd_stats_name(st, mrd_stats_count(st)));
+    mrd_stats_free(st);
+    assert_int_equal(
+        mrd_append(basic.client, stream, evs, 3, NULL, NULL), MRD_OK);
+    assert_int_equal(mrd_node_stats_get(basic.client, &st), MRD_OK);
+    assert_int_equal(mrd_stats_find(st, "log_events", &after), MRD_OK);
+    assert_int_equal(mrd_stats_find(st, "appends", &appends), MRD_OK);
+    assert_int_equal(after, before + 3);
+    assert_true(appends >= 2);
+    bool seen = false;
+    for (size_t i = 0; i < mrd_stats_count(st); i++) {
+        if (strcmp(mrd_stats_name(st, i), "appends") == 0) {
+            seen = mrd_stats_value(st, i) == appends;
+        }
+    }
+    assert_true(seen);
+    mrd_stats_free(st);
+    assert_int_equal(mrd_node_stats_get(basic.client, NULL), MRD_EINVAL);
 }
 
 /* mrd_client_open checks its options before it dials anything. */

@@ -25,6 +25,12 @@
  *      their own (each answered a client with it), node 2 counts the one it
  *      kept (idem_replicated_kept), and both appends' events are on both
  *      nodes: a key is a guard against retries, not a lock.
+ *   7. An append sent to a node that then stops answering (SIGSTOP) is
+ *      retried on that node only: MRD_ETIMEDOUT, nothing on the other
+ *      node, and exactly one event everywhere once the node continues.
+ *   8. Session order: an append is not taken by a node that lacks the
+ *      client's previous event of the stream (MRD_ECAUSAL), and is taken
+ *      after it once replication brought it.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -338,9 +344,136 @@ test_emptied_node_rejoins(void **state)
     assert_int_equal(idem_stat(two, "rejected_replication"), 0);
 }
 
+/* An append whose request reached a node and got no answer stays on that
+ * node: the client retries it there only, where the idempotency record
+ * answers, and gives MRD_ETIMEDOUT when the node stays away; it never
+ * writes the append on another node meanwhile, where it could land twice.
+ * The node is paused (SIGSTOP) with the request in its socket buffer. */
+static mrd_client *idem_both;
+
+static void
+test_unknown_outcome_stays_on_node(void **state)
+{
+    struct idem_node *one = &idem_nodes[0], *two = &idem_nodes[1];
+    mrd_append_result res;
+    (void) state;
+
+    idem_cluster_start();
+    const char     *urls[2] = { one->h.url, two->h.url };
+    mrd_client_opts opts;
+    mrd_client_opts_init(&opts);
+    opts.timeout_ms         = 2000;
+    opts.attempt_timeout_ms = 300;
+    assert_int_equal(harness_client_open_urls(urls, 2, &opts, &idem_both), 0);
+    mrd_event_in ev = { .type = "T", .data = "warm", .data_size = 4 };
+    assert_int_equal(mrd_append(idem_both, "warm", &ev, 1, NULL, &res), MRD_OK);
+    struct idem_node *took  = res.first_dot.origin == 1 ? one : two;
+    struct idem_node *other = took == one ? two : one;
+
+    assert_int_equal(harness_node_signal(&took->h, SIGSTOP), 0);
+    ev.data = "pinned";
+    int rv  = mrd_append(idem_both, "pinned", &ev, 1, NULL, &res);
+    /* Before the fix, the retry went to the other node and succeeded. */
+    assert_int_equal(rv, MRD_ETIMEDOUT);
+    assert_int_equal(idem_count(other, "pinned"), 0);
+    assert_int_equal(harness_node_signal(&took->h, SIGCONT), 0);
+    /* The paused node takes the buffered request (and its retries, which
+     * its idempotency record answers): one event, on both nodes. */
+    struct idem_want on_took  = { took, "pinned", 1 },
+                     on_other = { other, "pinned", 1 };
+    assert_true(harness_wait_for(idem_has, &on_took, 200, 100));
+    assert_true(harness_wait_for(idem_has, &on_other, 200, 100));
+    harness_sleep_ms(300);
+    assert_int_equal(idem_count(took, "pinned"), 1);
+    assert_int_equal(idem_count(other, "pinned"), 1);
+}
+
+/* Session order: a client's append to a stream is never taken by a node
+ * that does not yet hold the client's previous acknowledged event of that
+ * stream (docs/ARCHITECTURE.md, "Session order"). Node 2 is paused while
+ * node 1 takes the first append, then node 1 stops: the next append can
+ * only go to node 2, which must refuse it (MRD_ECAUSAL) until node 1 is
+ * back and node 2 has pulled the first. A client with no_session_order
+ * gets its append taken at once. */
+static mrd_client *idem_loose;
+
+static void
+test_session_order_across_failover(void **state)
+{
+    struct idem_node *one = &idem_nodes[0], *two = &idem_nodes[1];
+    mrd_append_result res;
+    (void) state;
+
+    idem_cluster_start();
+    const char     *urls[2] = { one->h.url, two->h.url };
+    mrd_client_opts opts;
+    mrd_client_opts_init(&opts);
+    opts.timeout_ms         = 1500;
+    opts.attempt_timeout_ms = 500;
+    assert_int_equal(harness_client_open_urls(urls, 2, &opts, &idem_both), 0);
+    opts.no_session_order = 1;
+    assert_int_equal(harness_client_open_urls(urls, 2, &opts, &idem_loose), 0);
+
+    assert_int_equal(harness_node_signal(&two->h, SIGSTOP), 0);
+    mrd_event_in ev = { .type = "T", .data = "first", .data_size = 5 };
+    assert_int_equal(mrd_append(idem_both, "seq", &ev, 1, NULL, &res), MRD_OK);
+    assert_int_equal(res.first_dot.origin, 1);
+    assert_int_equal(
+        mrd_append(idem_loose, "loose", &ev, 1, NULL, &res), MRD_OK);
+    assert_int_equal(res.first_dot.origin, 1);
+    mrd_client_close(one->c);
+    one->c = NULL;
+    assert_int_equal(harness_node_stop(&one->h), 0);
+    assert_int_equal(harness_node_signal(&two->h, SIGCONT), 0);
+
+    uint64_t refused0 = idem_stat(two, "rejected_causal");
+    ev.data           = "second";
+    ev.data_size      = 6;
+    /* Before session order, node 2 took it at once, ahead of "first". */
+    assert_int_equal(
+        mrd_append(idem_both, "seq", &ev, 1, NULL, &res), MRD_ECAUSAL);
+    assert_int_equal(idem_count(two, "seq"), 0);
+    assert_true(idem_stat(two, "rejected_causal") > refused0);
+    /* Without a session context it is taken, out of the session's order. */
+    assert_int_equal(
+        mrd_append(idem_loose, "loose", &ev, 1, NULL, &res), MRD_OK);
+    assert_int_equal(res.first_dot.origin, 2);
+
+    /* Node 1 back: node 2 pulls "first", then takes "second" after it. */
+    idem_start(one);
+    struct idem_want on_two = { two, "seq", 1 };
+    assert_true(harness_wait_for(idem_has, &on_two, 200, 100));
+    int rv = MRD_ECAUSAL;
+    for (int i = 0; i < 20 && rv != MRD_OK; i++) {
+        rv = mrd_append(idem_both, "seq", &ev, 1, NULL, &res);
+    }
+    assert_int_equal(rv, MRD_OK);
+    for (uint32_t n = 0; n < IDEM_NODES; n++) {
+        struct idem_want want = { &idem_nodes[n], "seq", 2 };
+        assert_true(harness_wait_for(idem_has, &want, 200, 100));
+        mrd_events *evs = NULL;
+        assert_int_equal(
+            mrd_read(idem_nodes[n].c, "seq", 0, MRD_FORWARD, 10, &evs), MRD_OK);
+        assert_int_equal(mrd_events_count(evs), 2);
+        const mrd_event *e0 = mrd_events_at(evs, 0),
+                        *e1 = mrd_events_at(evs, 1);
+        assert_memory_equal(e0->data, "first", 5);
+        assert_memory_equal(e1->data, "second", 6);
+        mrd_events_free(evs);
+    }
+}
+
 static int
 idem_teardown(void **state)
 {
+    if (idem_loose != NULL) {
+        mrd_client_close(idem_loose);
+        idem_loose = NULL;
+    }
+    if (idem_both != NULL) {
+        mrd_client_close(idem_both);
+        idem_both = NULL;
+    }
     for (uint32_t i = 0; i < IDEM_NODES; i++) {
         if (idem_nodes[i].c != NULL) {
             mrd_client_close(idem_nodes[i].c);
@@ -356,6 +489,10 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_idempotency_across_nodes, idem_teardown),
         cmocka_unit_test_teardown(test_emptied_node_rejoins, idem_teardown),
+        cmocka_unit_test_teardown(
+            test_unknown_outcome_stays_on_node, idem_teardown),
+        cmocka_unit_test_teardown(
+            test_session_order_across_failover, idem_teardown),
     };
     return cmocka_run_group_tests_name("idempotency", tests, NULL, NULL);
 }

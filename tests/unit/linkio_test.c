@@ -141,6 +141,8 @@ test_stats_init(struct lk_stats *st)
     for (unsigned i = 0; i < LK_R_COUNT_; i++) {
         atomic_init(&st->refused[i], 0);
     }
+    atomic_init(&st->stalled, 0);
+    atomic_init(&st->redials, 0);
 }
 
 static uint64_t
@@ -192,6 +194,7 @@ struct test_server {
     char               url[64];
     struct test_worker w[TEST_SERVER_CTXS];
     atomic_bool        stopping;
+    atomic_bool        mute; /* swallow requests that start with 'M' */
     atomic_uint        served;
     pthread_mutex_t    mtx;
     uint8_t            last_peer[LINK_KEY_SIZE];
@@ -247,6 +250,16 @@ test_worker_cb(void *arg)
     } else if (rv == 0) {
         nng_msg *req = nng_aio_get_msg(w->aio);
         nng_aio_set_msg(w->aio, NULL);
+        /* 'M'ute: a request this server swallows, as a blackholed link
+         * would. */
+        if (atomic_load(&srv->mute) && nng_msg_len(req) > 0
+            && ((uint8_t *) nng_msg_body(req))[0] == 'M') {
+            nng_msg_free(req);
+            if (!atomic_load(&srv->stopping)) {
+                lk_ctx_recv(w->ctx, w->aio);
+            }
+            return;
+        }
         pthread_mutex_lock(&srv->mtx);
         memcpy(srv->last_peer, lk_ctx_peer(w->ctx), LINK_KEY_SIZE);
         pthread_mutex_unlock(&srv->mtx);
@@ -282,6 +295,7 @@ test_server_open(
     test_trust_init(&srv->trust);
     test_stats_init(&srv->stats);
     atomic_init(&srv->stopping, false);
+    atomic_init(&srv->mute, false);
     atomic_init(&srv->served, 0);
     pthread_mutex_init(&srv->mtx, NULL);
 
@@ -539,7 +553,8 @@ test_client_is_down(void *arg)
  * contexts and aios a test opens on this thread are listed for it too. */
 static struct test_server test_srv;
 static struct test_client test_cli;
-#define TEST_HANDLES_MAX 8u
+/* The stall test fills a pipe: LK_INFLIGHT_MAX contexts and one more. */
+#define TEST_HANDLES_MAX (LK_INFLIGHT_MAX + 8u)
 static struct lk_ctx *test_ctxs[TEST_HANDLES_MAX];
 static nng_aio       *test_aios[TEST_HANDLES_MAX];
 
@@ -1128,6 +1143,86 @@ test_no_listener(void **state)
     test_aio_free(aio);
 }
 
+static bool
+test_client_back_up(void *arg)
+{
+    struct test_client *c = arg;
+    return atomic_load(&c->downs) >= 1 && lk_is_up(c->s);
+}
+
+/* A pipe that owes replies and answers nothing for a request's whole
+ * timeout is closed and dialed again; one that answers other requests is
+ * kept. Without this, a blackholed connection that stays open holds its
+ * requests' slots for good, and once LK_INFLIGHT_MAX of them timed out no
+ * request leaves the socket again, healed network or not. */
+static void
+test_stalled_pipe(void **state)
+{
+    (void) state;
+    struct test_server *srv = &test_srv;
+    struct test_client *cli = &test_cli;
+    test_pair_open(srv, cli);
+    assert_true(test_wait_for(test_client_is_up, cli));
+    struct lk_ctx *c   = test_ctx_open(cli);
+    nng_aio       *aio = test_aio_alloc();
+    test_echo_ok(c, aio, "before", 6);
+    atomic_store(&srv->mute, true);
+
+    /* Nothing comes back for the request's whole timeout: the pipe is
+     * closed, counted, and the socket dials again. */
+    nng_msg *reply = NULL;
+    test_send_start(c, aio, "Mute", 4, TEST_REQ_TIMEOUT_MS);
+    assert_int_equal(test_send_wait(aio), 0);
+    assert_int_equal(test_recv(c, aio, 300, &reply), NNG_ETIMEDOUT);
+    assert_int_equal(atomic_load(&cli->stats.stalled), 1);
+    assert_true(test_wait_for(test_client_back_up, cli));
+    int ups = atomic_load(&cli->ups);
+    assert_true(ups >= 2);
+    test_echo_ok(c, aio, "after", 5);
+
+    /* A request that is never answered while others are: slow, not
+     * stalled; the pipe stays. */
+    struct lk_ctx *c2   = test_ctx_open(cli);
+    nng_aio       *aio2 = test_aio_alloc();
+    test_send_start(c2, aio2, "Mslow", 5, TEST_REQ_TIMEOUT_MS);
+    assert_int_equal(test_send_wait(aio2), 0);
+    nng_aio_set_timeout(aio2, 600);
+    lk_ctx_recv(c2, aio2);
+    for (int i = 0; i < 12; i++) {
+        nng_msleep(80);
+        test_echo_ok(c, aio, "alive", 5);
+    }
+    nng_aio_wait(aio2);
+    assert_int_equal(nng_aio_result(aio2), NNG_ETIMEDOUT);
+    assert_int_equal(atomic_load(&cli->stats.stalled), 1);
+    assert_int_equal(atomic_load(&cli->ups), ups);
+
+    /* A full pipe: LK_INFLIGHT_MAX requests out, none answered (the
+     * "Mslow" above still holds its slot; the others' senders do not wait
+     * for replies), and the next request waits for a slot until its
+     * timeout: stalled too. */
+    const unsigned fill = LK_INFLIGHT_MAX - 1;
+    struct lk_ctx *full[LK_INFLIGHT_MAX];
+    nng_aio       *full_aio[LK_INFLIGHT_MAX];
+    for (unsigned i = 0; i < fill; i++) {
+        full[i]     = test_ctx_open(cli);
+        full_aio[i] = test_aio_alloc();
+        test_send_start(full[i], full_aio[i], "Mfill", 5, TEST_REQ_TIMEOUT_MS);
+        assert_int_equal(test_send_wait(full_aio[i]), 0);
+    }
+    test_send_start(c2, aio2, "next", 4, 300);
+    assert_int_equal(test_send_wait(aio2), NNG_ETIMEDOUT);
+    assert_int_equal(atomic_load(&cli->stats.stalled), 2);
+    for (unsigned i = 0; i < fill; i++) {
+        /* Failed by the pipe's removal: the link, not the peer. */
+        assert_int_equal(
+            test_recv(full[i], full_aio[i], 3000, &reply), NNG_ECONNRESET);
+    }
+    assert_true(test_wait_for(test_client_is_up, cli));
+    test_echo_ok(c2, aio2, "healed", 6);
+    assert_int_equal(atomic_load(&srv->stats.refused[LK_R_FRAME]), 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1149,6 +1244,7 @@ main(int argc, char **argv)
         cmocka_unit_test_teardown(test_revalidate, test_teardown),
         cmocka_unit_test_teardown(test_plain_req, test_teardown),
         cmocka_unit_test_teardown(test_no_listener, test_teardown),
+        cmocka_unit_test_teardown(test_stalled_pipe, test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -614,8 +614,27 @@ test_append_keys(void **state)
     pk(&b, "M0");
     EXPECT_REQ(&b, MRD_EPROTO, NULL);
     req_begin(&b, PROTO_T_APPEND);
-    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 N", "s", "t");
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u9 N", "s", "t");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* After (session order): [origin, seq], both >= 1. */
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 A2 u3 u17", "s", "t");
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 N", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "after is not [origin, seq]");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 A1 u3", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "after is not [origin, seq]");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 A3 u3 u17 u1", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "after is not [origin, seq]");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 A2 u0 u17", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "after has a zero origin or seq");
+    req_begin(&b, PROTO_T_APPEND);
+    pk(&b, "M3 u1 s u4 A1 M1 u1 s u8 A2 u3 u0", "s", "t");
+    EXPECT_REQ(&b, MRD_EPROTO, "after has a zero origin or seq");
     /* Acknowledgement keys: a level of 1 or 2, a count and a wait in
      * range, and the count or wait only with a level. */
     req_begin(&b, PROTO_T_APPEND);
