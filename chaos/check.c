@@ -171,6 +171,8 @@ struct chaos_model {
     size_t            cnt_count;
 };
 
+static bool chaos_lost_to_wipe(const struct chaos_model *m, size_t inv);
+
 const char *
 chaos_check_name(enum chaos_check_kind kind)
 {
@@ -371,11 +373,17 @@ chaos_model_add_history(struct chaos_model *m, struct chaos_error *err)
             return rv;
         }
         const struct chaos_app *app = &m->apps[m->app_count - 1];
+        /* An increment acked locally by a node wiped since may be gone
+         * with its event (chaos_check_lost excuses the event too). */
+        enum chaos_status st = app->status == CHAOS_STATUS_OK && m->f != NULL
+                && chaos_lost_to_wipe(m, r)
+            ? CHAOS_STATUS_INDET
+            : app->status;
         for (size_t c = 0; c < op->counter_count; c++) {
             m->cnts[m->cnt_count++] = (struct chaos_cnt) {
                 .stream = app->stream,
                 .field  = op->counters[c].field,
-                .status = app->status,
+                .status = st,
                 .value  = op->counters[c].value,
             };
         }
@@ -752,6 +760,30 @@ chaos_model_find(const struct chaos_model *m, uint32_t n, uint32_t id)
 
 /* ---------------------------------------------------------- the checks -- */
 
+/* Whether the ok append invoked at record inv was acknowledged at level
+ * local by a node whose data dir was wiped after the invoke: its one disk
+ * is gone, which that level allows. */
+static bool
+chaos_lost_to_wipe(const struct chaos_model *m, size_t inv)
+{
+    const struct chaos_op *op   = chaos_ops_at(m->ops, inv);
+    size_t                 done = chaos_ops_completion(m->ops, inv);
+    if (op->ack != CHAOS_ACK_LOCAL || done == CHAOS_NONE) {
+        return false;
+    }
+    const struct chaos_op *ok = chaos_ops_at(m->ops, done);
+    if (ok->type != CHAOS_TYPE_OK || !ok->has_dot) {
+        return false;
+    }
+    for (size_t w = 0; w < m->f->wipe_count; w++) {
+        if (m->f->wipes[w].node_id == ok->dot.origin
+            && m->f->wipes[w].t_us >= op->t_us) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void
 chaos_check_lost(struct chaos_model *m, struct chaos_finding *out)
 {
@@ -762,6 +794,9 @@ chaos_check_lost(struct chaos_model *m, struct chaos_finding *out)
         }
         uint32_t               s   = m->id_stream[id];
         const struct chaos_op *inv = chaos_ops_at(m->ops, m->id_append[id]);
+        if (chaos_lost_to_wipe(m, m->id_append[id])) {
+            continue;
+        }
         for (uint32_t n = 0; n < m->f->node_count; n++) {
             if ((m->stream_nodes[s] >> n & 1) == 0
                 || chaos_model_find(m, n, id) != NULL) {

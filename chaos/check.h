@@ -13,6 +13,7 @@
  *
  *   {"heal_t": 123456,                      final heal, history's clock (us)
  *    "placement": [{"stream": "s1", "nodes": [1, 2]}],     optional, below
+ *    "wipes": [{"node": 5, "t": 120000}],                  optional, below
  *    "nodes": [
  *     {"node": 1,                                          node id, unique
  *      "caught_up_t": 130000,            optional: when it had caught up
@@ -22,7 +23,8 @@
  *    ]}
  *
  * Placement: the nodes that must hold a stream (its replicas). A stream
- * not listed must be on every node. Only replicas count in the lost,
+ * not listed must be on every node. Wipes: when the nemesis emptied a
+ * node's data dir (history's clock). Only replicas count in the lost,
  * session, convergence and counter checks.
  *
  * The checks, each a count (in the unit named) and the first
@@ -33,7 +35,10 @@
  * counts once.
  *
  *  lost        (id, node) pairs: an id with an ok append is not on a
- *              replica of its stream.
+ *              replica of its stream. Not counted: an append acknowledged
+ *              at level local (one node's disk) by a node whose data dir
+ *              was wiped after the append was invoked: the level promised
+ *              that disk and no more.
  *  unwritten   events on nodes, and ids in ok reads, that nobody wrote: no
  *              id in the data; an id no append named; an id whose every
  *              append failed; or an id appended to another stream.
@@ -83,6 +88,8 @@
 #define CHAOS_STREAM_COUNTERS_MAX 1024u
 /* A final-state file: events of every node as JSON, about 120 bytes each. */
 #define CHAOS_FINAL_FILE_SIZE_MAX ((size_t) 2 << 30)
+/* Wipes of one run: one nemesis fault every second of a day-long soak. */
+#define CHAOS_WIPES_MAX 86400u
 /* Examples kept per check: enough to see a pattern, few enough to read. */
 #define CHAOS_EXAMPLES_MAX 5u
 /* One example: ids, stream names are cut to fit. */
@@ -129,8 +136,16 @@ struct chaos_placement {
     size_t          node_count;
 };
 
+/* A node's data dir emptied by the nemesis, at t_us (history's clock). */
+struct chaos_wipe {
+    uint64_t node_id;
+    uint64_t t_us;
+};
+
 struct chaos_final {
     uint64_t                       heal_us; /* the last heal; history clock */
+    const struct chaos_wipe       *wipes;
+    size_t                         wipe_count;
     const struct chaos_node_final *nodes;
     size_t                         node_count;
     const struct chaos_placement  *placements; /* streams not listed: all */

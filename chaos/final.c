@@ -140,9 +140,18 @@ chaos_final_save(const char *path, const struct chaos_final *f)
     }
     json_t *nodes      = json_array();
     json_t *placements = json_array();
-    json_t *root       = json_pack("{s:I, s:o, s:o}", "heal_t",
-              (json_int_t) f->heal_us, "placement", placements, "nodes", nodes);
-    bool    ok         = root != NULL;
+    json_t *wipes      = json_array();
+    json_t *root
+        = json_pack("{s:I, s:o, s:o, s:o}", "heal_t", (json_int_t) f->heal_us,
+            "placement", placements, "wipes", wipes, "nodes", nodes);
+    bool ok = root != NULL;
+    for (size_t i = 0; ok && i < f->wipe_count; i++) {
+        ok = f->wipes[i].node_id <= INT64_MAX && f->wipes[i].t_us <= INT64_MAX
+            && chaos_final_array_add(wipes,
+                json_pack("{s:I, s:I}", "node",
+                    (json_int_t) f->wipes[i].node_id, "t",
+                    (json_int_t) f->wipes[i].t_us));
+    }
     for (size_t i = 0; ok && i < f->node_count; i++) {
         ok = chaos_final_array_add(nodes, chaos_final_node_json(&f->nodes[i]));
     }
@@ -467,10 +476,12 @@ static int
 chaos_final_root(
     struct chaos_final_parse *ps, json_t *root, struct chaos_final *out)
 {
-    static const char *const keys[] = { "heal_t", "placement", "nodes", NULL };
+    static const char *const keys[]
+        = { "heal_t", "placement", "wipes", "nodes", NULL };
     struct chaos_node_final *nodes  = NULL;
     struct chaos_placement  *places = NULL;
-    json_t                  *jnodes, *jplaces, *item;
+    struct chaos_wipe       *wipes  = NULL;
+    json_t                  *jnodes, *jplaces, *jwipes, *item;
     char                     where[64];
     size_t                   i;
     ps->where = "top level";
@@ -485,9 +496,30 @@ chaos_final_root(
          ps, root, "nodes", sizeof(*nodes), CHAOS_NODES_MAX, &jnodes, &rv);
     places = chaos_final_array(ps, root, "placement", sizeof(*places),
         CHAOS_STREAMS_MAX, &jplaces, &rv);
+    wipes  = chaos_final_array(
+         ps, root, "wipes", sizeof(*wipes), CHAOS_WIPES_MAX, &jwipes, &rv);
     if (rv != MRD_OK) {
         return rv;
     }
+    json_array_foreach(jwipes, i, item)
+    {
+        static const char *const wkeys[] = { "node", "t", NULL };
+        snprintf(where, sizeof(where), "wipe #%zu", i);
+        ps->where = where;
+        if (rv == MRD_OK && !json_is_object(item)) {
+            rv = chaos_error_set(
+                ps->err, MRD_EPROTO, 0, "%s: not an object", ps->where);
+        }
+        rv = rv != MRD_OK ? rv : chaos_final_keys(ps, item, wkeys);
+        rv = rv != MRD_OK
+            ? rv
+            : chaos_final_uint(ps, item, "node", true, &wipes[i].node_id);
+        rv = rv != MRD_OK
+            ? rv
+            : chaos_final_uint(ps, item, "t", true, &wipes[i].t_us);
+    }
+    out->wipes      = wipes;
+    out->wipe_count = jwipes == NULL ? 0 : json_array_size(jwipes);
     json_array_foreach(jnodes, i, item)
     {
         snprintf(where, sizeof(where), "node #%zu", i);

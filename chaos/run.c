@@ -25,12 +25,17 @@
  * 3 the cluster could not be set up. Every meridiand it started is killed
  * on the way out, every proxy stopped.
  */
+/* setns(), unshare() and pipe2() for disk faults: Linux, like the rest of
+ * the harness (network namespaces, prctl). */
+#define _GNU_SOURCE 1
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -39,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,10 +83,35 @@
 /* Client threads per region, each a history process with one operation
  * outstanding: a region or global ack waits for replication, so one client
  * makes a few appends a second. */
-#define RUN_CLIENTS_MAX 16u
+#define RUN_CLIENTS_MAX 64u
 /* How long a node waits for a region or global ack before it answers
  * MRD_EDURABILITY: short, so a partition costs the workload little. */
 #define RUN_ACK_WAIT_MS 1500u
+/* A client call's deadline and one attempt's: a timed-out attempt is sent
+ * again to the same node (the library pins an append whose outcome is
+ * unknown), which is what makes idempotency matter. */
+#define RUN_CALL_MS 8000u
+#define RUN_ATTEMPT_MS 2000u
+/* Workload mix, in percent: appends that also increment the stream's
+ * counter "n", and operations that are reads of a whole stream. */
+#define RUN_OPS_PCT 33u
+/* Acknowledgement levels of appends: local, region, and global for the
+ * rest. */
+#define RUN_ACK_LOCAL_PCT 60u
+#define RUN_ACK_REGION_PCT 25u
+#define RUN_READ_PCT 10u
+/* Events a workload read asks for: every event of a run's stream. */
+#define RUN_READ_COUNT 1000u
+/* Clock faults: a node's wall clock moves by 5 to 60 s, either way. */
+#define RUN_SKEW_MIN_S 5u
+#define RUN_SKEW_MAX_S 60u
+/* Disk faults: each node's data dir is a tmpfs of this size in a private
+ * mount namespace, and a full disk is a ballast file filling it. A run's
+ * store stays far below: a few MB. */
+#define RUN_DISK_MB 256u
+/* Wipes recorded in one run: one fault every 2.5 s of a day-long soak. */
+#define RUN_WIPES_MAX 40000u
+_Static_assert(RUN_WIPES_MAX <= CHAOS_WIPES_MAX, "the checker takes them");
 #define RUN_SHARDS 8u /* shards of the topology */
 #define RUN_PATH_SIZE 512u
 #define RUN_URL_SIZE 64u
@@ -128,16 +159,81 @@ struct run_node {
     char                client_url[RUN_URL_SIZE];
 };
 
+/* Fault families (--faults), and the kinds of fault of each. */
+enum run_family {
+    RUN_FAM_LINKS   = 1u << 0,
+    RUN_FAM_PROCESS = 1u << 1,
+    RUN_FAM_CLOCK   = 1u << 2,
+    RUN_FAM_DISK    = 1u << 3,
+    RUN_FAM_CLIENT  = 1u << 4,
+    RUN_FAM_ALL     = (1u << 5) - 1u,
+};
+
+enum run_fault {
+    /* links */
+    RUN_F_ISOLATE_NODE,
+    RUN_F_ISOLATE_REGION,
+    RUN_F_HALVES,
+    RUN_F_ONE_WAY,
+    RUN_F_FLIP_FLOP,
+    RUN_F_LATENCY,
+    RUN_F_RING, /* each node reaches its two ring neighbours only */
+    RUN_F_BRIDGE, /* two halves, one node in both */
+    /* processes */
+    RUN_F_KILL, /* kill -9, restart after 1-4 s */
+    RUN_F_PAUSE, /* SIGSTOP, SIGCONT after 1-4 s */
+    RUN_F_TERM, /* SIGTERM, restart after 1-4 s */
+    RUN_F_WIPE, /* kill -9, empty the data dir, restart: it rejoins */
+    /* clocks, disks, clients */
+    RUN_F_CLOCK, /* a node's wall clock jumps by 5-60 s, and back */
+    RUN_F_DISK, /* a node's disk is full */
+    RUN_F_CLIENT_REPLY, /* a node's answers to clients are lost */
+    RUN_F_KINDS
+};
+
+static const char *const run_fault_names[RUN_F_KINDS] = {
+    [RUN_F_ISOLATE_NODE]   = "isolate-node",
+    [RUN_F_ISOLATE_REGION] = "isolate-region",
+    [RUN_F_HALVES]         = "halves",
+    [RUN_F_ONE_WAY]        = "one-way",
+    [RUN_F_FLIP_FLOP]      = "flip-flop",
+    [RUN_F_LATENCY]        = "latency",
+    [RUN_F_RING]           = "ring",
+    [RUN_F_BRIDGE]         = "bridge",
+    [RUN_F_KILL]           = "kill-9",
+    [RUN_F_PAUSE]          = "pause",
+    [RUN_F_TERM]           = "term",
+    [RUN_F_WIPE]           = "wipe",
+    [RUN_F_CLOCK]          = "clock",
+    [RUN_F_DISK]           = "disk-full",
+    [RUN_F_CLIENT_REPLY]   = "client-reply-loss",
+};
+
+static enum run_family
+run_fault_family(enum run_fault k)
+{
+    return k <= RUN_F_BRIDGE ? RUN_FAM_LINKS
+        : k <= RUN_F_WIPE    ? RUN_FAM_PROCESS
+        : k == RUN_F_CLOCK   ? RUN_FAM_CLOCK
+        : k == RUN_F_DISK    ? RUN_FAM_DISK
+                             : RUN_FAM_CLIENT;
+}
+
+/* Where Debian's libfaketime is (package libfaketime). */
+#define RUN_FAKETIME_DEFAULT                                                   \
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
 struct run_opts {
     uint64_t    seed;
     const char *dir;
+    const char *check_dir; /* --check: check a saved run, run nothing */
     uint32_t    regions;
     uint32_t    npr; /* nodes per region */
     uint32_t    duration_s;
     uint32_t    clients; /* per region */
-    bool        failover_on_timeout; /* the client's default attempts */
     bool        client_faults; /* isolate-node cuts clients too */
-    bool        process_faults; /* kill -9, SIGSTOP, SIGTERM nodes too */
+    uint32_t    families; /* RUN_FAM_* bits the nemesis draws from */
+    const char *faketime; /* libfaketime, for clock faults */
     const char *meridiand;
     const char *meridianctl;
 };
@@ -167,6 +263,17 @@ struct run {
     /* Bit i: node i is down and waits for the main thread to start it
      * again (only the main thread forks nodes: PR_SET_PDEATHSIG). */
     atomic_uint_fast32_t respawn;
+    /* Wipes so far (nemesis thread; read by the main thread after it
+     * ended), for the checker: a local ack on a wiped node may be gone. */
+    struct chaos_wipe wipes[RUN_WIPES_MAX];
+    uint32_t          wipe_count;
+    /* Disk faults: the process holding the mount namespace in which every
+     * node's data dir is a tmpfs (0: none), and an fd of that namespace. */
+    pid_t disk_holder;
+    int   disk_ns_fd;
+    /* The environment nodes start with: the runner's, plus libfaketime's
+     * for clock faults. */
+    char **node_env;
     /* The lag sampler (lag.jsonl), from the workload's start to the final
      * reads. */
     pthread_t   lag_thread;
@@ -315,31 +422,51 @@ run_usage(FILE *out)
         "clock; printed)\n"
         "  --dir DIR              keeps node logs, history.jsonl, "
         "faults.jsonl,\n"
-        "                         final.json, report.txt (default: a new "
-        "temp dir)\n"
+        "                         lag.jsonl, final.json, stats.json, "
+        "report.txt,\n"
+        "                         timeline.html (default: a new temp dir)\n"
         "  --regions N            regions r1..rN (default 3, max %u)\n"
         "  --nodes-per-region N   nodes per region = rf (default 2)\n"
         "  --duration-s N         seconds of workload and faults (default "
         "20)\n"
-        "  --clients-per-region N client threads per region (default 16, "
+        "  --clients-per-region N client threads per region (default 32, "
         "max %u)\n"
+        "  --faults LIST          fault families the nemesis draws from, "
+        "comma-\n"
+        "                         separated (default links):\n"
+        "                         links    isolate a node or a region, "
+        "halves,\n"
+        "                                  one-way, flip-flop, latency, "
+        "ring,\n"
+        "                                  bridge\n"
+        "                         process  kill -9, SIGSTOP, SIGTERM, "
+        "wipe a\n"
+        "                                  node's data (it rejoins)\n"
+        "                         clock    a node's wall clock jumps 5-60 "
+        "s and\n"
+        "                                  back (libfaketime)\n"
+        "                         disk     a node's disk fills up (root: a "
+        "tmpfs\n"
+        "                                  per node in a mount namespace)\n"
+        "                         client   a node's answers to clients are "
+        "lost\n"
+        "                         all      every family\n"
+        "  --process-faults       the same as adding process to --faults\n"
         "  --client-faults        isolate-node cuts the node's clients too, "
         "so\n"
-        "                         clients fail over (may break session "
-        "order\n"
-        "                         and duplicate: known gaps, docs/CHAOS.md)\n"
-        "  --failover-on-timeout  clients keep their default 3 s attempts "
-        "and\n"
-        "                         retry a timed-out append on another node\n"
-        "                         (may duplicate: a known gap)\n"
-        "  --process-faults       the nemesis also kills -9, SIGSTOPs and\n"
-        "                         SIGTERMs nodes, restarting them after "
-        "1-4 s\n"
+        "                         clients fail over to other nodes\n"
+        "  --faketime PATH        libfaketime for clock faults (default\n"
+        "                         %s)\n"
+        "  --check DIR            run nothing: check a saved run again "
+        "(its\n"
+        "                         history.jsonl and final.json) and print "
+        "the\n"
+        "                         report; exit 0 passed, 1 failed\n"
         "  --meridiand PATH       (default %s)\n"
         "  --meridianctl PATH     (default %s)\n"
         "  --help\n",
-        RUN_REGIONS_MAX, RUN_CLIENTS_MAX, MRD_MERIDIAND_PATH,
-        MRD_MERIDIANCTL_PATH);
+        RUN_REGIONS_MAX, RUN_CLIENTS_MAX, RUN_FAKETIME_DEFAULT,
+        MRD_MERIDIAND_PATH, MRD_MERIDIANCTL_PATH);
 }
 
 static bool
@@ -358,19 +485,55 @@ run_parse_u64(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* "links,process,...": the families named; false for an unknown name. */
+static bool
+run_parse_families(const char *list, uint32_t *out)
+{
+    static const struct {
+        const char *name;
+        uint32_t    bits;
+    } names[] = { { "links", RUN_FAM_LINKS }, { "process", RUN_FAM_PROCESS },
+        { "clock", RUN_FAM_CLOCK }, { "disk", RUN_FAM_DISK },
+        { "client", RUN_FAM_CLIENT }, { "all", RUN_FAM_ALL } };
+    uint32_t    bits = 0;
+    const char *p    = list;
+
+    while (*p != '\0') {
+        size_t len   = strcspn(p, ",");
+        bool   found = false;
+        for (size_t i = 0; i < MRD_ARRAY_SIZE(names); i++) {
+            if (strlen(names[i].name) == len
+                && strncmp(p, names[i].name, len) == 0) {
+                bits |= names[i].bits;
+                found = true;
+            }
+        }
+        if (!found) {
+            return false;
+        }
+        p += len;
+        p += *p == ',' ? 1 : 0;
+    }
+    *out = bits;
+    return bits != 0;
+}
+
 /* 0 ok, 1 --help printed, 2 usage error. */
 static int
 run_opts_parse(int argc, char **argv, struct run_opts *o)
 {
     uint64_t v;
 
-    o->seed        = (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32);
-    o->regions     = 3;
-    o->npr         = 2;
-    o->duration_s  = 20;
-    o->clients     = 16;
-    o->meridiand   = MRD_MERIDIAND_PATH;
-    o->meridianctl = MRD_MERIDIANCTL_PATH;
+    o->seed          = (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32);
+    o->regions       = 3;
+    o->npr           = 2;
+    o->duration_s    = 20;
+    o->clients       = 32;
+    o->meridiand     = MRD_MERIDIAND_PATH;
+    o->meridianctl   = MRD_MERIDIANCTL_PATH;
+    o->families      = RUN_FAM_LINKS;
+    o->faketime      = RUN_FAKETIME_DEFAULT;
+    bool add_process = false;
     for (int i = 1; i < argc; i++) {
         const char *a   = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -398,12 +561,15 @@ run_opts_parse(int argc, char **argv, struct run_opts *o)
         } else if (strcmp(a, "--client-faults") == 0) {
             o->client_faults = true;
             continue;
-        } else if (strcmp(a, "--failover-on-timeout") == 0) {
-            o->failover_on_timeout = true;
-            continue;
         } else if (strcmp(a, "--process-faults") == 0) {
-            o->process_faults = true;
+            add_process = true;
             continue;
+        } else if (ok && strcmp(a, "--faults") == 0) {
+            ok = run_parse_families(val, &o->families);
+        } else if (ok && strcmp(a, "--check") == 0) {
+            o->check_dir = val;
+        } else if (ok && strcmp(a, "--faketime") == 0) {
+            o->faketime = val;
         } else if (ok && strcmp(a, "--meridiand") == 0) {
             o->meridiand = val;
         } else if (ok && strcmp(a, "--meridianctl") == 0) {
@@ -418,6 +584,9 @@ run_opts_parse(int argc, char **argv, struct run_opts *o)
             return 2;
         }
         i++;
+    }
+    if (add_process) {
+        o->families |= RUN_FAM_PROCESS;
     }
     if (o->regions * o->npr > RUN_NODES_MAX) {
         fprintf(stderr, "meridian-chaos: at most %u nodes\n", RUN_NODES_MAX);
@@ -698,6 +867,8 @@ done:
 
 /* -------------------------------------------------------------- nodes -- */
 
+static void run_node_env(struct run *r, uint32_t i);
+
 /* Forks and execs meridiand for node i; stdout and stderr go to its log.
  * The child dies with the runner (PR_SET_PDEATHSIG: this is the main
  * thread, which lives as long as the runner). */
@@ -751,6 +922,7 @@ run_node_spawn(struct run *r, uint32_t i)
     if (fd < 0) {
         return -1;
     }
+    run_node_env(r, i);
     pid_t parent = getpid();
     pid_t pid    = fork();
     if (pid == 0) {
@@ -763,7 +935,12 @@ run_node_spawn(struct run *r, uint32_t i)
         sigprocmask(SIG_SETMASK, &none, NULL);
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
-        execv(argv[0], (char *const *) (uintptr_t) argv);
+        /* With disk faults the data dir is a tmpfs of the holder's mount
+         * namespace. */
+        if (r->disk_ns_fd >= 0 && setns(r->disk_ns_fd, CLONE_NEWNS) != 0) {
+            _exit(126);
+        }
+        execve(argv[0], (char *const *) (uintptr_t) argv, r->node_env);
         _exit(127);
     }
     close(fd);
@@ -995,15 +1172,12 @@ run_client_open(const struct run *r, const char *const *urls, size_t count,
     opts.region        = region;
     opts.key_file      = r->admin_key;
     opts.keyring_file  = r->client_ring;
-    /* One attempt per call unless a node refuses or a connection fails:
-     * an idempotency key reaches other replicas only with its append, so a
-     * retry on another node after a timeout may write the append twice
-     * (docs/ARCHITECTURE.md, "Idempotency across nodes"). A known gap the
-     * checker counts as "duplicate"; --failover-on-timeout lets it show. */
-    if (!r->o.failover_on_timeout) {
-        opts.attempt_timeout_ms = opts.timeout_ms;
-    }
-    int rv = mrd_client_open(&opts, out);
+    /* A timed-out attempt is sent again, to the same node for an append
+     * whose outcome is unknown (docs/ARCHITECTURE.md, "Idempotency across
+     * nodes"): the idempotency key must answer it. */
+    opts.timeout_ms         = RUN_CALL_MS;
+    opts.attempt_timeout_ms = RUN_ATTEMPT_MS;
+    int rv                  = mrd_client_open(&opts, out);
     if (rv != MRD_OK) {
         fprintf(stderr, "chaos: client open: %s (%s)\n", mrd_errname(rv),
             mrd_errdetail());
@@ -1062,20 +1236,43 @@ run_worker_append(
     snprintf(
         stream, sizeof stream, "s%u", (unsigned) (run_rand(rng) % RUN_STREAMS));
     snprintf(id, sizeof id, "p%u-%" PRIu64, w->process, n);
-    struct chaos_op op = { .process = w->process,
-        .type                       = CHAOS_TYPE_INVOKE,
-        .f                          = CHAOS_F_APPEND,
-        .stream                     = stream,
-        .ids                        = ids,
-        .id_count                   = 1,
-        .ack                        = (enum chaos_ack)(n % 3u) };
+    /* Every level, most of them local: a region or global ack waits for
+     * replication (hundreds of ms), a local one for one fsync. */
+    uint32_t       mix = (uint32_t) (run_rand(rng) % 100u);
+    enum chaos_ack ack = mix < RUN_ACK_LOCAL_PCT       ? CHAOS_ACK_LOCAL
+        : mix < RUN_ACK_LOCAL_PCT + RUN_ACK_REGION_PCT ? CHAOS_ACK_REGION
+                                                       : CHAOS_ACK_GLOBAL;
+    /* Some appends also move the stream's counter "n", by -2..+4. */
+    static const char *const field[1] = { "n" };
+    bool                     with_op  = run_rand(rng) % 100u < RUN_OPS_PCT;
+    int64_t                  delta    = (int64_t) (run_rand(rng) % 7u) - 2;
+    delta                             = delta != 0 ? delta : 1;
+    struct chaos_counter inc          = { .field = field[0], .value = delta };
+    struct chaos_op      op           = { .process = w->process,
+                       .type                       = CHAOS_TYPE_INVOKE,
+                       .f                          = CHAOS_F_APPEND,
+                       .stream                     = stream,
+                       .ids                        = ids,
+                       .id_count                   = 1,
+                       .ack                        = ack,
+                       .counters                   = with_op ? &inc : NULL,
+                       .counter_count              = with_op ? 1u : 0u };
     run_record(r, &op);
 
-    mrd_event_in ev = { .type = "chaos", .data = id, .data_size = strlen(id) };
+    mrd_op            op_inc = { .path = field,
+                   .path_len           = 1,
+                   .type               = MRD_STATE_COUNTER,
+                   .kind               = MRD_OP_INC,
+                   .delta              = delta };
+    mrd_event_in      ev     = { .type = "chaos",
+                 .data                 = id,
+                 .data_size            = strlen(id),
+                 .ops                  = with_op ? &op_inc : NULL,
+                 .op_count             = with_op ? 1u : 0u };
     mrd_append_opts   ao;
     mrd_append_result res;
     mrd_append_opts_init(&ao);
-    ao.ack                  = acks[n % 3u];
+    ao.ack                  = acks[ack];
     ao.ack_wait_ms          = RUN_ACK_WAIT_MS;
     ao.idempotency_key      = id;
     ao.idempotency_key_size = strlen(id);
@@ -1102,6 +1299,52 @@ run_worker_append(
     run_record(r, &done);
 }
 
+static char *run_event_id(const mrd_event *e);
+
+/* One read of a whole stream: invoke, call, completion with the ids read
+ * in stream order (the checker: nothing unwritten, no duplicate). */
+static void
+run_worker_read(struct run_worker *w, mrd_client *c, uint64_t *rng)
+{
+    struct run *r = w->r;
+    char        stream[32];
+    snprintf(
+        stream, sizeof stream, "s%u", (unsigned) (run_rand(rng) % RUN_STREAMS));
+    struct chaos_op op = { .process = w->process,
+        .type                       = CHAOS_TYPE_INVOKE,
+        .f                          = CHAOS_F_READ,
+        .stream                     = stream };
+    run_record(r, &op);
+
+    mrd_events *evs = NULL;
+    int         rv  = mrd_read(c, stream, 0, MRD_FORWARD, RUN_READ_COUNT, &evs);
+    struct chaos_op done = { .process = w->process, .f = CHAOS_F_READ };
+    const char     *ids[RUN_READ_COUNT];
+    char           *own[RUN_READ_COUNT];
+    size_t          n = 0;
+    if (rv == MRD_OK) {
+        for (size_t i = 0; i < mrd_events_count(evs) && n < RUN_READ_COUNT;
+             i++) {
+            own[n] = run_event_id(mrd_events_at(evs, i));
+            if (own[n] != NULL) {
+                ids[n] = own[n];
+                n++;
+            }
+        }
+        done.type     = CHAOS_TYPE_OK;
+        done.ids      = ids;
+        done.id_count = n;
+    } else {
+        done.type = run_err_is_fail(rv) ? CHAOS_TYPE_FAIL : CHAOS_TYPE_INFO;
+        done.err  = mrd_errname(rv);
+    }
+    run_record(r, &done);
+    for (size_t i = 0; i < n; i++) {
+        free(own[i]);
+    }
+    mrd_events_free(evs);
+}
+
 static void *
 run_worker_main(void *arg)
 {
@@ -1124,27 +1367,17 @@ run_worker_main(void *arg)
         return NULL;
     }
     for (uint64_t n = 1; !run_stopping(r); n++) {
-        run_worker_append(w, c, n, &rng);
+        if (run_rand(&rng) % 100u < RUN_READ_PCT) {
+            run_worker_read(w, c, &rng);
+        } else {
+            run_worker_append(w, c, n, &rng);
+        }
     }
     mrd_client_close(c);
     return NULL;
 }
 
 /* ------------------------------------------------------------ nemesis -- */
-
-enum run_fault {
-    RUN_F_ISOLATE_NODE   = 0,
-    RUN_F_ISOLATE_REGION = 1,
-    RUN_F_HALVES         = 2,
-    RUN_F_ONE_WAY        = 3,
-    RUN_F_FLIP_FLOP      = 4,
-    RUN_F_LATENCY        = 5,
-    RUN_F_COUNT          = 6, /* link faults; process faults follow */
-    RUN_F_KILL           = 6, /* kill -9, restart after 1-4 s */
-    RUN_F_PAUSE          = 7, /* SIGSTOP, SIGCONT after 1-4 s */
-    RUN_F_TERM           = 8, /* SIGTERM, restart after 1-4 s */
-    RUN_F_ALL            = 9,
-};
 
 typedef bool run_drop[RUN_NODES_MAX][RUN_NODES_MAX];
 
@@ -1247,11 +1480,71 @@ run_fault_one(
         snprintf(detail, sizeof detail, "regions r%u / r%u", g + 1, g2 + 1);
         run_flip_flop(r, g, g2, dur_ms);
         break;
+    case RUN_F_RING: {
+        /* A seeded ring order; every link but those to a node's two
+         * neighbours is cut: each node sees a different group, and with
+         * five nodes each group is a majority (Jepsen's majorities ring). */
+        uint32_t order[RUN_NODES_MAX], pos[RUN_NODES_MAX];
+        uint32_t n = r->node_count;
+        for (uint32_t i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        for (uint32_t i = n - 1; i > 0; i--) {
+            uint32_t j = (uint32_t) (run_rand(rng) % (i + 1u)), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        size_t len = (size_t) snprintf(detail, sizeof detail, "ring");
+        for (uint32_t i = 0; i < n; i++) {
+            pos[order[i]] = i;
+            if (len < sizeof detail) {
+                len += (size_t) snprintf(
+                    detail + len, sizeof detail - len, " %u", order[i] + 1);
+            }
+        }
+        memset(drop, 0, sizeof drop);
+        for (uint32_t a = 0; a < n; a++) {
+            for (uint32_t b = 0; b < n; b++) {
+                uint32_t d = (pos[a] + n - pos[b]) % n;
+                drop[a][b] = a != b && d != 1u && d != n - 1u;
+            }
+        }
+        run_links_apply(r, drop, -1, 0, NULL);
+        run_nap(r, dur_ms);
+        break;
+    }
+    case RUN_F_BRIDGE: {
+        /* Seeded halves without x; x, the bridge, stays linked to both. */
+        size_t len
+            = (size_t) snprintf(detail, sizeof detail, "bridge %u,", x + 1);
+        for (uint32_t i = 0; i < r->node_count; i++) {
+            side[i] = i != x && (run_rand(rng) & 1u) != 0;
+            if (side[i] && len < sizeof detail) {
+                len += (size_t) snprintf(
+                    detail + len, sizeof detail - len, " %u", i + 1);
+            }
+        }
+        if (len < sizeof detail) {
+            snprintf(detail + len, sizeof detail - len, " | the rest");
+        }
+        run_drop_sides(r, side, false, drop);
+        for (uint32_t i = 0; i < r->node_count; i++) {
+            drop[x][i] = false;
+            drop[i][x] = false;
+        }
+        run_links_apply(r, drop, -1, 0, NULL);
+        run_nap(r, dur_ms);
+        break;
+    }
     case RUN_F_LATENCY:
-    case RUN_F_PAUSE: /* process faults: not here (run_fault_process) */
+    case RUN_F_KILL: /* other families: not here */
+    case RUN_F_PAUSE:
     case RUN_F_TERM:
-    case RUN_F_ALL:
-    case RUN_F_COUNT:
+    case RUN_F_WIPE:
+    case RUN_F_CLOCK:
+    case RUN_F_DISK:
+    case RUN_F_CLIENT_REPLY:
+    case RUN_F_KINDS:
     default: {
         uint32_t spike = run_between(rng, RUN_SPIKE_MIN_MS, RUN_SPIKE_MAX_MS);
         run_links_apply(r, NULL, (int) g, spike, NULL);
@@ -1262,10 +1555,353 @@ run_fault_one(
     }
     }
     run_heal(r);
-    static const char *const names[RUN_F_COUNT] = { "isolate-node",
-        "isolate-region", "halves", "one-way", "flip-flop", "latency" };
     r->faults_injected++;
-    run_fault_log(r, names[kind], start, run_t_us(r), "%s", detail);
+    run_fault_log(r, run_fault_names[kind], start, run_t_us(r), "%s", detail);
+}
+
+/* ----------------------------------------------- clocks, disks, wipes -- */
+
+/* Node i's libfaketime offset file (FAKETIME_TIMESTAMP_FILE). */
+static int
+run_clock_path(const struct run *r, uint32_t i, char *out)
+{
+    return run_path(out, r->nodes[i].dir, "faketime");
+}
+
+/* Sets node i's wall clock offset, seconds (libfaketime rereads the file
+ * every second): written to a temp file and renamed, so a node never reads
+ * half of it. */
+static int
+run_clock_set(const struct run *r, uint32_t i, int64_t offset_s)
+{
+    char path[RUN_PATH_SIZE], tmp[RUN_PATH_SIZE + 8];
+    if (run_clock_path(r, i, path) != 0) {
+        return -1;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    int w  = fprintf(f, "%+" PRId64 "\n", offset_s);
+    int rc = fclose(f);
+    return w > 0 && rc == 0 && rename(tmp, path) == 0 ? 0 : -1;
+}
+
+/* The environment of every node: the runner's own, plus, for clock
+ * faults, libfaketime preloaded with a per-node offset file (the path
+ * holds %s for the node's dir, filled per spawn: see run_node_env). */
+static int
+run_env_init(struct run *r)
+{
+    extern char **environ;
+    size_t        n = 0;
+    while (environ[n] != NULL) {
+        n++;
+    }
+    r->node_env = calloc(n + 8u, sizeof *r->node_env);
+    if (r->node_env == NULL) {
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0
+            && strncmp(environ[i], "FAKETIME", 8) != 0) {
+            r->node_env[k++] = environ[i];
+        }
+    }
+    if ((r->o.families & RUN_FAM_CLOCK) != 0) {
+        static char preload[RUN_PATH_SIZE + 16];
+        if (access(r->o.faketime, R_OK) != 0) {
+            fprintf(stderr,
+                "chaos: clock faults need libfaketime (Debian package "
+                "libfaketime; scripts/deps installs it): %s: %s\n",
+                r->o.faketime, strerror(errno));
+            return -1;
+        }
+        snprintf(preload, sizeof preload, "LD_PRELOAD=%s", r->o.faketime);
+        r->node_env[k++] = preload;
+        /* Only the wall clock: NNG's timers and the node's timeouts run on
+         * the monotonic clock, as on a real machine whose NTP jumps. */
+        r->node_env[k++] = "FAKETIME_DONT_FAKE_MONOTONIC=1";
+        r->node_env[k++] = "FAKETIME_CACHE_DURATION=1";
+        /* An ASan meridiand would refuse a preload that comes first. */
+        r->node_env[k++] = "ASAN_OPTIONS=verify_asan_link_order=0";
+        /* FAKETIME_TIMESTAMP_FILE differs per node: run_node_spawn. */
+        r->node_env[k++] = NULL; /* slot for it */
+    }
+    r->node_env[k] = NULL;
+    return 0;
+}
+
+/* Points the FAKETIME_TIMESTAMP_FILE slot at node i's file (main thread,
+ * before fork). */
+static void
+run_node_env(struct run *r, uint32_t i)
+{
+    static char file[RUN_PATH_SIZE + 32];
+    char        path[RUN_PATH_SIZE];
+    if ((r->o.families & RUN_FAM_CLOCK) == 0
+        || run_clock_path(r, i, path) != 0) {
+        return;
+    }
+    size_t k = 0;
+    while (r->node_env[k] != NULL
+        && strncmp(r->node_env[k], "FAKETIME_TIMESTAMP_FILE=", 24) != 0) {
+        k++;
+    }
+    snprintf(file, sizeof file, "FAKETIME_TIMESTAMP_FILE=%s", path);
+    r->node_env[k] = file;
+}
+
+/* Runs fn(arg) in a child inside the disk holder's mount namespace (or in
+ * this one without disk faults) and waits for it: 0 when it exited 0.
+ * glibc keeps malloc usable in a forked child of a threaded process. */
+static int
+run_in_node_ns(struct run *r, int (*fn)(const char *), const char *arg)
+{
+    if (r->disk_ns_fd < 0) {
+        return fn(arg);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (setns(r->disk_ns_fd, CLONE_NEWNS) != 0) {
+            _exit(126);
+        }
+        _exit(fn(arg) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+        return -1;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Removes every file in dir (a node's data dir holds no subdirectory). */
+static int
+run_dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    int            rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[RUN_PATH_SIZE + 256];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) {
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Fills the file system of path (a ballast file) until it is full. */
+static int
+run_ballast_fill(const char *path)
+{
+    static const char zeros[1u << 20];
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -1;
+    }
+    for (uint32_t mb = 0; mb <= RUN_DISK_MB; mb++) {
+        if (write(fd, zeros, sizeof zeros) < 0) {
+            break; /* ENOSPC: full, as wanted */
+        }
+    }
+    /* The last partial pages too, a byte at a time at most 4 KiB. */
+    for (int b = 0; b < 4096 && write(fd, zeros, 1) == 1; b++) { }
+    close(fd);
+    return 0;
+}
+
+static int
+run_ballast_drop(const char *path)
+{
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* Node i's data dir, and its ballast. */
+static int
+run_data_path(const struct run *r, uint32_t i, const char *name, char *out)
+{
+    char data[RUN_PATH_SIZE];
+    if (run_path(data, r->nodes[i].dir, "data") != 0) {
+        return -1;
+    }
+    return name == NULL ? run_path(out, r->nodes[i].dir, "data")
+                        : run_path(out, data, name);
+}
+
+/* Empties node i's data dir (it is down): it rejoins from its peers. */
+static int
+run_node_wipe(struct run *r, uint32_t i)
+{
+    char dir[RUN_PATH_SIZE];
+    return run_data_path(r, i, NULL, dir) == 0
+        ? run_in_node_ns(r, run_dir_empty, dir)
+        : -1;
+}
+
+/* Disk faults: a child that unshares a mount namespace, mounts a tmpfs of
+ * RUN_DISK_MB on every node's data dir, says so on a pipe, and sleeps
+ * until the runner dies. Nodes enter its namespace before exec. Root
+ * only (CAP_SYS_ADMIN); the host's mounts are untouched. */
+static int
+run_disk_setup(struct run *r)
+{
+    char dirs[RUN_NODES_MAX][RUN_PATH_SIZE];
+    char opts[32];
+    int  p[2];
+
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        if (run_data_path(r, i, NULL, dirs[i]) != 0
+            || (mkdir(dirs[i], 0700) != 0 && errno != EEXIST)) {
+            return -1;
+        }
+    }
+    snprintf(opts, sizeof opts, "size=%um,mode=0700", RUN_DISK_MB);
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid    = fork();
+    if (pid == 0) {
+        char why = 'u';
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        /* It must hold nothing of the runner's: the sockets that reserve
+         * the nodes' ports above all. */
+        for (int fd = 3; fd < 4096; fd++) {
+            if (fd != p[1]) {
+                close(fd);
+            }
+        }
+        if (unshare(CLONE_NEWNS) == 0) {
+            why = 'p';
+            if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0) {
+                why = 'k';
+                for (uint32_t i = 0; i < r->node_count && why == 'k'; i++) {
+                    if (mount("tmpfs", dirs[i], "tmpfs", 0, opts) != 0) {
+                        why = 'm';
+                    }
+                }
+            }
+        }
+        int err = errno;
+        if (write(p[1], &why, 1) != 1 || why != 'k') {
+            _exit(err & 0x7f);
+        }
+        for (;;) {
+            pause();
+        }
+    }
+    close(p[1]);
+    char got = 0;
+    if (pid < 0 || read(p[0], &got, 1) != 1 || got != 'k') {
+        int status = 0;
+        if (pid > 0) {
+            waitpid(pid, &status, 0);
+        }
+        fprintf(stderr,
+            "chaos: disk faults need root and a mount namespace: %s failed "
+            "(%s)\n",
+            got == 'u'       ? "unshare(CLONE_NEWNS)"
+                : got == 'p' ? "mount --make-rprivate /"
+                             : "mount tmpfs",
+            WIFEXITED(status) ? strerror(WEXITSTATUS(status)) : "killed");
+        close(p[0]);
+        return -1;
+    }
+    close(p[0]);
+    char ns[64];
+    snprintf(ns, sizeof ns, "/proc/%d/ns/mnt", (int) pid);
+    r->disk_holder = pid;
+    r->disk_ns_fd  = open(ns, O_RDONLY | O_CLOEXEC);
+    return r->disk_ns_fd >= 0 ? 0 : -1;
+}
+
+/* A node's wall clock jumps by a seeded 5-60 s, forward or back, for
+ * dur_ms, then jumps back: skew and both kinds of jump in one fault. */
+static void
+run_fault_clock(struct run *r, uint64_t *rng, uint32_t dur_ms)
+{
+    uint32_t x     = (uint32_t) (run_rand(rng) % r->node_count);
+    int64_t  skew  = run_between(rng, RUN_SKEW_MIN_S, RUN_SKEW_MAX_S);
+    skew           = (run_rand(rng) & 1u) != 0 ? skew : -skew;
+    uint64_t start = run_t_us(r);
+    int      rc    = run_clock_set(r, x, skew);
+    run_nap(r, dur_ms);
+    rc |= run_clock_set(r, x, 0);
+    r->faults_injected++;
+    run_fault_log(r, run_fault_names[RUN_F_CLOCK], start, run_t_us(r),
+        "node %u wall clock %+" PRId64 " s%s", x + 1, skew,
+        rc == 0 ? "" : " (could not write its offset file)");
+}
+
+/* A node's disk fills up (a ballast file) for dur_ms, then is freed. */
+static void
+run_fault_disk(struct run *r, uint64_t *rng, uint32_t dur_ms)
+{
+    uint32_t x = (uint32_t) (run_rand(rng) % r->node_count);
+    char     path[RUN_PATH_SIZE];
+    uint64_t start = run_t_us(r);
+    int      rc    = run_data_path(r, x, "ballast", path) == 0
+                ? run_in_node_ns(r, run_ballast_fill, path)
+                : -1;
+    run_nap(r, dur_ms);
+    rc |= run_in_node_ns(r, run_ballast_drop, path);
+    r->faults_injected++;
+    run_fault_log(r, run_fault_names[RUN_F_DISK], start, run_t_us(r),
+        "node %u%s", x + 1, rc == 0 ? "" : " (ballast failed)");
+}
+
+/* Every byte a node sends its clients is lost for dur_ms: requests arrive
+ * and are acted on, answers never come, and the clients retry on that
+ * node (the library pins an append whose outcome is unknown), where the
+ * idempotency key must answer. */
+static void
+run_fault_client(struct run *r, uint64_t *rng, uint32_t dur_ms)
+{
+    uint32_t            x     = (uint32_t) (run_rand(rng) % r->node_count);
+    uint64_t            start = run_t_us(r);
+    struct chaos_faults f;
+    memset(&f, 0, sizeof f);
+    f.dir[CHAOS_UP].latency_ms   = RUN_LAT_LOCAL_MS;
+    f.dir[CHAOS_DOWN].latency_ms = RUN_LAT_LOCAL_MS;
+    f.dir[CHAOS_DOWN].blackhole  = true;
+    int rc                       = run_proxy_set(r->nodes[x].client_proxy, &f);
+    run_nap(r, dur_ms);
+    run_heal(r);
+    r->faults_injected++;
+    run_fault_log(r, run_fault_names[RUN_F_CLIENT_REPLY], start, run_t_us(r),
+        "node %u's answers to clients%s", x + 1,
+        rc == MRD_OK ? "" : " (proxy refused)");
+}
+
+/* The final heal of what the link heal does not cover: every clock back
+ * to true time, every ballast gone. */
+static void
+run_heal_extra(struct run *r)
+{
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        char path[RUN_PATH_SIZE];
+        if ((r->o.families & RUN_FAM_CLOCK) != 0) {
+            (void) run_clock_set(r, i, 0);
+        }
+        if (r->disk_ns_fd >= 0 && run_data_path(r, i, "ballast", path) == 0) {
+            (void) run_in_node_ns(r, run_ballast_drop, path);
+        }
+    }
 }
 
 /* Nemesis thread: asks the main thread to start node x again and waits
@@ -1297,9 +1933,8 @@ run_restart_wait(struct run *r, uint32_t x)
 static void
 run_fault_process(struct run *r, uint64_t *rng, enum run_fault kind)
 {
-    static const char *const names[] = { "kill-9", "pause", "term" };
-    uint32_t                 x = (uint32_t) (run_rand(rng) % r->node_count);
-    uint32_t                 down
+    uint32_t x = (uint32_t) (run_rand(rng) % r->node_count);
+    uint32_t down
         = run_between(rng, RUN_PROC_DOWN_MIN_MS, RUN_PROC_DOWN_MAX_MS);
     uint64_t start = run_t_us(r);
     pid_t    pid   = r->nodes[x].pid;
@@ -1313,14 +1948,27 @@ run_fault_process(struct run *r, uint64_t *rng, enum run_fault kind)
         run_nap(r, down);
         kill(pid, SIGCONT); /* even when stopping: heal */
     } else {
-        kill(pid, kind == RUN_F_KILL ? SIGKILL : SIGTERM);
-        run_node_reap(r, x, kind == RUN_F_KILL ? 0u : RUN_TERM_MS);
+        kill(pid, kind == RUN_F_TERM ? SIGTERM : SIGKILL);
+        run_node_reap(r, x, kind == RUN_F_TERM ? RUN_TERM_MS : 0u);
+        if (kind == RUN_F_WIPE) {
+            if (r->wipe_count < RUN_WIPES_MAX) {
+                r->wipes[r->wipe_count++]
+                    = (struct chaos_wipe) { .node_id = r->nodes[x].id,
+                          .t_us                      = run_t_us(r) };
+            }
+            if (run_node_wipe(r, x) != 0) {
+                fprintf(stderr, "chaos: cannot wipe node %u's data\n", x + 1);
+            }
+        }
         ready = run_nap(r, down) && run_restart_wait(r, x);
     }
     r->faults_injected++;
-    run_fault_log(r, names[kind - RUN_F_KILL], start, run_t_us(r),
+    run_fault_log(r, run_fault_names[kind], start, run_t_us(r),
         "node %u (pid %d), %s after %.1f s%s", x + 1, (int) pid,
-        kind == RUN_F_PAUSE ? "continued" : "restarted", (double) down / 1e3,
+        kind == RUN_F_PAUSE      ? "continued"
+            : kind == RUN_F_WIPE ? "data wiped, restarted"
+                                 : "restarted",
+        (double) down / 1e3,
         ready ? "" : "; not ready before the end (final heal)");
 }
 
@@ -1345,13 +1993,33 @@ run_nemesis_main(void *arg)
             || !run_nap(r, gap)) {
             break;
         }
-        /* Without process faults the schedule is what it always was. */
-        uint32_t       kinds = r->o.process_faults ? RUN_F_ALL : RUN_F_COUNT;
-        enum run_fault kind  = (enum run_fault)(run_rand(&rng) % kinds);
-        if (kind >= RUN_F_KILL) {
+        /* A seeded kind among those of the families asked for. */
+        enum run_fault kinds[RUN_F_KINDS];
+        uint32_t       n = 0;
+        for (int k = 0; k < RUN_F_KINDS; k++) {
+            if ((r->o.families & run_fault_family((enum run_fault) k)) != 0) {
+                kinds[n++] = (enum run_fault) k;
+            }
+        }
+        enum run_fault kind = kinds[run_rand(&rng) % n];
+        switch (run_fault_family(kind)) {
+        case RUN_FAM_PROCESS:
             run_fault_process(r, &rng, kind);
-        } else {
+            break;
+        case RUN_FAM_CLOCK:
+            run_fault_clock(r, &rng, dur);
+            break;
+        case RUN_FAM_DISK:
+            run_fault_disk(r, &rng, dur);
+            break;
+        case RUN_FAM_CLIENT:
+            run_fault_client(r, &rng, dur);
+            break;
+        case RUN_FAM_LINKS:
+        case RUN_FAM_ALL:
+        default:
             run_fault_one(r, &rng, kind, dur);
+            break;
         }
     }
     run_heal(r);
@@ -1498,10 +2166,76 @@ run_converge(struct run *r, mrd_client **direct, uint64_t *caught_us)
     return false;
 }
 
+/* One node's stream states, as the checker takes them: the counter "n",
+ * and for "doc" a canonical text of what the state read gave (its causal
+ * context, sorted, and the counter), equal on replicas that converged. The
+ * library hands out no encoded document, and positions (the state's
+ * version) are local, so they are not part of it. */
+#define RUN_DOC_SIZE 1024u
+struct run_states {
+    char                      name[RUN_STREAMS][16];
+    char                      doc[RUN_STREAMS][RUN_DOC_SIZE];
+    struct chaos_counter      counter[RUN_STREAMS];
+    struct chaos_stream_state st[RUN_STREAMS];
+};
+
+static int
+run_dot_cmp(const void *a, const void *b)
+{
+    const mrd_dot *x = a, *y = b;
+    return x->origin < y->origin ? -1 : x->origin > y->origin ? 1 : 0;
+}
+
+static int
+run_states_read(mrd_client *c, struct run_states *out, size_t *count)
+{
+    *count = 0;
+    for (uint32_t k = 0; k < RUN_STREAMS; k++) {
+        mrd_state *st = NULL;
+        snprintf(out->name[k], sizeof out->name[k], "s%u", k);
+        int rv = mrd_state_read(c, out->name[k], NULL, &st);
+        if (rv != MRD_OK) {
+            fprintf(stderr, "chaos: state of %s: %s\n", out->name[k],
+                mrd_errname(rv));
+            return -1;
+        }
+        mrd_dot ctx[CHAOS_NODES_MAX];
+        size_t  n = mrd_state_context_count(st);
+        n         = n < CHAOS_NODES_MAX ? n : CHAOS_NODES_MAX;
+        for (size_t i = 0; i < n; i++) {
+            ctx[i] = mrd_state_context_at(st, i);
+        }
+        qsort(ctx, n, sizeof ctx[0], run_dot_cmp);
+        const mrd_value *v
+            = mrd_value_find(mrd_state_root(st), "n", MRD_STATE_COUNTER);
+        int64_t value = v != NULL ? mrd_value_int(v) : 0;
+        size_t  len   = (size_t) snprintf(out->doc[k], RUN_DOC_SIZE, "ctx");
+        for (size_t i = 0; i < n && len < RUN_DOC_SIZE; i++) {
+            len += (size_t) snprintf(out->doc[k] + len, RUN_DOC_SIZE - len,
+                " %" PRIu64 ":%" PRIu64, ctx[i].origin, ctx[i].seq);
+        }
+        if (len < RUN_DOC_SIZE) {
+            snprintf(
+                out->doc[k] + len, RUN_DOC_SIZE - len, " n=%" PRId64, value);
+        }
+        mrd_state_free(st);
+        out->counter[k]
+            = (struct chaos_counter) { .field = "n", .value = value };
+        out->st[k] = (struct chaos_stream_state) { .stream = out->name[k],
+            .doc           = (const uint8_t *) out->doc[k],
+            .doc_size      = strlen(out->doc[k]),
+            .counters      = &out->counter[k],
+            .counter_count = v != NULL ? 1u : 0u };
+        (*count)++;
+    }
+    return 0;
+}
+
 /* Reads every node's logs into logs[] and fills nodes[] for the checker. */
 static int
 run_final_read(struct run *r, mrd_client **direct, const uint64_t *caught_us,
-    bool converged, struct run_log *logs, struct chaos_node_final *nodes)
+    bool converged, struct run_log *logs, struct run_states *states,
+    struct chaos_node_final *nodes)
 {
     for (uint32_t i = 0; i < r->node_count; i++) {
         int rv = run_log_read(direct[i], true, &logs[i]);
@@ -1510,6 +2244,12 @@ run_final_read(struct run *r, mrd_client **direct, const uint64_t *caught_us,
                 mrd_errname(rv));
             return -1;
         }
+        size_t stream_count = 0;
+        if (run_states_read(direct[i], &states[i], &stream_count) != 0) {
+            return -1;
+        }
+        nodes[i].streams       = states[i].st;
+        nodes[i].stream_count  = stream_count;
         nodes[i].node_id       = r->nodes[i].id;
         nodes[i].has_caught_up = converged;
         nodes[i].caught_up_us  = caught_us[i];
@@ -1709,12 +2449,15 @@ run_finish(struct run *r)
     struct chaos_node_final nodes[RUN_NODES_MAX];
     struct chaos_final      f;
     char                    path[RUN_PATH_SIZE];
-    int                     rv = -1;
+    struct run_states      *states = NULL;
+    int                     rv     = -1;
 
     memset(logs, 0, sizeof logs);
     memset(nodes, 0, sizeof nodes);
     memset(&f, 0, sizeof f);
-    f.heal_us = r->heal_us;
+    f.heal_us    = r->heal_us;
+    f.wipes      = r->wipes;
+    f.wipe_count = r->wipe_count;
     /* Restarted nodes first serve, then catch up (run_converge). */
     if (run_nodes_wait_ready(r) != 0) {
         goto done;
@@ -1731,7 +2474,10 @@ run_finish(struct run *r)
         (double) (run_t_us(r) - f.heal_us) / 1e6);
     run_lag_stop(r);
     run_stats_save(r, direct);
-    if (run_final_read(r, direct, caught_us, converged, logs, nodes) != 0) {
+    states = calloc(r->node_count, sizeof *states);
+    if (states == NULL
+        || run_final_read(r, direct, caught_us, converged, logs, states, nodes)
+            != 0) {
         goto done;
     }
     f.nodes      = nodes;
@@ -1747,6 +2493,7 @@ run_finish(struct run *r)
         fprintf(stderr, "chaos: timeline: %s\n", why);
     }
 done:
+    free(states);
     run_lag_stop(r);
     for (uint32_t i = 0; i < r->node_count; i++) {
         mrd_client_close(direct[i]);
@@ -1802,6 +2549,20 @@ run_setup(struct run *r, uint64_t *rng)
         || run_path(path, r->dir, "faults.jsonl") != 0
         || run_nodes_init(r) != 0) {
         fprintf(stderr, "chaos: cannot lay out %s\n", r->dir);
+        return -1;
+    }
+    if (run_env_init(r) != 0) {
+        return -1;
+    }
+    for (uint32_t i = 0; i < r->node_count; i++) {
+        if ((r->o.families & RUN_FAM_CLOCK) != 0
+            && run_clock_set(r, i, 0) != 0) {
+            fprintf(
+                stderr, "chaos: cannot write node %u's clock file\n", i + 1);
+            return -1;
+        }
+    }
+    if ((r->o.families & RUN_FAM_DISK) != 0 && run_disk_setup(r) != 0) {
         return -1;
     }
     r->faults = fopen(path, "w");
@@ -1877,6 +2638,7 @@ run_chaos(struct run *r, uint64_t *rng)
         pthread_join(nemesis.thread, NULL);
     }
     run_heal(r);
+    run_heal_extra(r);
     run_nodes_heal(r);
     r->heal_us = run_t_us(r);
     printf("chaos: healed at %.3f s; stopping the workload\n",
@@ -1893,6 +2655,43 @@ run_chaos(struct run *r, uint64_t *rng)
     return nemesis_started ? rv : -1;
 }
 
+/* --check DIR: the checker over a saved run. 0 passed, 1 failed, 3 the
+ * files could not be read. */
+static int
+run_check_saved(const char *dir)
+{
+    char                path[RUN_PATH_SIZE];
+    struct chaos_error  err;
+    struct chaos_ops   *ops = NULL;
+    struct chaos_final  f;
+    struct chaos_report rep;
+
+    memset(&err, 0, sizeof err);
+    memset(&f, 0, sizeof f);
+    if (run_path(path, dir, "history.jsonl") != 0
+        || chaos_ops_load(path, NULL, &err, &ops) != MRD_OK) {
+        fprintf(stderr, "chaos: %s: line %" PRIu64 ": %s\n", path, err.line,
+            err.text);
+        return 3;
+    }
+    if (run_path(path, dir, "final.json") != 0
+        || chaos_final_load(path, NULL, &err, &f) != MRD_OK) {
+        fprintf(stderr, "chaos: %s: %s\n", path, err.text);
+        chaos_ops_free(ops);
+        return 3;
+    }
+    int rv = chaos_check_all(ops, &f, &err, &rep);
+    if (rv == MRD_OK) {
+        chaos_check_report(stdout, &rep);
+        printf("result: %s\n", chaos_report_passed(&rep) ? "PASS" : "FAIL");
+    } else {
+        fprintf(stderr, "chaos: checker: %s (%s)\n", mrd_errname(rv), err.text);
+    }
+    chaos_final_free(&f);
+    chaos_ops_free(ops);
+    return rv != MRD_OK ? 3 : chaos_report_passed(&rep) ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1907,6 +2706,9 @@ main(int argc, char **argv)
     if (sodium_init() < 0) {
         return 3;
     }
+    if (r.o.check_dir != NULL) {
+        return run_check_saved(r.o.check_dir);
+    }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = run_on_signal;
     sigemptyset(&sa.sa_mask);
@@ -1914,6 +2716,7 @@ main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     uint64_t rng = r.o.seed;
+    r.disk_ns_fd = -1;
 
     if (run_setup(&r, &rng) != 0) {
         code = 3;
@@ -1929,6 +2732,11 @@ main(int argc, char **argv)
     }
     run_lag_stop(&r);
     run_nodes_kill(&r);
+    if (r.disk_holder > 0) {
+        kill(r.disk_holder, SIGKILL); /* its tmpfs mounts go with it */
+        waitpid(r.disk_holder, NULL, 0);
+    }
+    free(r.node_env);
     run_proxies_stop(&r);
     if (r.faults != NULL) {
         fclose(r.faults);

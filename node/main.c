@@ -7,6 +7,9 @@
  * bad command line or config, 3 after a fail-stop storage error.
  */
 #include "node.h"
+#ifdef MRD_PLANTED_BUGS
+#include "plant.h"
+#endif
 
 #include <errno.h>
 #include <jansson.h>
@@ -52,6 +55,17 @@ main(int argc, char **argv)
 
     int rv = node_config_parse(&cfg, argc, argv);
     if (rv != 0) {
+#ifdef MRD_PLANTED_BUGS
+        /* node_config_parse printed the version line; say what this is. */
+        for (int i = 1; rv > 0 && i < argc; i++) {
+            if (strcmp(argv[i], "--version") == 0) {
+                printf("planted-bugs build (MRD_PLANTED_BUGS): loses or "
+                       "corrupts data on purpose when MRD_PLANT names a bug; "
+                       "for testing the chaos checker only\n");
+                break;
+            }
+        }
+#endif
         return rv > 0 ? 0 : 2;
     }
 #ifdef MRD_BENCH_PLAINTEXT
@@ -63,11 +77,21 @@ main(int argc, char **argv)
         return 2;
     }
 #endif
+#ifdef MRD_PLANTED_BUGS
+    /* Refuses to start unless MRD_PLANTED_BUGS_OK=1, or when MRD_PLANT
+     * names no bug (plant.h). */
+    if (node_plant_setup() != 0) {
+        return 2;
+    }
+#endif
     if (cfg.topology_file[0] != '\0'
         && node_topology_open(&cfg, cfg.listen_given, &topology) != 0) {
         return 2;
     }
     node_log_setup(cfg.node_id, cfg.log_level);
+#ifdef MRD_PLANTED_BUGS
+    node_plant_log();
+#endif
     /* Block the stop signals in every thread; the main thread waits for them
      * below. A peer closing a socket must not kill the node. */
     sigemptyset(&set);

@@ -485,6 +485,11 @@ int node_replicate_idem(MDB_txn *txn, struct node_store *store,
 
 /* Maps an LMDB or errno code from a write path to an MRD_ code. */
 int node_store_err(int rc);
+/* A commit's LMDB code, with LMDB's EIO for a short write on a full file
+ * system (less than NODE_SHORT_WRITE_ROOM free under the data dir) turned
+ * into ENOSPC: logged. Other codes unchanged. */
+#define NODE_SHORT_WRITE_ROOM ((uint64_t) 1 << 20)
+int node_store_commit_rc(const struct node_store *store, int rc);
 
 /* State documents (state.c), writer side, for an append with ops: check
  * applies every event's ops (refusing the append through a->rv, 0

@@ -22,6 +22,9 @@
 #include "node.h"
 
 #include "ae.h"
+#ifdef MRD_PLANTED_BUGS
+#include "plant.h"
+#endif
 
 #include <errno.h>
 #include <jansson.h>
@@ -510,6 +513,30 @@ node_replicate_batch(MDB_txn *txn, struct node_store *store, uint64_t peer,
     if (rc == 0) {
         rc = node_replicate_check(store, b, vv, recs, verdict, why);
     }
+#ifdef MRD_PLANTED_BUGS
+    /* Planted bug drop-batch (plant.h): one batch in NODE_PLANT_DROP_EVERY
+     * of those that would append events is dropped, silently: nothing of
+     * it is written, the vector does not move, but the read position of
+     * the peer's log below still does, so this peer never sends these
+     * events again. Only batches without state ops: a later event's ops
+     * would find their deps missing and the shard would stop replicating
+     * (loudly) instead of losing events. */
+    if (rc == 0 && node_plant_active() == NODE_PLANT_DROP_BATCH) {
+        bool takes = false, ops = false;
+        for (uint32_t i = 0; i < rep->count; i++) {
+            if (verdict[i] != AE_SKIP) {
+                takes = true;
+                ops   = ops || recs[i].ops.len > 0;
+            }
+        }
+        if (takes && !ops && node_plant_drop_batch()) {
+            node_log(NODE_LOG_DEBUG, "planted drop-batch: dropped a batch",
+                "{s:I, s:i, s:i}", "peer", (json_int_t) peer, "shard",
+                (int) shard, "events", (int) rep->count);
+            memset(verdict, AE_SKIP, rep->count);
+        }
+    }
+#endif
     proto_pull_rep_begin(rep, &rd);
     for (uint32_t i = 0; rc == 0 && i < rep->count; i++) {
         const struct proto_record *r = &recs[i];
@@ -643,14 +670,16 @@ node_store_replicate_many(struct node_store *store, uint64_t peer,
         return MRD_ENOMEM;
     }
     pthread_mutex_lock(&store->write_mu);
-    rc = node_replicate_locked(store, peer, b, n, vv, stats, &bad, &why);
+    rc = node_store_commit_rc(
+        store, node_replicate_locked(store, peer, b, n, vv, stats, &bad, &why));
     if (rc == MDB_CORRUPTED && n > 1) {
         /* One batch is refused, not its neighbours: each alone. */
         rc = 0;
         for (size_t i = 0; i < n; i++) {
             why     = NULL;
-            int one = node_replicate_locked(
-                store, peer, &b[i], 1, vv, stats, &bad, &why);
+            int one = node_store_commit_rc(store,
+                node_replicate_locked(
+                    store, peer, &b[i], 1, vv, stats, &bad, &why));
             b[i].rv = one == 0 ? MRD_OK : node_store_err(one);
             if (one == MDB_CORRUPTED) {
                 b[i].rv = MRD_ECORRUPT;

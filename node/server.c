@@ -19,6 +19,9 @@
 #include "linkio.h"
 
 #include "ae.h"
+#ifdef MRD_PLANTED_BUGS
+#include "plant.h"
+#endif
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -140,6 +143,13 @@ struct node_server {
     _Atomic bool      timer_stop;
     _Atomic uint32_t  sending;
     struct node_stats stats;
+#ifdef MRD_PLANTED_BUGS
+    /* ack-before-fsync (plant.h; writer thread only): the batch in hand
+     * was answered before its commit, and the shards it wrote, for the
+     * hints sent once it committed. */
+    bool    plant_answered;
+    uint8_t plant_shards[PROTO_HINT_SHARDS_SIZE_MAX];
+#endif
 };
 
 static void node_work_cb(void *arg);
@@ -994,6 +1004,34 @@ node_writer_answer(struct node_server *srv, struct node_work *w)
     node_work_send(w, &w->small);
 }
 
+#ifdef MRD_PLANTED_BUGS
+/* Planted bug ack-before-fsync (plant.h): the store calls this with the
+ * batch applied in a transaction it has not committed yet, and commits
+ * NODE_PLANT_ACK_DELAY_MS after it returns. Every append is answered now,
+ * with the dots and positions the transaction gave it. Once answered, a
+ * work object may take its next request at any moment, so what the writer
+ * needs after the commit (the shards, for hints) is kept here first. */
+static void
+node_plant_answer_batch(void *arg, struct node_append **appends, size_t n)
+{
+    struct node_server *srv = arg;
+
+    memset(srv->plant_shards, 0, sizeof srv->plant_shards);
+    for (size_t i = 0; i < n; i++) {
+        const struct node_append *a = appends[i];
+        if (a->rv == MRD_OK && !a->rep.replayed) {
+            srv->plant_shards[a->shard / 8] |= (uint8_t) (1u << (a->shard % 8));
+        }
+    }
+    srv->plant_answered = true;
+    for (size_t i = 0; i < n; i++) {
+        struct node_work *w = (struct node_work *) (void *) ((char *) appends[i]
+            - offsetof(struct node_work, append));
+        node_writer_answer(srv, w);
+    }
+}
+#endif
+
 static int
 node_hash_cmp(const void *a, const void *b)
 {
@@ -1092,6 +1130,17 @@ node_writer_commit(struct node_server *srv, struct node_work **batch,
             (int) n, "us", (json_int_t) (mrd_now_mono_us() - start_us), "rv",
             rv);
     }
+#ifdef MRD_PLANTED_BUGS
+    /* ack-before-fsync: answered already; the appends are not ours. */
+    if (srv->plant_answered) {
+        if (rv == MRD_OK) {
+            NODE_STAT_ADD(&srv->stats, commits, 1);
+        } else {
+            node_writer_fail(srv);
+        }
+        return;
+    }
+#endif
     if (rv == MRD_ENOSPACE && n > 1) {
         for (size_t i = 0; i < n; i++) {
             node_writer_commit(srv, batch + i, appends + i, 1, scratch);
@@ -1124,6 +1173,21 @@ node_writer_batch(struct node_server *srv, struct node_work **batch, size_t n,
         appends[i] = &batch[i]->append;
     }
     node_writer_commit(srv, batch, appends, n, scratch);
+#ifdef MRD_PLANTED_BUGS
+    /* ack-before-fsync: answered before the commit; now that it is
+     * committed, wake every long-poll and hint the shards kept. */
+    if (srv->plant_answered) {
+        srv->plant_answered = false;
+        node_server_wake_all(srv);
+        pthread_rwlock_rdlock(&srv->hint_lock);
+        if (srv->hint_out != NULL) {
+            srv->hint_out(srv->hint_arg, srv->plant_shards,
+                (srv->store->shard_count + 7u) / 8u);
+        }
+        pthread_rwlock_unlock(&srv->hint_lock);
+        return;
+    }
+#endif
     for (size_t i = 0; i < n; i++) {
         if (appends[i]->rv == MRD_OK && !appends[i]->rep.replayed) {
             hashes[touched++] = batch[i]->stream_hash;
@@ -1570,6 +1634,10 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     srv->sock = lk_nng(srv->lk);
     node_security_register(sec, srv->lk);
     rv = node_server_works_init(srv);
+#ifdef MRD_PLANTED_BUGS
+    /* ack-before-fsync: how the store answers a batch before its commit. */
+    node_plant_answer_set(node_plant_answer_batch, srv);
+#endif
     if (rv == MRD_OK) {
         rv = node_server_threads_start(srv);
     }
@@ -1623,6 +1691,9 @@ node_server_stop(struct node_server *srv)
     /* Appends already queued are committed and answered. */
     node_queue_close(&srv->wq);
     pthread_join(srv->writer, NULL);
+#ifdef MRD_PLANTED_BUGS
+    node_plant_answer_set(NULL, NULL);
+#endif
     /* Parked long-polls are answered by the readers, then both stop. */
     pthread_mutex_lock(&srv->park_mu);
     atomic_store(&srv->timer_stop, true);

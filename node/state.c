@@ -15,6 +15,9 @@
  * events, so a reader never sees events without their state or the reverse.
  */
 #include "node.h"
+#ifdef MRD_PLANTED_BUGS
+#include "plant.h"
+#endif
 
 #include <errno.h>
 #include <jansson.h>
@@ -263,6 +266,100 @@ node_state_remote_forget(struct node_store *store)
     store->state->remote_dirty = false;
 }
 
+#ifdef MRD_PLANTED_BUGS
+/* Planted bug lww-merge (plant.h): a replicated counter increment does not
+ * add to the counter, it overwrites it with the value it had at the origin
+ * (last writer wins): what the event observed (its deps) plus its delta.
+ * Increments made concurrently elsewhere (this replica's own included) are
+ * lost, so the counter ends below the sum of acknowledged increments. Done
+ * by rewriting the decoded event: before each `inc` a `delete` of the
+ * counter that observes everything this replica holds (deps := our
+ * context), and the `inc` carries the origin's value instead of its delta.
+ * Events that would not apply now (duplicates, held) or have too many ops
+ * to double are left alone. */
+static bool
+node_state_plant_same_path(const struct crdt_op *a, const struct crdt_op *b)
+{
+    if (a->depth != b->depth) {
+        return false;
+    }
+    for (uint32_t i = 0; i < a->depth; i++) {
+        if (a->path[i].len != b->path[i].len
+            || memcmp(a->path[i].ptr, b->path[i].ptr, a->path[i].len) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The counter at op's path as the event observed it (base and the
+ * increments its deps cover), in two's complement like the counter. */
+static uint64_t
+node_state_plant_observed(const struct crdt_doc *doc, const struct crdt_op *op,
+    const struct crdt_vv *deps)
+{
+    const struct crdt_val *v = &doc->root;
+    for (uint32_t i = 0; v != NULL && i < op->depth; i++) {
+        v = crdt_map_find(v, op->path[i].ptr, op->path[i].len,
+            i + 1 < op->depth ? MRD_STATE_MAP : MRD_STATE_COUNTER);
+    }
+    if (v == NULL) {
+        return 0;
+    }
+    uint64_t sum = v->has_base ? (uint64_t) v->base : 0;
+    for (uint32_t i = 0; i < v->n; i++) {
+        if (crdt_vv_covers_dot(deps, v->u.incs[i].dot)) {
+            sum += (uint64_t) v->u.incs[i].delta;
+        }
+    }
+    return sum;
+}
+
+static void
+node_state_plant_lww(struct node_state_txn *s, struct crdt_dot dot)
+{
+    struct crdt_ops *o    = s->ops;
+    uint32_t         incs = 0;
+
+    for (uint32_t i = 0; i < o->count; i++) {
+        incs += o->op[i].kind == MRD_OP_INC ? 1u : 0u;
+    }
+    if (incs == 0 || o->count + incs > CRDT_OPS_MAX
+        || crdt_doc_delivery(&s->doc, dot, &o->deps) != CRDT_APPLY
+        || s->doc.ctx.n > CRDT_ORIGINS_MAX) {
+        return;
+    }
+    struct crdt_op ops[CRDT_OPS_MAX];
+    uint32_t       n = 0;
+    for (uint32_t i = 0; i < o->count; i++) {
+        struct crdt_op op = o->op[i];
+        if (op.kind == MRD_OP_INC) {
+            uint64_t value = node_state_plant_observed(&s->doc, &op, &o->deps);
+            for (uint32_t j = 0; j <= i; j++) {
+                if (o->op[j].kind == MRD_OP_INC
+                    && node_state_plant_same_path(&o->op[j], &op)) {
+                    value += (uint64_t) o->op[j].delta;
+                }
+            }
+            struct crdt_op del = op;
+            del.type           = 0;
+            del.kind           = MRD_OP_DELETE;
+            del.delta          = 0;
+            ops[n++]           = del;
+            op.delta           = (int64_t) value;
+        }
+        ops[n++] = op;
+    }
+    memcpy(o->op, ops, n * sizeof ops[0]);
+    o->count = n;
+    /* Delivery was APPLY: our context covers the deps, so it is their
+     * join with everything here. */
+    memcpy(o->dep, s->doc.ctx.e, s->doc.ctx.n * sizeof o->dep[0]);
+    o->deps.e = o->dep;
+    o->deps.n = s->doc.ctx.n;
+}
+#endif
+
 int
 node_state_apply_remote(MDB_txn *txn, struct node_store *store, uint32_t shard,
     uint64_t stream_id, bool exists, struct crdt_dot dot, uint64_t hlc,
@@ -289,6 +386,11 @@ node_state_apply_remote(MDB_txn *txn, struct node_store *store, uint32_t shard,
     }
     enum crdt_delivery d = CRDT_HOLD;
     rc                   = crdt_ops_decode(s->ops, ops.ptr, ops.len, why);
+#ifdef MRD_PLANTED_BUGS
+    if (rc == MRD_OK && node_plant_active() == NODE_PLANT_LWW_MERGE) {
+        node_state_plant_lww(s, dot);
+    }
+#endif
     if (rc == MRD_OK) {
         rc = crdt_doc_apply(
             &s->doc, dot, hlc, &s->ops->deps, s->ops->op, s->ops->count, &d);

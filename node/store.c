@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define NODE_META_FORMAT "format"
@@ -123,6 +124,39 @@ node_stream_put(MDB_txn *txn, const struct node_store *store,
     MDB_val k = node_val(name.ptr, name.len);
     MDB_val v = node_val(b, sizeof(b));
     return mdb_put(txn, store->dbi_streams, &k, &v, 0);
+}
+
+/* Free bytes of the file system under the data dir, as this process may
+ * use them (root may use the reserved blocks). UINT64_MAX when unknown. */
+static uint64_t
+node_store_free_bytes(const struct node_store *store)
+{
+    const char    *dir = NULL;
+    struct statvfs st;
+    if (mdb_env_get_path(store->env, &dir) != 0 || dir == NULL
+        || statvfs(dir, &st) != 0) {
+        return UINT64_MAX;
+    }
+    uint64_t blocks = geteuid() == 0 ? st.f_bfree : st.f_bavail;
+    return blocks * (uint64_t) st.f_frsize;
+}
+
+int
+node_store_commit_rc(const struct node_store *store, int rc)
+{
+    /* LMDB reports a write that came up short as EIO: that is how a full
+     * disk ends a commit whose pwrite() ran out of room part way (tmpfs
+     * does it; seen in the chaos harness's disk faults). Nothing reached
+     * the page cache that LMDB still counts on (the transaction aborts and
+     * its pages are written again later), unlike an fsync() that failed,
+     * so it is no reason to stop: with the file system full, the EIO is
+     * taken for what it is, no space. An EIO with room left stays fatal. */
+    if (rc == EIO && node_store_free_bytes(store) < NODE_SHORT_WRITE_ROOM) {
+        node_log(NODE_LOG_WARN, "a commit's write came up short on a full disk",
+            "{s:s}", "taken_as", "no space");
+        return ENOSPC;
+    }
+    return rc;
 }
 
 int

@@ -11,6 +11,9 @@
  * nothing that was not committed is ever answered as written.
  */
 #include "node.h"
+#ifdef MRD_PLANTED_BUGS
+#include "plant.h"
+#endif
 
 #include <errno.h>
 #include <inttypes.h>
@@ -301,8 +304,17 @@ node_append_apply(MDB_txn *txn, struct node_store *store, struct node_append *a,
     if (rc != 0 && rc != MDB_NOTFOUND) {
         return rc;
     }
-    exists = rc == 0;
-    if (a->req.idem_key.len > 0) {
+    exists    = rc == 0;
+    bool idem = a->req.idem_key.len > 0;
+#ifdef MRD_PLANTED_BUGS
+    /* Planted bug dedup-off (plant.h): the client's key is not looked up,
+     * so a retried append is written again under a new dot. The key is
+     * still recorded below, as if it were new. */
+    if (node_plant_active() == NODE_PLANT_DEDUP_OFF) {
+        idem = false;
+    }
+#endif
+    if (idem) {
         rc = node_idem_lookup(txn, store, a, &st, exists);
         if (rc != 0) {
             return rc < 0 ? -rc : 0;
@@ -487,6 +499,16 @@ node_commit_once(struct node_store *store, struct node_append **appends,
         rc = node_counters_put(txn, store);
     }
     node_own_vv_forget(store);
+#ifdef MRD_PLANTED_BUGS
+    /* Planted bug ack-before-fsync (plant.h): every append of the batch is
+     * answered now, with the dots and positions it was given, and the
+     * commit (the fsync) comes NODE_PLANT_ACK_DELAY_MS later; a kill -9
+     * meanwhile loses acknowledged events. The appends are no longer ours
+     * after the answer: a failed commit must not be retried with them
+     * (node_store_commit would after MDB_MAP_FULL), so it is an I/O error,
+     * fail-stop. */
+    bool answered = rc == 0 && node_plant_answer_early(appends, count);
+#endif
     if (rc == 0) {
         rc = mdb_txn_commit(txn); /* frees txn whatever happens */
     } else {
@@ -495,6 +517,11 @@ node_commit_once(struct node_store *store, struct node_append **appends,
     if (rc != 0) {
         node_counters_restore(store, &saved);
     }
+#ifdef MRD_PLANTED_BUGS
+    if (answered && rc != 0) {
+        rc = EIO;
+    }
+#endif
     return rc;
 }
 
@@ -540,6 +567,7 @@ node_store_commit(struct node_store *store, struct node_append **appends,
         }
     }
     pthread_mutex_unlock(&store->write_mu);
+    rc = node_store_commit_rc(store, rc);
     if (rc != 0 && rc != MDB_MAP_FULL) {
         node_log(NODE_LOG_ERROR, "commit failed", "{s:s, s:i}", "error",
             mdb_strerror(rc), "code", rc);

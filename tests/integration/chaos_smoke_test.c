@@ -5,7 +5,10 @@
  * six meridiand behind fault proxies, a recorded workload, a seeded nemesis
  * of link faults, the heal, and the checker. The run must exit 0, and its
  * report.txt must say PASS with at least CS_ACKED_MIN acknowledged appends,
- * so a runner that quietly did nothing cannot pass. The wait is bounded
+ * so a runner that quietly did nothing cannot pass; it must leave its
+ * history, faults, lag samples, final state, stats and timeline; and
+ * `meridian-chaos --check DIR` must pass the saved run again (and exit 3
+ * without its final.json). The wait is bounded
  * (CS_WAIT_MS, scaled by MRD_TEST_TIMEOUT_MULTIPLIER) and the runner is
  * killed when it runs over; it kills its own meridiand on the way out, and
  * they die with it (PR_SET_PDEATHSIG) if it is killed. The directory is
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,13 +54,11 @@ static char cs_dir[HARNESS_PATH_SIZE];
 /* Runs the runner; returns its wait status, or -1 when it ran over and
  * was killed. */
 static int
-cs_run(const char *dir)
+cs_run(const char *const *argv)
 {
-    const char *argv[] = { MRD_CHAOS_PATH, "--seed", "42", "--duration-s", "15",
-        "--dir", dir, NULL };
-    pid_t       parent = getpid();
-    pid_t       pid    = fork();
-    int         status = 0;
+    pid_t parent = getpid();
+    pid_t pid    = fork();
+    int   status = 0;
 
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -109,7 +111,9 @@ test_chaos_smoke(void **state)
     printf("chaos_smoke_test: %s --seed 42 --duration-s 15 --dir %s\n",
         MRD_CHAOS_PATH, cs_dir);
     fflush(stdout);
-    int status = cs_run(cs_dir);
+    const char *run[]  = { MRD_CHAOS_PATH, "--seed", "42", "--duration-s", "15",
+         "--dir", cs_dir, NULL };
+    int         status = cs_run(run);
     if (status < 0) {
         fail_msg("meridian-chaos did not finish in %u ms (dir %s)",
             harness_ms(CS_WAIT_MS), cs_dir);
@@ -132,6 +136,28 @@ test_chaos_smoke(void **state)
         fail_msg("only %" PRIu64 " acknowledged appends (want >= %u)", acked,
             CS_ACKED_MIN);
     }
+    /* What a run leaves besides the report. */
+    static const char *const files[] = { "history.jsonl", "faults.jsonl",
+        "final.json", "lag.jsonl", "stats.json", "timeline.html", "n1/log" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char        path[HARNESS_PATH_SIZE + 32];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", cs_dir, files[i]);
+        if (stat(path, &st) != 0 || st.st_size == 0) {
+            fail_msg("no %s after the run", path);
+        }
+    }
+    /* The saved run checks again offline: passes; without its final state
+     * the checker cannot run (exit 3). */
+    const char *check[] = { MRD_CHAOS_PATH, "--check", cs_dir, NULL };
+    status              = cs_run(check);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char final[HARNESS_PATH_SIZE + 32], moved[HARNESS_PATH_SIZE + 32];
+    snprintf(final, sizeof final, "%s/final.json", cs_dir);
+    snprintf(moved, sizeof moved, "%s/final.json.away", cs_dir);
+    assert_int_equal(rename(final, moved), 0);
+    status = cs_run(check);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 3);
     /* Passed: the directory goes unless asked to stay. */
     const char *keep = getenv("MRD_TEST_KEEP");
     if (keep == NULL || strcmp(keep, "1") != 0) {

@@ -294,6 +294,45 @@ test_lost(void **state)
     assert_int_equal(r.checks[CHAOS_CHECK_LOST].count, 1);
     assert_int_equal(r.checks[CHAOS_CHECK_CONVERGENCE].count, 1);
     tw_free(w);
+
+    /* A local ack (a1: dot 1:1, invoked at t=10) whose node was wiped
+     * after the invoke is excused; a wipe before it, a wipe of another
+     * node, or a higher level (a2, global) is not. */
+    struct {
+        const char *id;
+        uint64_t    node, t, lost;
+    } wipe_cases[] = { { "a1", 1, 15, 0 }, { "a1", 1, 5, 3 },
+        { "a1", 2, 15, 3 }, { "a2", 1, 50, 3 } };
+    for (size_t c = 0; c < MRD_ARRAY_SIZE(wipe_cases); c++) {
+        w                      = tw_new();
+        struct chaos_wipe wipe = { wipe_cases[c].node, wipe_cases[c].t };
+        w->f.wipes             = &wipe;
+        w->f.wipe_count        = 1;
+        for (uint32_t n = 0; n < TW_NODES; n++) {
+            tw_remove(w, n, wipe_cases[c].id);
+        }
+        tw_expect(w, CHAOS_CHECK_LOST, wipe_cases[c].lost, NULL);
+        tw_free(w);
+    }
+
+    /* Its counter increment (a1 adds 1 to s1's n) is excused with it: s1
+     * may then read 3 (a2's 3 alone; c1's 5 is indeterminate), which is
+     * below the acked sum of 4 without the wipe. */
+    w                      = tw_new();
+    struct chaos_wipe wipe = { 1, 15 };
+    w->f.wipes             = &wipe;
+    w->f.wipe_count        = 1;
+    for (uint32_t n = 0; n < TW_NODES; n++) {
+        tw_remove(w, n, "a1");
+        w->cnt[n][0].value = 3;
+    }
+    tw_expect(w, CHAOS_CHECK_LOST, 0, NULL);
+    w->f.wipe_count = 0; /* no wipe: both lost and below the acked sum */
+    struct chaos_report r2;
+    assert_int_equal(chaos_check_all(w->ops, &w->f, NULL, &r2), MRD_OK);
+    assert_int_equal(r2.checks[CHAOS_CHECK_LOST].count, 3);
+    assert_int_equal(r2.checks[CHAOS_CHECK_COUNTER_BOUNDS].count, 3);
+    tw_free(w);
 }
 
 static void
@@ -536,7 +575,10 @@ test_final_file(void **state)
     struct chaos_error  err;
     struct chaos_report r;
     tmp_path(path, sizeof(path));
-    w->nodes[2].has_caught_up = false;
+    w->nodes[2].has_caught_up  = false;
+    struct chaos_wipe wipes[2] = { { 2, 300 }, { 3, 400 } };
+    w->f.wipes                 = wipes;
+    w->f.wipe_count            = 2;
     assert_int_equal(chaos_final_save(path, &w->f), MRD_OK);
     int rv = chaos_final_load(path, NULL, &err, &f);
     if (rv != MRD_OK) {
@@ -546,6 +588,8 @@ test_final_file(void **state)
     assert_int_equal(f.heal_us, 900);
     assert_int_equal(f.placement_count, 1);
     assert_int_equal(f.placements[0].node_ids[1], 2);
+    assert_int_equal(f.wipe_count, 2);
+    assert_true(f.wipes[1].node_id == 3 && f.wipes[1].t_us == 400);
     for (size_t n = 0; n < 3; n++) {
         assert_int_equal(f.nodes[n].event_count, w->nodes[n].event_count);
         assert_int_equal(f.nodes[n].has_caught_up, n < 2);
@@ -576,6 +620,11 @@ test_final_file(void **state)
     write_file(path, bad_hex, strlen(bad_hex));
     assert_int_equal(chaos_final_load(path, NULL, &err, &f), MRD_EPROTO);
     assert_non_null(strstr(err.text, "\"doc\" is not hex"));
+    const char *bad_wipe = "{\"heal_t\":1,\"nodes\":[],\"wipes\":"
+                           "[{\"node\":1,\"t\":2,\"why\":3}]}";
+    write_file(path, bad_wipe, strlen(bad_wipe));
+    assert_int_equal(chaos_final_load(path, NULL, &err, &f), MRD_EPROTO);
+    assert_non_null(strstr(err.text, "wipe #0: unknown key \"why\""));
     struct chaos_limits small = chaos_limits_default();
     small.bytes_max           = 64;
     assert_int_equal(chaos_final_save(path, &w->f), MRD_OK);
