@@ -227,6 +227,7 @@ struct run_opts {
     uint64_t    seed;
     const char *dir;
     const char *check_dir; /* --check: check a saved run, run nothing */
+    uint32_t    converge_s; /* bound on convergence after the final heal */
     uint32_t    regions;
     uint32_t    npr; /* nodes per region */
     uint32_t    duration_s;
@@ -413,7 +414,7 @@ run_usage(FILE *out)
         "Usage: meridian-chaos [OPTIONS]\n"
         "\n"
         "Runs a Meridian cluster behind fault proxies, a recorded workload\n"
-        "and a seeded nemesis of link faults, heals, waits for convergence\n"
+        "and a seeded nemesis of faults, heals, waits for convergence\n"
         "and checks the history against every node's final state\n"
         "(docs/CHAOS.md). Exit 0: every check passed; 1: a check failed;\n"
         "2: usage; 3: the cluster could not be set up.\n"
@@ -457,6 +458,9 @@ run_usage(FILE *out)
         "                         clients fail over to other nodes\n"
         "  --faketime PATH        libfaketime for clock faults (default\n"
         "                         %s)\n"
+        "  --converge-s N         how long the cluster gets to converge "
+        "after the\n"
+        "                         final heal (default %u)\n"
         "  --check DIR            run nothing: check a saved run again "
         "(its\n"
         "                         history.jsonl and final.json) and print "
@@ -466,7 +470,7 @@ run_usage(FILE *out)
         "  --meridianctl PATH     (default %s)\n"
         "  --help\n",
         RUN_REGIONS_MAX, RUN_CLIENTS_MAX, RUN_FAKETIME_DEFAULT,
-        MRD_MERIDIAND_PATH, MRD_MERIDIANCTL_PATH);
+        RUN_CONVERGE_MS / 1000u, MRD_MERIDIAND_PATH, MRD_MERIDIANCTL_PATH);
 }
 
 static bool
@@ -532,6 +536,7 @@ run_opts_parse(int argc, char **argv, struct run_opts *o)
     o->meridiand     = MRD_MERIDIAND_PATH;
     o->meridianctl   = MRD_MERIDIANCTL_PATH;
     o->families      = RUN_FAM_LINKS;
+    o->converge_s    = RUN_CONVERGE_MS / 1000u;
     o->faketime      = RUN_FAKETIME_DEFAULT;
     bool add_process = false;
     for (int i = 1; i < argc; i++) {
@@ -566,6 +571,9 @@ run_opts_parse(int argc, char **argv, struct run_opts *o)
             continue;
         } else if (ok && strcmp(a, "--faults") == 0) {
             ok = run_parse_families(val, &o->families);
+        } else if (ok && strcmp(a, "--converge-s") == 0) {
+            ok = run_parse_u64(val, RUN_DURATION_S_MAX, &v) && v >= 1;
+            o->converge_s = (uint32_t) v;
         } else if (ok && strcmp(a, "--check") == 0) {
             o->check_dir = val;
         } else if (ok && strcmp(a, "--faketime") == 0) {
@@ -2138,7 +2146,8 @@ run_converge(struct run *r, mrd_client **direct, uint64_t *caught_us)
 
     memset(counts, 0xff, sizeof counts);
     memset(changed_us, 0, sizeof changed_us);
-    while (mrd_now_mono_ms() - start < RUN_CONVERGE_MS && !run_interrupted) {
+    while (mrd_now_mono_ms() - start < (uint64_t) r->o.converge_s * 1000u
+        && !run_interrupted) {
         bool all_read = true;
         for (uint32_t i = 0; i < r->node_count; i++) {
             struct run_log l;
