@@ -489,6 +489,9 @@ int node_store_err(int rc);
  * system (less than NODE_SHORT_WRITE_ROOM free under the data dir) turned
  * into ENOSPC: logged. Other codes unchanged. */
 #define NODE_SHORT_WRITE_ROOM ((uint64_t) 1 << 20)
+/* A store created with peers starts its origin seq at its creation time in
+ * ms shifted by this (node_store_init_meta). */
+#define NODE_LIFE_SEQ_SHIFT 20u
 int node_store_commit_rc(const struct node_store *store, int rc);
 
 /* State documents (state.c), writer side, for an append with ops: check
