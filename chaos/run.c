@@ -109,6 +109,13 @@
  * mount namespace, and a full disk is a ballast file filling it. A run's
  * store stays far below: a few MB. */
 #define RUN_DISK_MB 256u
+/* Tampering: each of bit flips (per chunk), frame drops, duplicates and
+ * replays at this rate; every one costs the link its connection. */
+#define RUN_TAMPER_PPM 5000u
+/* A capped region: its links carry this many bytes a second each way, and
+ * close slowly. */
+#define RUN_BANDWIDTH_BPS (64u * 1024u)
+#define RUN_SLOW_CLOSE_MS 500u
 /* Wipes recorded in one run: one fault every 2.5 s of a day-long soak. */
 #define RUN_WIPES_MAX 40000u
 _Static_assert(RUN_WIPES_MAX <= CHAOS_WIPES_MAX, "the checker takes them");
@@ -179,6 +186,9 @@ enum run_fault {
     RUN_F_LATENCY,
     RUN_F_RING, /* each node reaches its two ring neighbours only */
     RUN_F_BRIDGE, /* two halves, one node in both */
+    RUN_F_TAMPER, /* a node's links flip bits, drop, repeat, replay frames */
+    RUN_F_REFUSE, /* a node's links reset and refuse connections */
+    RUN_F_BANDWIDTH, /* a region's links capped, with slow closes */
     /* processes */
     RUN_F_KILL, /* kill -9, restart after 1-4 s */
     RUN_F_PAUSE, /* SIGSTOP, SIGCONT after 1-4 s */
@@ -200,6 +210,9 @@ static const char *const run_fault_names[RUN_F_KINDS] = {
     [RUN_F_LATENCY]        = "latency",
     [RUN_F_RING]           = "ring",
     [RUN_F_BRIDGE]         = "bridge",
+    [RUN_F_TAMPER]         = "tamper",
+    [RUN_F_REFUSE]         = "refuse",
+    [RUN_F_BANDWIDTH]      = "bandwidth",
     [RUN_F_KILL]           = "kill-9",
     [RUN_F_PAUSE]          = "pause",
     [RUN_F_TERM]           = "term",
@@ -212,11 +225,11 @@ static const char *const run_fault_names[RUN_F_KINDS] = {
 static enum run_family
 run_fault_family(enum run_fault k)
 {
-    return k <= RUN_F_BRIDGE ? RUN_FAM_LINKS
-        : k <= RUN_F_WIPE    ? RUN_FAM_PROCESS
-        : k == RUN_F_CLOCK   ? RUN_FAM_CLOCK
-        : k == RUN_F_DISK    ? RUN_FAM_DISK
-                             : RUN_FAM_CLIENT;
+    return k <= RUN_F_BANDWIDTH ? RUN_FAM_LINKS
+        : k <= RUN_F_WIPE       ? RUN_FAM_PROCESS
+        : k == RUN_F_CLOCK      ? RUN_FAM_CLOCK
+        : k == RUN_F_DISK       ? RUN_FAM_DISK
+                                : RUN_FAM_CLIENT;
 }
 
 /* Where Debian's libfaketime is (package libfaketime). */
@@ -439,7 +452,9 @@ run_usage(FILE *out)
         "halves,\n"
         "                                  one-way, flip-flop, latency, "
         "ring,\n"
-        "                                  bridge\n"
+        "                                  bridge, tamper (bit flips, frame\n"
+        "                                  drops, repeats, replays), refuse,\n"
+        "                                  bandwidth cap with slow closes\n"
         "                         process  kill -9, SIGSTOP, SIGTERM, "
         "wipe a\n"
         "                                  node's data (it rejoins)\n"
@@ -1542,6 +1557,67 @@ run_fault_one(
         }
         run_links_apply(r, drop, -1, 0, NULL);
         run_nap(r, dur_ms);
+        break;
+    }
+    case RUN_F_TAMPER:
+    case RUN_F_REFUSE:
+    case RUN_F_BANDWIDTH: {
+        for (uint32_t a = 0; a < r->node_count; a++) {
+            for (uint32_t b = 0; b < r->node_count; b++) {
+                bool touch = kind == RUN_F_BANDWIDTH
+                    ? r->nodes[a].region == g || r->nodes[b].region == g
+                    : a == x || b == x;
+                if (a == b || !touch) {
+                    continue;
+                }
+                struct chaos_faults f;
+                memset(&f, 0, sizeof f);
+                for (int d = 0; d < CHAOS_DIRS; d++) {
+                    f.dir[d].latency_ms = r->lat_ms[a][b];
+                    f.dir[d].jitter_ms  = r->lat_ms[a][b] > RUN_LAT_LOCAL_MS
+                         ? RUN_JITTER_MS
+                         : 0;
+                    if (kind == RUN_F_TAMPER) {
+                        f.dir[d].corrupt_ppm = RUN_TAMPER_PPM;
+                        f.dir[d].drop_ppm    = RUN_TAMPER_PPM;
+                        f.dir[d].dup_ppm     = RUN_TAMPER_PPM;
+                        f.dir[d].replay_ppm  = RUN_TAMPER_PPM;
+                    } else if (kind == RUN_F_BANDWIDTH) {
+                        f.dir[d].rate_bps = RUN_BANDWIDTH_BPS;
+                    }
+                }
+                f.frames = kind == RUN_F_TAMPER;
+                f.refuse = kind == RUN_F_REFUSE;
+                f.close_delay_ms
+                    = kind == RUN_F_BANDWIDTH ? RUN_SLOW_CLOSE_MS : 0;
+                if (run_proxy_set(r->link[a][b], &f) != MRD_OK) {
+                    fprintf(stderr, "chaos: proxy %u->%u refused a fault set\n",
+                        a + 1, b + 1);
+                }
+                if (kind == RUN_F_REFUSE) {
+                    chaos_proxy_reset(r->link[a][b]);
+                }
+            }
+        }
+        if (kind == RUN_F_BANDWIDTH) {
+            snprintf(detail, sizeof detail, "links of r%u at %u B/s", g + 1,
+                RUN_BANDWIDTH_BPS);
+        } else {
+            snprintf(detail, sizeof detail, "links of node %u", x + 1);
+        }
+        run_nap(r, dur_ms);
+        if (kind == RUN_F_TAMPER) {
+            /* Back to whole bytes: connections that were mid-message in
+             * frames mode start over. */
+            for (uint32_t a = 0; a < r->node_count; a++) {
+                for (uint32_t b = 0; b < r->node_count; b++) {
+                    if (a != b && (a == x || b == x)) {
+                        (void) run_link_apply(r, a, b, NULL, -1, 0);
+                        chaos_proxy_reset(r->link[a][b]);
+                    }
+                }
+            }
+        }
         break;
     }
     case RUN_F_LATENCY:

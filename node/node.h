@@ -406,6 +406,10 @@ struct node_store {
      * appends are refused meanwhile, so that a node whose data dir was
      * emptied never hands out a dot it wrote in its previous life. */
     _Atomic bool joining;
+    /* A replicated event of this node's own origin came back: the data
+     * dir had an earlier life (node_puller_joined waits for every replica
+     * then). */
+    _Atomic bool own_seen;
 };
 
 /* Opens (creating on first start) the store in cfg->data_dir. Checks node id,

@@ -873,6 +873,14 @@ node_puller_confirm(struct node_puller *p, bool *fatal)
  * long enough for every connection to come up, and about what SWIM takes
  * to call a stopped node dead. */
 #define NODE_JOIN_GRACE_MS 5000u
+/* Once this node's own earlier events are coming back (its data dir was
+ * emptied), it waits for every replica, reachable or not, up to this long:
+ * an event of its earlier life that it has not read back by the time it
+ * takes appends is never read back (its vector entry is past it). The
+ * chaos harness saw a wiped node whose links took over 5 s to come up
+ * miss all of them. Long enough for links and restarts; a replica down for
+ * longer is given up with a warning. */
+#define NODE_JOIN_WAIT_MAX_MS 120000u
 
 static bool
 node_puller_anyone_live(void *arg, uint64_t node)
@@ -897,7 +905,10 @@ node_puller_joined(struct node_puller *p)
     if (!atomic_load(&p->store->joining)) {
         return;
     }
-    bool grace = mrd_now_mono_ms() < p->started_ms + NODE_JOIN_GRACE_MS;
+    uint64_t age = mrd_now_mono_ms() - p->started_ms;
+    bool     own = atomic_load(&p->store->own_seen);
+    bool     grace
+        = age < NODE_JOIN_GRACE_MS || (own && age < NODE_JOIN_WAIT_MAX_MS);
     for (uint32_t s = 0; s < p->store->shard_count; s++) {
         struct ae_source all[AE_SOURCES_MAX];
         uint32_t         all_count = 0;
@@ -925,6 +936,22 @@ node_puller_joined(struct node_puller *p)
                 return;
             }
         }
+        /* Not one source read to the end: nothing is known yet, however
+         * long it has been (within NODE_JOIN_WAIT_MAX_MS). */
+        bool some = p->peer_count == 0;
+        for (uint32_t i = 0; i < p->peer_count && !some; i++) {
+            some = (p->peers[i].read_all[s / 8] & (1u << (s % 8))) != 0;
+        }
+        if (!some && age < NODE_JOIN_WAIT_MAX_MS) {
+            return;
+        }
+    }
+    if (age >= NODE_JOIN_WAIT_MAX_MS) {
+        node_log(NODE_LOG_WARN,
+            "stopped waiting for unreachable replicas after starting on an "
+            "empty data dir: an event of this node's earlier life that only "
+            "they hold will be missing here",
+            NULL);
     }
     if (node_store_joined(p->store) == MRD_OK) {
         atomic_store(&p->stats->joining, 0);

@@ -547,10 +547,14 @@ node_replicate_batch(MDB_txn *txn, struct node_store *store, uint64_t peer,
         if (rc != 0 || verdict[i] == AE_SKIP) {
             continue; /* already here (from another peer, or our own) */
         }
-        if (verdict[i] == AE_APPEND_OWN && r->seq > store->origin_seq_last) {
+        if (verdict[i] == AE_APPEND_OWN) {
             /* Our own event that we no longer have (a restored data dir):
-             * take it back, and never hand out its seq again. */
-            store->origin_seq_last = r->seq;
+             * take it back, and never hand out its seq again; and while
+             * joining, wait for every replica (node_puller_joined). */
+            atomic_store(&store->own_seen, true);
+            if (r->seq > store->origin_seq_last) {
+                store->origin_seq_last = r->seq;
+            }
         }
         rc = node_replicate_one(
             txn, store, shard, record.ptr, record.len, r, stats, why);
