@@ -1,6 +1,5 @@
 /*
- * run.c: meridian-chaos, the chaos runner (docs/CHAOS.md). First version:
- * link faults, and process faults with --process-faults.
+ * run.c: meridian-chaos, the chaos runner (docs/CHAOS.md).
  *
  * It builds a cluster of real meridiand processes, regions r1..rN of
  * nodes_per_region nodes each (rf = nodes per region, so every node holds
@@ -11,15 +10,18 @@
  * proxy as the node's address, because a routing client dials the
  * addresses of the topology, so a per-client proxy would be bypassed.
  *
- * One client thread per region appends single events with unique ids to a
- * set of streams, cycling the ack levels, and records every invocation and
- * completion in history.jsonl. A nemesis thread runs a seeded schedule of
- * partitions (isolate a node, isolate a region, halves, a one-way cut,
- * flip-flop) and latency spikes on the proxies, logged to faults.jsonl.
- * At the end it heals every link, stops the workload, waits (bounded) until
- * every node holds the same number of events in every shard, reading each
- * node directly on its real port, saves every node's shard logs as
- * final.json and runs the checker (chaos/check.h): report.txt.
+ * Client threads in every region append single events with unique ids to a
+ * set of streams (every ack level, some with a CRDT counter increment),
+ * read whole streams and follow them with cursor tails, and record every
+ * invocation and completion in history.jsonl. A nemesis thread runs a
+ * seeded schedule of faults of the families --faults names (links,
+ * processes, clocks, disks, clients), logged to faults.jsonl; a sampler
+ * writes every node's log_events gauge to lag.jsonl. At the end it heals
+ * everything, stops the workload, waits (bounded) until every node holds
+ * the same number of events in every shard, reading each node directly on
+ * its real port, saves every node's shard logs and stream states as
+ * final.json and its counters as stats.json, runs the checker
+ * (chaos/check.h): report.txt, and draws timeline.html.
  *
  * Exit: 0 every check passed, 1 a check failed (or interrupted), 2 usage,
  * 3 the cluster could not be set up. Every meridiand it started is killed
@@ -100,6 +102,13 @@
 #define RUN_ACK_LOCAL_PCT 60u
 #define RUN_ACK_REGION_PCT 25u
 #define RUN_READ_PCT 10u
+/* Operations that follow a stream with a cursor tail from its start for
+ * RUN_TAIL_MS (recorded as a read: what it delivered, in order), and the
+ * wait of each poll. A cursor tail resumes on another node after a
+ * failover with no gap and no duplicate: the checker sees duplicates. */
+#define RUN_TAIL_PCT 4u
+#define RUN_TAIL_MS 1000u
+#define RUN_TAIL_POLL_MS 200u
 /* Events a workload read asks for: every event of a run's stream. */
 #define RUN_READ_COUNT 1000u
 /* Clock faults: a node's wall clock moves by 5 to 60 s, either way. */
@@ -1368,6 +1377,63 @@ run_worker_read(struct run_worker *w, mrd_client *c, uint64_t *rng)
     mrd_events_free(evs);
 }
 
+/* One cursor tail of a stream from its start, for RUN_TAIL_MS: invoke,
+ * polls, completion with every id delivered, in order (a read). */
+static void
+run_worker_tail(struct run_worker *w, mrd_client *c, uint64_t *rng)
+{
+    struct run *r = w->r;
+    char        stream[32];
+    snprintf(
+        stream, sizeof stream, "s%u", (unsigned) (run_rand(rng) % RUN_STREAMS));
+    struct chaos_op op = { .process = w->process,
+        .type                       = CHAOS_TYPE_INVOKE,
+        .f                          = CHAOS_F_READ,
+        .stream                     = stream };
+    run_record(r, &op);
+
+    mrd_tail   *tail = NULL;
+    const char *ids[RUN_READ_COUNT];
+    char       *own[RUN_READ_COUNT];
+    size_t      n     = 0;
+    int         rv    = mrd_tail_open_cursor(c, stream, NULL, &tail);
+    uint64_t    until = mrd_now_mono_ms() + RUN_TAIL_MS;
+    while (rv == MRD_OK && mrd_now_mono_ms() < until && n < RUN_READ_COUNT) {
+        mrd_events *evs = NULL;
+        int         got = mrd_tail_next(tail, RUN_TAIL_POLL_MS, &evs);
+        if (got == MRD_ETIMEDOUT) {
+            continue; /* nothing new: the tail stays usable */
+        }
+        if (got != MRD_OK) {
+            rv = got;
+            break;
+        }
+        for (size_t i = 0; i < mrd_events_count(evs) && n < RUN_READ_COUNT;
+             i++) {
+            own[n] = run_event_id(mrd_events_at(evs, i));
+            if (own[n] != NULL) {
+                ids[n] = own[n];
+                n++;
+            }
+        }
+        mrd_events_free(evs);
+    }
+    mrd_tail_close(tail);
+    struct chaos_op done = { .process = w->process, .f = CHAOS_F_READ };
+    if (rv == MRD_OK) {
+        done.type     = CHAOS_TYPE_OK;
+        done.ids      = ids;
+        done.id_count = n;
+    } else {
+        done.type = run_err_is_fail(rv) ? CHAOS_TYPE_FAIL : CHAOS_TYPE_INFO;
+        done.err  = mrd_errname(rv);
+    }
+    run_record(r, &done);
+    for (size_t i = 0; i < n; i++) {
+        free(own[i]);
+    }
+}
+
 static void *
 run_worker_main(void *arg)
 {
@@ -1390,8 +1456,11 @@ run_worker_main(void *arg)
         return NULL;
     }
     for (uint64_t n = 1; !run_stopping(r); n++) {
-        if (run_rand(&rng) % 100u < RUN_READ_PCT) {
+        uint32_t pick = (uint32_t) (run_rand(&rng) % 100u);
+        if (pick < RUN_READ_PCT) {
             run_worker_read(w, c, &rng);
+        } else if (pick < RUN_READ_PCT + RUN_TAIL_PCT) {
+            run_worker_tail(w, c, &rng);
         } else {
             run_worker_append(w, c, n, &rng);
         }
