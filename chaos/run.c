@@ -1333,72 +1333,91 @@ run_worker_append(
 
 static char *run_event_id(const mrd_event *e);
 
-/* One read of a whole stream: invoke, call, completion with the ids read
- * in stream order (the checker: nothing unwritten, no duplicate). */
+/* A read or a tail as the history records it: the invoke on a seeded
+ * stream, then the ids delivered in order, then the completion. */
+struct run_read {
+    struct run_worker *w;
+    char               stream[32];
+    const char        *ids[RUN_READ_COUNT];
+    char              *own[RUN_READ_COUNT];
+    size_t             n;
+};
+
 static void
-run_worker_read(struct run_worker *w, mrd_client *c, uint64_t *rng)
+run_read_begin(struct run_read *rd, struct run_worker *w, uint64_t *rng)
 {
-    struct run *r = w->r;
-    char        stream[32];
-    snprintf(
-        stream, sizeof stream, "s%u", (unsigned) (run_rand(rng) % RUN_STREAMS));
+    rd->w = w;
+    rd->n = 0;
+    snprintf(rd->stream, sizeof rd->stream, "s%u",
+        (unsigned) (run_rand(rng) % RUN_STREAMS));
     struct chaos_op op = { .process = w->process,
         .type                       = CHAOS_TYPE_INVOKE,
         .f                          = CHAOS_F_READ,
-        .stream                     = stream };
-    run_record(r, &op);
+        .stream                     = rd->stream };
+    run_record(w->r, &op);
+}
 
-    mrd_events *evs = NULL;
-    int         rv  = mrd_read(c, stream, 0, MRD_FORWARD, RUN_READ_COUNT, &evs);
-    struct chaos_op done = { .process = w->process, .f = CHAOS_F_READ };
-    const char     *ids[RUN_READ_COUNT];
-    char           *own[RUN_READ_COUNT];
-    size_t          n = 0;
-    if (rv == MRD_OK) {
-        for (size_t i = 0; i < mrd_events_count(evs) && n < RUN_READ_COUNT;
-             i++) {
-            own[n] = run_event_id(mrd_events_at(evs, i));
-            if (own[n] != NULL) {
-                ids[n] = own[n];
-                n++;
-            }
+/* Keeps the ids of evs (events without one are not the workload's). */
+static void
+run_read_add(struct run_read *rd, const mrd_events *evs)
+{
+    for (size_t i = 0; i < mrd_events_count(evs) && rd->n < RUN_READ_COUNT;
+         i++) {
+        rd->own[rd->n] = run_event_id(mrd_events_at(evs, i));
+        if (rd->own[rd->n] != NULL) {
+            rd->ids[rd->n] = rd->own[rd->n];
+            rd->n++;
         }
+    }
+}
+
+/* The completion: ok with the ids, or fail / info for rv. */
+static void
+run_read_end(struct run_read *rd, int rv)
+{
+    struct chaos_op done = { .process = rd->w->process, .f = CHAOS_F_READ };
+    if (rv == MRD_OK) {
         done.type     = CHAOS_TYPE_OK;
-        done.ids      = ids;
-        done.id_count = n;
+        done.ids      = rd->ids;
+        done.id_count = rd->n;
     } else {
         done.type = run_err_is_fail(rv) ? CHAOS_TYPE_FAIL : CHAOS_TYPE_INFO;
         done.err  = mrd_errname(rv);
     }
-    run_record(r, &done);
-    for (size_t i = 0; i < n; i++) {
-        free(own[i]);
+    run_record(rd->w->r, &done);
+    for (size_t i = 0; i < rd->n; i++) {
+        free(rd->own[i]);
     }
+    rd->n = 0;
+}
+
+/* One read of a whole stream (the checker: nothing unwritten, no
+ * duplicate). */
+static void
+run_worker_read(struct run_worker *w, mrd_client *c, uint64_t *rng)
+{
+    struct run_read rd;
+    mrd_events     *evs = NULL;
+    run_read_begin(&rd, w, rng);
+    int rv = mrd_read(c, rd.stream, 0, MRD_FORWARD, RUN_READ_COUNT, &evs);
+    if (rv == MRD_OK) {
+        run_read_add(&rd, evs);
+    }
+    run_read_end(&rd, rv);
     mrd_events_free(evs);
 }
 
-/* One cursor tail of a stream from its start, for RUN_TAIL_MS: invoke,
- * polls, completion with every id delivered, in order (a read). */
+/* One cursor tail of a stream from its start, for RUN_TAIL_MS, recorded
+ * as a read of every id it delivered, in order. */
 static void
 run_worker_tail(struct run_worker *w, mrd_client *c, uint64_t *rng)
 {
-    struct run *r = w->r;
-    char        stream[32];
-    snprintf(
-        stream, sizeof stream, "s%u", (unsigned) (run_rand(rng) % RUN_STREAMS));
-    struct chaos_op op = { .process = w->process,
-        .type                       = CHAOS_TYPE_INVOKE,
-        .f                          = CHAOS_F_READ,
-        .stream                     = stream };
-    run_record(r, &op);
-
-    mrd_tail   *tail = NULL;
-    const char *ids[RUN_READ_COUNT];
-    char       *own[RUN_READ_COUNT];
-    size_t      n     = 0;
-    int         rv    = mrd_tail_open_cursor(c, stream, NULL, &tail);
-    uint64_t    until = mrd_now_mono_ms() + RUN_TAIL_MS;
-    while (rv == MRD_OK && mrd_now_mono_ms() < until && n < RUN_READ_COUNT) {
+    struct run_read rd;
+    mrd_tail       *tail = NULL;
+    run_read_begin(&rd, w, rng);
+    int      rv    = mrd_tail_open_cursor(c, rd.stream, NULL, &tail);
+    uint64_t until = mrd_now_mono_ms() + RUN_TAIL_MS;
+    while (rv == MRD_OK && mrd_now_mono_ms() < until && rd.n < RUN_READ_COUNT) {
         mrd_events *evs = NULL;
         int         got = mrd_tail_next(tail, RUN_TAIL_POLL_MS, &evs);
         if (got == MRD_ETIMEDOUT) {
@@ -1408,30 +1427,11 @@ run_worker_tail(struct run_worker *w, mrd_client *c, uint64_t *rng)
             rv = got;
             break;
         }
-        for (size_t i = 0; i < mrd_events_count(evs) && n < RUN_READ_COUNT;
-             i++) {
-            own[n] = run_event_id(mrd_events_at(evs, i));
-            if (own[n] != NULL) {
-                ids[n] = own[n];
-                n++;
-            }
-        }
+        run_read_add(&rd, evs);
         mrd_events_free(evs);
     }
     mrd_tail_close(tail);
-    struct chaos_op done = { .process = w->process, .f = CHAOS_F_READ };
-    if (rv == MRD_OK) {
-        done.type     = CHAOS_TYPE_OK;
-        done.ids      = ids;
-        done.id_count = n;
-    } else {
-        done.type = run_err_is_fail(rv) ? CHAOS_TYPE_FAIL : CHAOS_TYPE_INFO;
-        done.err  = mrd_errname(rv);
-    }
-    run_record(r, &done);
-    for (size_t i = 0; i < n; i++) {
-        free(own[i]);
-    }
+    run_read_end(&rd, rv);
 }
 
 static void *

@@ -155,6 +155,21 @@ idem_has(void *arg)
     return idem_count(w->n, w->stream) >= w->count;
 }
 
+/* Both nodes end with exactly count events in stream (waited for,
+ * bounded), and a moment later still do. */
+static void
+idem_expect_both(const char *stream, uint64_t count)
+{
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        struct idem_want want = { &idem_nodes[i], stream, count };
+        assert_true(harness_wait_for(idem_has, &want, 200, 100));
+    }
+    harness_sleep_ms(300);
+    for (uint32_t i = 0; i < IDEM_NODES; i++) {
+        assert_int_equal(idem_count(&idem_nodes[i], stream), count);
+    }
+}
+
 static void
 idem_start(struct idem_node *n)
 {
@@ -335,12 +350,7 @@ test_emptied_node_rejoins(void **state)
     assert_true(harness_node_log_contains(
         &two->h, "caught up after starting on an empty data dir"));
     /* Both nodes end with the five events, each once. */
-    struct idem_want on_one = { one, "ledger", 5 },
-                     on_two = { two, "ledger", 5 };
-    assert_true(harness_wait_for(idem_has, &on_one, 200, 100));
-    assert_true(harness_wait_for(idem_has, &on_two, 200, 100));
-    assert_int_equal(idem_count(one, "ledger"), 5);
-    assert_int_equal(idem_count(two, "ledger"), 5);
+    idem_expect_both("ledger", 5);
     assert_int_equal(idem_stat(one, "rejected_replication"), 0);
     assert_int_equal(idem_stat(two, "rejected_replication"), 0);
 }
@@ -393,13 +403,7 @@ test_unknown_outcome_stays_on_node(void **state)
         rv = mrd_append(took->c, "pinned", &ev, 1, &ao, &res);
     }
     assert_int_equal(rv, MRD_OK);
-    struct idem_want on_took  = { took, "pinned", 1 },
-                     on_other = { other, "pinned", 1 };
-    assert_true(harness_wait_for(idem_has, &on_took, 200, 100));
-    assert_true(harness_wait_for(idem_has, &on_other, 200, 100));
-    harness_sleep_ms(300);
-    assert_int_equal(idem_count(took, "pinned"), 1);
-    assert_int_equal(idem_count(other, "pinned"), 1);
+    idem_expect_both("pinned", 1);
 }
 
 /* Session order: a client's append to a stream is never taken by a node
