@@ -249,11 +249,12 @@ client_reply_handle(
         }
         call->detail[n] = '\0';
         if (frame.status == MRD_EBUSY || frame.status == MRD_ECLOSED
-            || frame.status == MRD_ENOTREPLICA || frame.status == MRD_ECAUSAL) {
+            || frame.status == MRD_ENOTREPLICA || frame.status == MRD_ECAUSAL
+            || frame.status == MRD_EFENCED) {
             /* The node refused without acting: another node may serve (a
              * replica of the stream's shard, for MRD_ENOTREPLICA; one that
              * holds the session's last event, for MRD_ECAUSAL, or this one
-             * once replication brings it). */
+             * once replication brings it; any other, for MRD_EFENCED). */
             call->node_err = (int) frame.status;
             *retry         = true;
         }

@@ -312,6 +312,7 @@ struct client_call {
         mrd_append_result append;
         mrd_stream_info   info;
         mrd_node_info     node;
+        mrd_shard_digest  digest;
     } out;
 };
 

@@ -228,7 +228,9 @@ static const char ctl_help_topology[]
       "                            FILE (verified first)\n"
       "  push                      sends FILE to --node, which keeps it if\n"
       "                            the admin key signed it and it is newer,\n"
-      "                            then spreads it to every node by gossip\n"
+      "                            then spreads it to every node by gossip;\n"
+      "                            waits until every node of FILE runs it\n"
+      "                            (--wait) and names those that do not\n"
       "  add-node NAME --region REGION --address tcp://HOST:PORT\n"
       "           --public-key HEX a new node, ACTIVE, with the next id (ids\n"
       "                            are never reused); HEX is what\n"
@@ -242,6 +244,7 @@ static const char ctl_help_topology[]
       "  drain-region REGION       the region takes no client traffic but\n"
       "                            keeps replicating\n"
       "  undrain-region REGION     takes client traffic again\n"
+      "  drain NAME, undrain NAME  the node of that name, else the region\n"
       "  set-rf REGION R           R (1..8) replicas of each shard there\n"
       "\n"
       "Options:\n"
@@ -249,6 +252,10 @@ static const char ctl_help_topology[]
       "  --admin-key FILE          the admin's secret key (changes only;\n"
       "                            refused unless only its owner can read it)\n"
       "  --out FILE                write the new version here instead\n"
+      "  --push                    (changes) then push it to --node and wait\n"
+      "                            as `push` does: exit 1 unless every node\n"
+      "                            runs the new version in time\n"
+      "  --wait DURATION           how long push waits (default 30s)\n"
       "\n"
       "Every change adds 1 to the version. Nodes take a version only if the\n"
       "admin key signed it and it is newer than theirs.\n"
@@ -258,6 +265,86 @@ static const char ctl_help_topology[]
       "  meridianctl topology add-node node-4 --region us-east \\\n"
       "      --address tcp://10.0.2.4:7401 --public-key $PK \\\n"
       "      --file topology.signed --admin-key admin.key\n";
+
+static const char ctl_help_status[]
+    = "Usage: meridianctl status [--watch] [--interval-ms N] [--json]\n"
+      "\n"
+      "Asks every node of the cluster (from the signed topology --node\n"
+      "sends; without a topology, the --node list) for its status, all at\n"
+      "once, and shows:\n"
+      "  nodes by region: health (up; suspect: most nodes' SWIM doubts it;\n"
+      "  down: no answer; drained: by the topology; fenced or cut-off: by a\n"
+      "  drill, refusing clients or only some peers),\n"
+      "  address, version, uptime, events held, metrics URL;\n"
+      "  per shard, its replicas and each one's lag: the events the other\n"
+      "  replicas hold that it lacks, and for how long the others have seen\n"
+      "  it behind (seconds).\n"
+      "A node that does not answer within 3 s is shown down.\n"
+      "\n"
+      "Options:\n"
+      "  --watch          refresh until interrupted (Ctrl-C)\n"
+      "  --interval-ms N  the refresh period (default 2000, 200..3600000)\n"
+      "  --json           one JSON object (one a refresh with --watch)\n"
+      "\n"
+      "Exit status: 0 when every node answered, 1 when one did not.\n";
+
+static const char ctl_help_verify[]
+    = "Usage: meridianctl verify [--json]\n"
+      "\n"
+      "Checks that the replicas of every shard hold the same events. For each\n"
+      "shard it takes the events every replica has reported (the meet of\n"
+      "their version vectors: what is still in flight is not a difference),\n"
+      "asks each replica for a digest of exactly those (count and an\n"
+      "order-independent sum of BLAKE2b hashes of the records), and compares.\n"
+      "Where digests differ it reads the shard's log from the replicas and\n"
+      "names the first event that differs: which replica lacks it, or holds\n"
+      "an extra one, with its stream, type and dot.\n"
+      "\n"
+      "Exit status: 0 when every replica agrees, 1 when one differs or does\n"
+      "not answer.\n";
+
+static const char ctl_help_drill[]
+    = "Usage: meridianctl drill KIND --for DURATION [OPTIONS]\n"
+      "\n"
+      "Rehearses a failure on a running cluster and reports what it cost.\n"
+      "\n"
+      "Kinds:\n"
+      "  region-outage --region R  the nodes of R are fenced: they stop\n"
+      "                            replicating with the other regions and\n"
+      "                            refuse clients, which fail over\n"
+      "  node-loss --target NAME   one node is fenced the same way\n"
+      "  partition --regions A,B   A and B stop replicating with each other;\n"
+      "                            clients are still served on both sides\n"
+      "\n"
+      "A drill checks that every node answers, starts a workload (appends\n"
+      "from every region; --clients 0 watches your own traffic instead),\n"
+      "fences, shows progress every second, lifts the fence after --for,\n"
+      "waits for the cluster to converge, then checks that every append it\n"
+      "had acknowledged is on every replica. The report gives:\n"
+      "  recovery point: the events that had not left the fenced side when\n"
+      "    the fence went up (by dot, stream and type)\n"
+      "  recovery time: how long the fenced side's clients took to get an\n"
+      "    append through elsewhere (median and worst)\n"
+      "  peak lag: the most events and seconds a replica was behind\n"
+      "  convergence: how long after the fence lifted every replica agreed\n"
+      "  lost: acknowledged appends missing anywhere (must be 0)\n"
+      "and a verdict: PASS, or FAIL with the reason.\n"
+      "\n"
+      "The fence is set on every node with a time limit of --for plus a\n"
+      "minute, so a drill whose meridianctl dies never leaves a region cut\n"
+      "off. Operations calls (status, verify) work on fenced nodes.\n"
+      "\n"
+      "Options:\n"
+      "  --for DURATION              how long the failure lasts (30s, 2m, "
+      "...;\n"
+      "                              required, at most 1h)\n"
+      "  --clients N                 workload clients per region (default 2;\n"
+      "                              0: no workload)\n"
+      "  --converge-timeout DURATION how long to wait for convergence after\n"
+      "                              (default 2m)\n"
+      "  --json                      the report as one JSON object\n"
+      "\n"
+      "Exit status: 0 PASS, 1 FAIL (or a node did not answer), 2 usage.\n";
 
 static const char ctl_help_help[]
     = "Usage: meridianctl help [COMMAND]\n"
@@ -284,6 +371,12 @@ const struct ctl_cmd ctl_cmds[] = {
         ctl_help_keygen, CTL_OPTS_KEYGEN, 0, 0, ctl_cmd_keygen, true },
     { "topology", "show a signed topology, or sign its next version",
         ctl_help_topology, CTL_OPTS_TOPOLOGY, 1, 2, ctl_cmd_topology, true },
+    { "status", "show nodes by region, health, and replica lag per shard",
+        ctl_help_status, CTL_OPTS_STATUS, 0, 0, ctl_cmd_status, false },
+    { "verify", "compare every shard's replicas by digest", ctl_help_verify, 0,
+        0, 0, ctl_cmd_verify, false },
+    { "drill", "rehearse a region outage, node loss or partition",
+        ctl_help_drill, CTL_OPTS_DRILL, 1, 0, ctl_cmd_drill, false },
     { "help", "show this help or a command's help", ctl_help_help, 0, 0, 0,
         NULL, false },
     { NULL, NULL, NULL, 0, 0, 0, NULL, false },
@@ -348,6 +441,14 @@ enum ctl_opt_id {
     CTL_OPT_ACK_COUNT,
     CTL_OPT_ACK_WAIT,
     CTL_OPT_CURSOR,
+    CTL_OPT_WATCH,
+    CTL_OPT_INTERVAL,
+    CTL_OPT_FOR,
+    CTL_OPT_TARGET,
+    CTL_OPT_CLIENTS,
+    CTL_OPT_CONVERGE,
+    CTL_OPT_PUSH,
+    CTL_OPT_WAIT,
 };
 
 struct ctl_opt {
@@ -382,7 +483,8 @@ static const struct ctl_opt ctl_opts[] = {
     { "limit", CTL_OPT_LIMIT, true, false, CTL_OPTS_TAIL },
     { "op", CTL_OPT_OP, true, true, CTL_OPTS_APPEND },
     { "dir", CTL_OPT_DIR, true, false, CTL_OPTS_CLUSTER },
-    { "regions", CTL_OPT_REGIONS, true, false, CTL_OPTS_CLUSTER },
+    { "regions", CTL_OPT_REGIONS, true, false,
+        CTL_OPTS_CLUSTER | CTL_OPTS_DRILL },
     { "nodes-per-region", CTL_OPT_PER_REGION, true, false, CTL_OPTS_CLUSTER },
     { "base-port", CTL_OPT_BASE_PORT, true, false, CTL_OPTS_CLUSTER },
     { "shards", CTL_OPT_SHARDS, true, false, CTL_OPTS_CLUSTER },
@@ -390,13 +492,22 @@ static const struct ctl_opt ctl_opts[] = {
     { "out", CTL_OPT_OUT, true, false, CTL_OPTS_KEYGEN | CTL_OPTS_TOPOLOGY },
     { "file", CTL_OPT_FILE, true, false, CTL_OPTS_TOPOLOGY },
     { "admin-key", CTL_OPT_ADMIN_KEY, true, false, CTL_OPTS_TOPOLOGY },
-    { "region", CTL_OPT_REGION, true, false, CTL_OPTS_TOPOLOGY },
+    { "region", CTL_OPT_REGION, true, false,
+        CTL_OPTS_TOPOLOGY | CTL_OPTS_DRILL },
     { "address", CTL_OPT_ADDRESS, true, false, CTL_OPTS_TOPOLOGY },
     { "public-key", CTL_OPT_PUBLIC_KEY, true, false, CTL_OPTS_TOPOLOGY },
     { "ack", CTL_OPT_ACK, true, false, CTL_OPTS_APPEND },
     { "ack-count", CTL_OPT_ACK_COUNT, true, false, CTL_OPTS_APPEND },
     { "ack-wait", CTL_OPT_ACK_WAIT, true, false, CTL_OPTS_APPEND },
     { "cursor", CTL_OPT_CURSOR, true, false, CTL_OPTS_READ },
+    { "watch", CTL_OPT_WATCH, false, false, CTL_OPTS_STATUS },
+    { "interval-ms", CTL_OPT_INTERVAL, true, false, CTL_OPTS_STATUS },
+    { "for", CTL_OPT_FOR, true, false, CTL_OPTS_DRILL },
+    { "target", CTL_OPT_TARGET, true, false, CTL_OPTS_DRILL },
+    { "clients", CTL_OPT_CLIENTS, true, false, CTL_OPTS_DRILL },
+    { "converge-timeout", CTL_OPT_CONVERGE, true, false, CTL_OPTS_DRILL },
+    { "push", CTL_OPT_PUSH, false, false, CTL_OPTS_TOPOLOGY },
+    { "wait", CTL_OPT_WAIT, true, false, CTL_OPTS_TOPOLOGY },
 };
 _Static_assert(MRD_ARRAY_SIZE(ctl_opts) <= 64, "seen mask is 64 bits");
 
@@ -659,6 +770,53 @@ ctl_apply(struct ctl_args *args, const struct ctl_opt *opt, const char *v)
     case CTL_OPT_CURSOR:
         args->cursor = v;
         break;
+    case CTL_OPT_WATCH:
+        args->watch = true;
+        break;
+    case CTL_OPT_PUSH:
+        args->push = true;
+        break;
+    case CTL_OPT_TARGET:
+        args->target = v;
+        break;
+    case CTL_OPT_INTERVAL: {
+        uint64_t n;
+        if (!ctl_parse_u64(v, CTL_WATCH_MS_MIN, CTL_WATCH_MS_MAX, &n)) {
+            return ctl_fail_usage("--%s: '%s' is not a number from %u to %u",
+                opt->name, v, CTL_WATCH_MS_MIN, CTL_WATCH_MS_MAX);
+        }
+        args->interval_ms = (uint32_t) n;
+        break;
+    }
+    case CTL_OPT_CLIENTS: {
+        uint64_t n;
+        if (!ctl_parse_u64(v, 0, CTL_DRILL_CLIENTS_MAX, &n)) {
+            return ctl_fail_usage("--%s: '%s' is not a number from 0 to %u",
+                opt->name, v, CTL_DRILL_CLIENTS_MAX);
+        }
+        args->clients = (int) n;
+        break;
+    }
+    case CTL_OPT_FOR:
+    case CTL_OPT_CONVERGE:
+    case CTL_OPT_WAIT: {
+        uint64_t ms;
+        uint64_t max
+            = opt->id == CTL_OPT_FOR ? CTL_DRILL_FOR_MS_MAX : CTL_WAIT_MS_MAX;
+        if (!ctl_parse_duration_ms(v, max, &ms) || ms == 0) {
+            return ctl_fail_usage("--%s: '%s' is not a duration from 1ms to "
+                                  "%" PRIu64 "s (e.g. 30s, 500ms, 2m)",
+                opt->name, v, max / 1000);
+        }
+        if (opt->id == CTL_OPT_FOR) {
+            args->for_ms = ms;
+        } else if (opt->id == CTL_OPT_CONVERGE) {
+            args->converge_ms = ms;
+        } else {
+            args->wait_ms = ms;
+        }
+        break;
+    }
     case CTL_OPT_LIMIT:
         return ctl_parse_count(opt->name, v, &args->limit);
     case CTL_OPT_OP:
@@ -888,6 +1046,7 @@ ctl_args_parse(struct ctl_args *args, int argc, char **argv)
     args->nodes_per_region = 1;
     args->base_port        = 7401;
     args->cluster_shards   = 16;
+    args->clients          = -1;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int         rv;

@@ -11,14 +11,17 @@
  * version goes to --out, or replaces F atomically. Nodes and regions are
  * named on the command line by their names; ids are shown, never typed.
  *
- * Nothing here talks to a node: spreading the new version is the cluster's
- * job (gossip, issue 4). The client main() opens is not used.
+ * With --push a change (and `push` always) is handed to --node, which
+ * spreads it by gossip, and then every node the new version names is asked
+ * for its version until all run it or --wait runs out; the nodes that do
+ * not are named. Otherwise nothing here talks to a node.
  */
 #include "ctl.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -137,6 +140,38 @@ ctl_topo_region_change(struct topo *t, const struct ctl_args *args, char *what,
     return rv;
 }
 
+/* drain NAME, undrain NAME: a node of that name, else a region. */
+static int
+ctl_topo_drain_any(struct topo *t, const struct ctl_args *args, char *what,
+    size_t what_size, const char **why)
+{
+    bool        drain = strcmp(args->positional[0], "drain") == 0;
+    const char *name  = args->positional[1];
+    uint32_t    region;
+
+    if (topo_node_by_name(t, name) != NULL) {
+        uint32_t id = topo_node_by_name(t, name)->id;
+        int      rv = drain ? topo_node_drain(t, id, why)
+                            : topo_node_undrain(t, id, why);
+        if (rv == MRD_OK) {
+            snprintf(what, what_size, "node %s (id %" PRIu32 ") is now %s",
+                name, id, topo_node_state_name(topo_node_by_id(t, id)->state));
+        }
+        return rv;
+    }
+    if (topo_region_by_name(t, name, &region) != MRD_OK) {
+        *why = "no node or region has this name";
+        return MRD_ENOTFOUND;
+    }
+    int rv = drain ? topo_region_drain(t, region, why)
+                   : topo_region_undrain(t, region, why);
+    if (rv == MRD_OK) {
+        snprintf(what, what_size, "region %s is now %s", name,
+            drain ? "draining" : "active");
+    }
+    return rv;
+}
+
 /* set-rf REGION N, add-region NAME N: N was checked with the command line
  * (1..TOPO_RF_MAX). */
 static int
@@ -174,6 +209,8 @@ static const struct ctl_topo_sub ctl_topo_subs[] = {
     { "add-region", 2, ctl_topo_rf_change },
     { "drain-region", 1, ctl_topo_region_change },
     { "undrain-region", 1, ctl_topo_region_change },
+    { "drain", 1, ctl_topo_drain_any },
+    { "undrain", 1, ctl_topo_drain_any },
     { "set-rf", 2, ctl_topo_rf_change },
 };
 
@@ -347,6 +384,15 @@ ctl_topo_usage(const struct ctl_args *args, const struct ctl_topo_sub *sub)
         return ctl_fail_usage(
             "topology %s takes no --admin-key or --out", sub->name);
     }
+    bool push_sub = strcmp(sub->name, "push") == 0;
+    if (args->push && sub->apply == NULL) {
+        return ctl_fail_usage("topology %s takes no --push%s", sub->name,
+            push_sub ? " (it pushes already)" : "");
+    }
+    if (args->wait_ms != 0 && !args->push && !push_sub) {
+        return ctl_fail_usage(
+            "topology %s: --wait goes with --push", sub->name);
+    }
     if (sub->apply != NULL && args->admin_key_file == NULL) {
         return ctl_fail_usage(
             "topology %s: --admin-key FILE is required", sub->name);
@@ -381,33 +427,146 @@ ctl_topo_usage(const struct ctl_args *args, const struct ctl_topo_sub *sub)
     return CTL_EXIT_OK;
 }
 
-/* Signs next, checks that a node holding cur would take it, writes it. */
+/* Signs next, checks that a node holding cur would take it, writes it;
+ * the signed bytes stay in buf (the caller's, initialised). */
 static int
-ctl_topo_write(const struct ctl_args *args, const uint8_t *sk)
+ctl_topo_write(
+    const struct ctl_args *args, const uint8_t *sk, struct proto_buf *buf)
 {
-    struct proto_buf buf;
-    const char      *why = NULL;
-    const char      *path
+    const char *why = NULL;
+    const char *path
         = args->out_path != NULL ? args->out_path : args->topo_file;
 
-    proto_buf_init(&buf, TOPO_SIGNED_SIZE_MAX);
-    int rv = topo_sign(&ctl_topo_next, sk, &buf, &why);
+    int rv = topo_sign(&ctl_topo_next, sk, buf, &why);
     if (rv != MRD_OK) {
-        proto_buf_fini(&buf);
         return ctl_fail_why(rv, why, "sign with %s", args->admin_key_file);
     }
     /* What a node will do with it. A refusal here is our bug, not the
      * user's; say so rather than write a file every node would refuse. */
     static struct topo check;
-    rv = topo_accept(&ctl_topo_cur, buf.data, buf.len, &check, &why);
+    rv = topo_accept(&ctl_topo_cur, buf->data, buf->len, &check, &why);
     if (rv != MRD_OK) {
-        proto_buf_fini(&buf);
         return ctl_fail_why(MRD_EINTERNAL, why,
             "the new version would be refused (a bug in meridianctl)");
     }
-    rv = ctl_file_replace(path, buf.data, buf.len);
-    proto_buf_fini(&buf);
-    return rv;
+    return ctl_file_replace(path, buf->data, buf->len);
+}
+
+/* How often topology --push asks the nodes for their version. */
+#define CTL_TOPO_POLL_MS 250u
+
+/* Hands the signed topology t to --node, then waits (--wait) until every
+ * node of t that is not removed runs t's version or a newer one. *report:
+ * {"node_version", "reached":[names], "missing":[{name, address,
+ * version|error}], "ms"}. A ctl_exit code: CTL_EXIT_FAIL when the push was
+ * refused or some node did not take it in time. */
+static int
+ctl_topo_spread(const struct ctl_args *args, mrd_client *client,
+    const uint8_t *data, size_t len, const struct topo *t, json_t **report)
+{
+    static mrd_client *nodes[TOPO_NODES_MAX];
+    static uint64_t    have[TOPO_NODES_MAX];
+    static int         err[TOPO_NODES_MAX];
+    uint64_t           node_version = 0;
+    uint64_t wait_ms = args->wait_ms != 0 ? args->wait_ms : CTL_WAIT_MS_DEFAULT;
+    uint64_t start   = mrd_now_mono_ms();
+
+    *report = NULL;
+    int e   = mrd_topology_push(client, data, len, &node_version);
+    if (e != MRD_OK) {
+        return ctl_fail_why(
+            e, mrd_errdetail(), "topology push to %s", args->nodes[0]);
+    }
+    for (uint32_t i = 0; i < t->node_count; i++) {
+        mrd_client_opts opts;
+        const char     *addr[1] = { t->nodes[i].address };
+        nodes[i]                = NULL;
+        have[i]                 = 0;
+        err[i]                  = MRD_OK;
+        if (t->nodes[i].state == TOPO_NODE_REMOVED) {
+            continue;
+        }
+        mrd_client_opts_init(&opts);
+        opts.addresses          = addr;
+        opts.address_count      = 1;
+        opts.key_file           = args->key_file;
+        opts.keyring_file       = args->keyring_file;
+        opts.timeout_ms         = CTL_NODE_TIMEOUT_MS;
+        opts.attempt_timeout_ms = CTL_NODE_TIMEOUT_MS;
+        err[i]                  = mrd_client_open(&opts, &nodes[i]);
+    }
+    bool all = false;
+    while (!all) {
+        all = true;
+        for (uint32_t i = 0; i < t->node_count; i++) {
+            if (nodes[i] == NULL || have[i] >= t->version) {
+                all = all
+                    && (nodes[i] != NULL
+                        || t->nodes[i].state == TOPO_NODE_REMOVED);
+                continue;
+            }
+            void  *signed_topo = NULL;
+            size_t slen        = 0;
+            err[i]             = mrd_topology_get(
+                            nodes[i], t->version, &have[i], &signed_topo, &slen);
+            mrd_free(signed_topo);
+            all = all && err[i] == MRD_OK && have[i] >= t->version;
+        }
+        if (all || mrd_now_mono_ms() - start >= wait_ms) {
+            break;
+        }
+        struct timespec ts = { 0, (long) CTL_TOPO_POLL_MS * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    json_t *reached = json_array();
+    json_t *missing = json_array();
+    for (uint32_t i = 0; i < t->node_count; i++) {
+        const struct topo_node *n = &t->nodes[i];
+        if (n->state == TOPO_NODE_REMOVED) {
+            continue;
+        }
+        if (nodes[i] != NULL && have[i] >= t->version) {
+            json_array_append_new(reached, json_string(n->name));
+        } else {
+            json_array_append_new(missing,
+                json_pack("{s:s, s:s, s:o, s:s?}", "name", n->name, "address",
+                    n->address, "version", ctl_json_u64(have[i]), "error",
+                    err[i] != MRD_OK ? mrd_strerror(err[i]) : NULL));
+        }
+        mrd_client_close(nodes[i]);
+        nodes[i] = NULL;
+    }
+    uint64_t ms   = mrd_now_mono_ms() - start;
+    bool     done = json_array_size(missing) == 0;
+    if (!args->json) {
+        char took[32];
+        ctl_duration_format(ms, took, sizeof took);
+        if (done) {
+            printf("version %" PRIu64 " reached every node (%zu) in %s\n",
+                t->version, json_array_size(reached), took);
+        } else {
+            size_t  i;
+            json_t *m;
+            printf("version %" PRIu64 " reached %zu of %zu nodes in %s; not:\n",
+                t->version, json_array_size(reached),
+                json_array_size(reached) + json_array_size(missing), took);
+            json_array_foreach(missing, i, m)
+            {
+                const char *why
+                    = json_string_value(json_object_get(m, "error"));
+                printf("  %s (%s): version %" PRIu64 "%s%s\n",
+                    json_string_value(json_object_get(m, "name")),
+                    json_string_value(json_object_get(m, "address")),
+                    (uint64_t) json_integer_value(
+                        json_object_get(m, "version")),
+                    why != NULL ? ", " : "", why != NULL ? why : "");
+            }
+        }
+    }
+    *report = json_pack("{s:o, s:o, s:o, s:o}", "node_version",
+        ctl_json_u64(node_version), "reached", reached, "missing", missing,
+        "ms", ctl_json_u64(ms));
+    return done ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
 static int
@@ -428,21 +587,40 @@ ctl_topo_change(const struct ctl_args *args, const struct ctl_topo_sub *sub)
         return ctl_fail_why(
             err, why, "topology %s %s", sub->name, args->positional[1]);
     }
-    rv = ctl_topo_write(args, sk);
+    struct proto_buf signed_buf;
+    proto_buf_init(&signed_buf, TOPO_SIGNED_SIZE_MAX);
+    rv = ctl_topo_write(args, sk, &signed_buf);
     sodium_memzero(sk, sizeof(sk));
     if (rv != CTL_EXIT_OK) {
+        proto_buf_fini(&signed_buf);
         return rv;
     }
     ctl_topo_warn(&ctl_topo_next);
     const char *path
         = args->out_path != NULL ? args->out_path : args->topo_file;
-    if (args->json) {
-        return ctl_json_print(json_pack("{s:s, s:o, s:s, s:s}", "file", path,
-            "version", ctl_json_u64(ctl_topo_next.version), "change", sub->name,
-            "summary", what));
+    if (!args->json) {
+        printf(
+            "%s: version %" PRIu64 ": %s\n", path, ctl_topo_next.version, what);
     }
-    printf("%s: version %" PRIu64 ": %s\n", path, ctl_topo_next.version, what);
-    return ctl_stdout_flush();
+    json_t *push = NULL;
+    if (args->push) {
+        mrd_client *c = NULL;
+        rv            = ctl_client_open(args, &c);
+        if (rv == CTL_EXIT_OK) {
+            rv = ctl_topo_spread(args, c, signed_buf.data, signed_buf.len,
+                &ctl_topo_next, &push);
+        }
+        mrd_client_close(c);
+    }
+    proto_buf_fini(&signed_buf);
+    if (args->json) {
+        int prv = ctl_json_print(json_pack("{s:s, s:o, s:s, s:s, s:o?}", "file",
+            path, "version", ctl_json_u64(ctl_topo_next.version), "change",
+            sub->name, "summary", what, "push", push));
+        return prv != CTL_EXIT_OK ? prv : rv;
+    }
+    int frv = ctl_stdout_flush();
+    return frv != CTL_EXIT_OK ? frv : rv;
 }
 
 /* Writes --node's current topology to FILE, once it verifies: what the
@@ -481,27 +659,30 @@ ctl_topo_fetch(const struct ctl_args *args, mrd_client *client)
 }
 
 /* Hands the (verified) file to --node, which checks it against its own
- * version and spreads it by gossip. */
+ * version and spreads it by gossip, and waits until every node has it. */
 static int
 ctl_topo_push(const struct ctl_args *args, mrd_client *client,
     const uint8_t *data, size_t len)
 {
-    uint64_t version = 0;
-    int      err     = mrd_topology_push(client, data, len, &version);
+    json_t *report = NULL;
+    int rv = ctl_topo_spread(args, client, data, len, &ctl_topo_cur, &report);
 
-    if (err != MRD_OK) {
-        return ctl_fail_why(err, mrd_errdetail(), "topology push %s to %s",
-            args->topo_file, args->nodes[0]);
+    if (report == NULL) {
+        return rv; /* the push itself was refused: said already */
     }
     if (args->json) {
-        return ctl_json_print(json_pack("{s:s, s:o, s:o}", "node",
-            args->nodes[0], "file_version", ctl_json_u64(ctl_topo_cur.version),
-            "node_version", ctl_json_u64(version)));
+        int prv = ctl_json_print(
+            json_pack("{s:s, s:o, s:o, s:O, s:O, s:O}", "node", args->nodes[0],
+                "file_version", ctl_json_u64(ctl_topo_cur.version),
+                "node_version", json_object_get(report, "node_version"),
+                "reached", json_object_get(report, "reached"), "missing",
+                json_object_get(report, "missing")));
+        json_decref(report);
+        return prv != CTL_EXIT_OK ? prv : rv;
     }
-    printf("%s now holds topology version %" PRIu64 " (the file's: %" PRIu64
-           "); the other nodes learn it by gossip\n",
-        args->nodes[0], version, ctl_topo_cur.version);
-    return ctl_stdout_flush();
+    json_decref(report);
+    int frv = ctl_stdout_flush();
+    return frv != CTL_EXIT_OK ? frv : rv;
 }
 
 int

@@ -133,6 +133,16 @@ struct ctl_args {
     const char *region; /* --region (topology add-node) */
     const char *address; /* --address (topology add-node) */
     const char *public_key; /* --public-key HEX (topology add-node) */
+    bool        push; /* --push: a change goes to --node and is waited for */
+    uint64_t    wait_ms; /* --wait: how long (0: CTL_WAIT_MS_DEFAULT) */
+
+    /* status, verify, drill */
+    bool        watch; /* --watch */
+    uint32_t    interval_ms; /* --interval-ms (0: CTL_WATCH_MS_DEFAULT) */
+    uint64_t    for_ms; /* --for */
+    const char *target; /* --target NAME (drill node-loss) */
+    int         clients; /* --clients per region (-1: the default) */
+    uint64_t    converge_ms; /* --converge-timeout (0: the default) */
 };
 
 /* One command: its name, its help and how it runs. run() gets an open client
@@ -163,6 +173,25 @@ MRD_MUST_USE int ctl_client_open(
 #define CTL_OPTS_CLUSTER (1u << 3)
 #define CTL_OPTS_KEYGEN (1u << 4)
 #define CTL_OPTS_TOPOLOGY (1u << 5)
+#define CTL_OPTS_STATUS (1u << 6)
+#define CTL_OPTS_DRILL (1u << 7)
+
+/* status --watch: refresh every this many ms by default, within bounds. */
+#define CTL_WATCH_MS_DEFAULT 2000u
+#define CTL_WATCH_MS_MIN 200u
+#define CTL_WATCH_MS_MAX 3600000u
+/* A drill's fence and its waits: an hour at most (a drill, not an outage). */
+#define CTL_DRILL_FOR_MS_MAX (3600u * 1000u)
+/* --wait and --converge-timeout: an hour at most. */
+#define CTL_WAIT_MS_MAX (3600u * 1000u)
+/* How long topology --push waits for every node to take the version. */
+#define CTL_WAIT_MS_DEFAULT 30000u
+/* Workload clients per region a drill runs, by default and at most. */
+#define CTL_DRILL_CLIENTS_DEFAULT 2
+#define CTL_DRILL_CLIENTS_MAX 64u
+/* How long a drill waits for the cluster to converge once it lifts the
+ * fence, by default, before it reports the drill failed. */
+#define CTL_DRILL_CONVERGE_MS_DEFAULT 120000u
 
 /* The command table, terminated by a NULL name (args.c). */
 extern const struct ctl_cmd ctl_cmds[];
@@ -191,6 +220,72 @@ int ctl_cmd_state(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_cluster(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_keygen(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_topology(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_status(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_verify(const struct ctl_args *args, mrd_client *client);
+int ctl_cmd_drill(const struct ctl_args *args, mrd_client *client);
+
+
+/* --------------------------------------------------------------- cluster --
+ * cluster.c: every node of the cluster, each with a client of its own, and
+ * what their STATUS documents say (docs/PROTOCOL.md). For status, verify,
+ * drill and topology --push. */
+
+/* Per node, how long a status poll or an operations call may take: a node
+ * that does not answer by then is reported down rather than waited for. */
+#define CTL_NODE_TIMEOUT_MS 3000u
+/* Nodes a cluster view holds: the topology's limit. */
+#define CTL_VIEW_NODES_MAX 256u
+
+struct ctl_node {
+    uint64_t    id; /* 0 until known (static mode: from its status) */
+    char        name[64];
+    char        region[64];
+    char        address[300];
+    bool        draining; /* the topology drains it */
+    bool        region_draining;
+    mrd_client *client; /* on this node's address only */
+    json_t     *status; /* the last STATUS document, NULL when none */
+    int         err; /* the last poll's error */
+    char        detail[256]; /* and the node's words for it */
+};
+
+struct ctl_cluster {
+    bool            has_topology;
+    uint64_t        version;
+    uint32_t        shard_count;
+    char            cluster_hex[33];
+    uint32_t        count;
+    struct ctl_node nodes[CTL_VIEW_NODES_MAX];
+};
+
+/* Learns the nodes from the topology `client` (the --node list) sends, or
+ * takes that list when the nodes run without one, and opens a client per
+ * node with calls of timeout_ms. Prints why and returns a ctl_exit code. */
+MRD_MUST_USE int ctl_cluster_open(const struct ctl_args *args,
+    mrd_client *client, uint32_t timeout_ms, struct ctl_cluster *c);
+void             ctl_cluster_close(struct ctl_cluster *c);
+struct ctl_node *ctl_cluster_find(struct ctl_cluster *c, const char *name);
+/* Asks every node for its STATUS at once; sets each status or err. */
+void ctl_cluster_poll(struct ctl_cluster *c);
+/* The status's entry for the shard, or NULL. */
+json_t *ctl_node_shard(const struct ctl_node *n, uint32_t shard);
+bool    ctl_node_replica(const struct ctl_node *n, uint32_t shard);
+/* A status vector ([[origin, seq], ...]): the seq of origin, or 0. */
+uint64_t ctl_vv_get(const json_t *vv, uint64_t origin);
+/* What replica r lacks of the shard's events that the answering replicas
+ * hold between them, and how long (s) the nodes have seen it behind. */
+void ctl_replica_lag(const struct ctl_cluster *c, uint32_t shard,
+    const struct ctl_node *r, uint64_t *events, double *seconds);
+/* True when every node answered and no replica lacks anything; *lagging:
+ * the events missing, summed over replicas. */
+bool ctl_cluster_converged(const struct ctl_cluster *c, uint64_t *lagging);
+/* up, suspect, down, drained, fenced or cut-off (ctl_help_status). */
+const char *ctl_node_health(
+    const struct ctl_cluster *c, const struct ctl_node *n);
+/* "30s", "500ms", "2m", "1h", or bare seconds; false past max_ms. */
+MRD_MUST_USE bool ctl_parse_duration_ms(
+    const char *s, uint64_t max_ms, uint64_t *out);
+void ctl_duration_format(uint64_t ms, char *buf, size_t size);
 
 /* ----------------------------------------------------------------- files --
  * files.c: key files and signed topology files. Each returns a ctl_exit

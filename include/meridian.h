@@ -132,7 +132,10 @@ extern "C" {
     X(EPERM, 23, "the client's role does not allow this request")              \
     X(ECAUSAL, 24,                                                             \
         "the node has not yet received an event this session saw; another "    \
-        "replica has, or this one will")
+        "replica has, or this one will")                                       \
+    X(EFENCED, 25,                                                             \
+        "the node is fenced by a failover drill and refuses this request; "    \
+        "another node will serve it")
 
 enum mrd_err {
 #define MRD_ERR_ENUM_(name, code, text) MRD_##name = code,
@@ -458,6 +461,52 @@ MRD_API uint64_t    mrd_stats_value(const mrd_stats *stats, size_t index);
 MRD_API int mrd_stats_find(
     const mrd_stats *stats, const char *name, uint64_t *value_out);
 MRD_API void mrd_stats_free(mrd_stats *stats);
+
+/* ----------------------------------------------------------- operations -- */
+
+/* Operations calls (the key needs the admin role); a client opened with one
+ * node address asks that node. What meridianctl status, verify and drill
+ * are made of (docs/OPERATIONS.md). */
+
+/* The serving node's status document: one JSON object (its identity,
+ * region, uptime, fence, peers with their liveness, every shard's vector
+ * and log size, replication lag per peer and shard, counters;
+ * docs/PROTOCOL.md lists the fields). *json_out is NUL-terminated; free it
+ * with mrd_free(). */
+MRD_API int mrd_node_status_get(mrd_client *client, char **json_out);
+
+/* A failover drill's fence on the serving node. While it holds the node
+ * refuses every request from the nodes listed (pulls, hints, SWIM: it is
+ * cut off from them both ways when each side fences the other), and with
+ * refuse_clients every client request (MRD_EFENCED, which clients take as
+ * "try another node"); operations calls are still served. It lifts itself
+ * after ms; ms 0 lifts it now. */
+#define MRD_FENCE_MS_MAX (24u * 3600u * 1000u)
+#define MRD_FENCE_PEERS_MAX 256u
+#define MRD_FENCE_LABEL_SIZE_MAX 64u
+typedef struct mrd_fence {
+    uint32_t        ms;
+    int             refuse_clients;
+    const uint64_t *peers;
+    size_t          peer_count;
+    const char     *label; /* NULL or up to MRD_FENCE_LABEL_SIZE_MAX bytes */
+} mrd_fence;
+/* *json_out (may be NULL): the fence now in force, as the node sees it;
+ * free with mrd_free(). */
+MRD_API int mrd_node_fence(
+    mrd_client *client, const mrd_fence *fence, char **json_out);
+
+/* A digest of one shard's events on the serving node: those covered by the
+ * cut (cut_count (origin, seq) pairs, flattened: origin0, seq0, ...), or
+ * every event when cut is NULL. Independent of log order: replicas that
+ * hold the same events under the cut give the same events and sum. */
+#define MRD_DIGEST_SIZE 32u
+typedef struct mrd_shard_digest {
+    uint64_t events;
+    uint8_t  sum[MRD_DIGEST_SIZE];
+} mrd_shard_digest;
+MRD_API int mrd_shard_digest_get(mrd_client *client, uint32_t shard,
+    const uint64_t *cut, size_t cut_count, mrd_shard_digest *out);
 
 /* ------------------------------------------------------------ read data -- */
 

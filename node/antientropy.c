@@ -35,6 +35,13 @@ struct node_ae_node {
     uint32_t region;
 };
 
+/* Since when (monotonic ms) a replica has been seen behind this node, for
+ * the lag in seconds of node_ae_lag(); 0: not behind. */
+struct node_ae_behind {
+    uint64_t node;
+    uint64_t since_ms;
+};
+
 struct node_ae {
     struct node_topology *nt;
     struct node_store    *store;
@@ -47,7 +54,8 @@ struct node_ae {
     struct node_ae_node   nodes[TOPO_NODES_MAX]; /* sorted by id */
     uint32_t              node_count;
     struct ae_know      **know; /* [shard_count], made on first use */
-    uint32_t              rotate; /* digest rotation (ae_digest_encode) */
+    struct node_ae_behind (*behind)[AE_REPLICAS_MAX]; /* [shard_count] */
+    uint32_t rotate; /* digest rotation (ae_digest_encode) */
 };
 
 struct node_ae_build {
@@ -121,9 +129,11 @@ node_ae_open(
     ae->shard_count = store->shard_count;
     ae->place       = calloc(store->shard_count, sizeof(*ae->place));
     ae->know        = calloc(store->shard_count, sizeof(*ae->know));
-    if (ae->place == NULL || ae->know == NULL) {
+    ae->behind      = calloc(store->shard_count, sizeof(*ae->behind));
+    if (ae->place == NULL || ae->know == NULL || ae->behind == NULL) {
         free(ae->place);
         free(ae->know);
+        free(ae->behind);
         free(ae);
         return MRD_ENOMEM;
     }
@@ -146,6 +156,7 @@ node_ae_close(struct node_ae *ae)
         }
     }
     free(ae->know);
+    free(ae->behind);
     free(ae->place);
     pthread_mutex_destroy(&ae->mu);
     free(ae);
@@ -358,4 +369,98 @@ node_ae_ack(struct node_ae *ae, uint32_t shard, uint64_t seq,
         }
     }
     pthread_mutex_unlock(&ae->mu);
+}
+
+/* Events of `own` that `theirs` lacks. Seqs of one origin are dense except
+ * across a node's lives (a wiped node starts at its creation time << 20:
+ * NODE_LIFE_SEQ_SHIFT), so a difference is capped by what the shard's log
+ * holds: the figure is an upper bound, exact in the normal case. */
+static uint64_t
+node_ae_missing(const struct crdt_vv *own, const struct crdt_vv *theirs,
+    uint64_t held, uint64_t self, uint64_t life_seq)
+{
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < own->n; i++) {
+        uint64_t have = crdt_vv_get(theirs, own->e[i].origin);
+        if (own->e[i].origin == self && have < life_seq) {
+            have = life_seq; /* our own life: dense from its start */
+        }
+        if (own->e[i].seq > have) {
+            uint64_t d = own->e[i].seq - have;
+            sum += d < held ? d : held;
+        }
+    }
+    return sum < held ? sum : held;
+}
+
+/* Updates the shard's behind-since marks from k and calls fn (if any) per
+ * row. Caller holds mu. */
+static void
+node_ae_lag_shard_locked(struct node_ae *ae, uint32_t shard, uint64_t held,
+    uint64_t now_ms, node_ae_lag_fn fn, void *arg)
+{
+    struct ae_know        *k      = ae->know[shard];
+    struct node_ae_behind *behind = ae->behind[shard];
+    struct node_ae_behind  next[AE_REPLICAS_MAX];
+
+    for (uint32_t r = 0; r < k->row_count && r < AE_REPLICAS_MAX; r++) {
+        uint64_t node   = k->row[r].node;
+        uint64_t events = node_ae_missing(
+            &k->own, &k->row[r].latest, held, ae->self, ae->store->life_seq);
+        uint64_t since = 0;
+        for (uint32_t j = 0; j < AE_REPLICAS_MAX && behind[j].node != 0; j++) {
+            if (behind[j].node == node) {
+                since = behind[j].since_ms;
+                break;
+            }
+        }
+        if (events == 0) {
+            since = 0;
+        } else if (since == 0) {
+            since = now_ms;
+        }
+        next[r] = (struct node_ae_behind) { node, since };
+        if (fn != NULL) {
+            fn(arg, shard, node, events, since);
+        }
+    }
+    uint32_t n
+        = k->row_count < AE_REPLICAS_MAX ? k->row_count : AE_REPLICAS_MAX;
+    memcpy(behind, next, n * sizeof(next[0]));
+    if (n < AE_REPLICAS_MAX) {
+        behind[n].node = 0;
+    }
+}
+
+void
+node_ae_lag(struct node_ae *ae, uint64_t now_ms, node_ae_lag_fn fn, void *arg)
+{
+    uint8_t *own = malloc((size_t) CRDT_ORIGINS_MAX * 16u);
+    if (ae == NULL || own == NULL) {
+        free(own);
+        return;
+    }
+    for (uint32_t s = 0; s < ae->shard_count; s++) {
+        uint32_t len  = 0;
+        uint64_t held = 0;
+        /* Our vector from the store: the knowledge's copy is only as new
+         * as the last pull, and a fenced node is pulled by nobody. */
+        pthread_mutex_lock(&ae->mu);
+        bool known = ae->know[s] != NULL;
+        pthread_mutex_unlock(&ae->mu);
+        if (!known || node_store_shard_vv(ae->store, s, own, &len) != MRD_OK) {
+            continue;
+        }
+        pthread_mutex_lock(&ae->store->write_mu);
+        held = ae->store->log_seq_last[s];
+        pthread_mutex_unlock(&ae->store->write_mu);
+        pthread_mutex_lock(&ae->mu);
+        if (node_ae_own_locked(
+                ae->know[s], (struct proto_str) { (const char *) own, len })
+            == MRD_OK) {
+            node_ae_lag_shard_locked(ae, s, held, now_ms, fn, arg);
+        }
+        pthread_mutex_unlock(&ae->mu);
+    }
+    free(own);
 }

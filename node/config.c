@@ -21,6 +21,7 @@ enum node_opt {
     NODE_OPT_DATA_DIR,
     NODE_OPT_LISTEN,
     NODE_OPT_READY_FILE,
+    NODE_OPT_METRICS_LISTEN,
     NODE_OPT_SHARDS,
     NODE_OPT_MAP_SIZE,
     NODE_OPT_MAP_SIZE_MAX,
@@ -48,6 +49,7 @@ static const struct option node_options[] = {
     { "data-dir", required_argument, NULL, NODE_OPT_DATA_DIR },
     { "listen", required_argument, NULL, NODE_OPT_LISTEN },
     { "ready-file", required_argument, NULL, NODE_OPT_READY_FILE },
+    { "metrics-listen", required_argument, NULL, NODE_OPT_METRICS_LISTEN },
     { "shards", required_argument, NULL, NODE_OPT_SHARDS },
     { "map-size", required_argument, NULL, NODE_OPT_MAP_SIZE },
     { "map-size-max", required_argument, NULL, NODE_OPT_MAP_SIZE_MAX },
@@ -91,6 +93,12 @@ node_config_usage(FILE *out)
         "tcp://127.0.0.1:7400;\n"
         "                           port 0 picks a free port)\n"
         "  --ready-file PATH        once serving, write the bound URL here\n"
+        "  --metrics-listen URL     serve Prometheus metrics at URL/metrics,\n"
+        "                           e.g. http://127.0.0.1:9401 (port 0 picks\n"
+        "                           a free port: `meridianctl status` shows\n"
+        "                           it). Plain HTTP, no secrets and no event\n"
+        "                           data: bind it where only your scraper\n"
+        "                           reaches. Default: none\n"
         "  --shards N               shard count, fixed when the data dir is\n"
         "                           created (default %u, max %u)\n"
         "  --map-size SIZE          initial LMDB map size (default 1G)\n"
@@ -429,6 +437,16 @@ node_config_set(
     case NODE_OPT_READY_FILE:
         return node_config_string(
             cfg->ready_file, sizeof(cfg->ready_file), name, v);
+    case NODE_OPT_METRICS_LISTEN:
+        if (strncmp(v, "http://", 7) != 0) {
+            fprintf(stderr,
+                "meridiand: --%s must be an http:// URL, e.g. "
+                "http://127.0.0.1:9401\n",
+                name);
+            return -1;
+        }
+        return node_config_string(
+            cfg->metrics_listen, sizeof(cfg->metrics_listen), name, v);
     case NODE_OPT_SHARDS:
         rv = node_config_range(name, v, false, 1, NODE_SHARDS_MAX, &n);
         cfg->shard_count = (uint32_t) n;

@@ -439,6 +439,18 @@ node_liveness_recv(
     pthread_mutex_unlock(&lv->mu);
 }
 
+int
+node_liveness_state(struct node_liveness *lv, uint64_t id)
+{
+    if (lv == NULL) {
+        return SWIM_UNKNOWN;
+    }
+    pthread_mutex_lock(&lv->mu);
+    int state = (int) swim_state(lv->swim, id);
+    pthread_mutex_unlock(&lv->mu);
+    return state;
+}
+
 bool
 node_liveness_dead(struct node_liveness *lv, uint64_t id)
 {

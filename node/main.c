@@ -50,6 +50,7 @@ main(int argc, char **argv)
     struct node_liveness *liveness = NULL;
     struct node_ae       *ae       = NULL;
     struct node_security *sec      = NULL;
+    struct node_metrics  *metrics  = NULL;
     sigset_t              set;
     int                   sig = 0;
 
@@ -137,6 +138,14 @@ main(int argc, char **argv)
         node_topology_close(topology);
         return 1;
     }
+    if (cfg.metrics_listen[0] != '\0'
+        && node_metrics_start(cfg.metrics_listen, srv, &metrics) != MRD_OK) {
+        node_server_stop(srv);
+        node_store_close(&store);
+        node_topology_close(topology);
+        return 1;
+    }
+    node_server_set_metrics_url(srv, node_metrics_url(metrics));
     if (cfg.ready_file[0] != '\0'
         && node_ready_file_write(cfg.ready_file, node_server_url(srv)) != 0) {
         node_log(NODE_LOG_ERROR, "cannot write the ready file", "{s:s, s:s}",
@@ -164,13 +173,15 @@ main(int argc, char **argv)
         node_topology_close(topology);
         return 1;
     }
-    node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:i}", "listen",
-        node_server_url(srv), "version", MRD_VERSION_STRING, "pid",
-        (int) getpid());
+    node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:s, s:i}", "listen",
+        node_server_url(srv), "metrics", node_metrics_url(metrics), "version",
+        MRD_VERSION_STRING, "pid", (int) getpid());
     while (sigwait(&set, &sig) != 0) { }
     bool failed = node_server_failed(srv);
     node_log(NODE_LOG_INFO, "stopping", "{s:s}", "signal",
         sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* First, so that no scrape reads a server being taken down. */
+    node_metrics_stop(metrics);
     node_puller_stop(puller);
     /* The server may still hand SWIM messages over until it stops. */
     node_server_set_liveness(srv, NULL);

@@ -107,6 +107,7 @@ struct node_config {
     char     data_dir[4096];
     char     listen[256];
     char     ready_file[4096];
+    char     metrics_listen[256]; /* empty: no metrics endpoint */
     uint32_t shard_count;
     uint64_t map_size;
     uint64_t map_size_max;
@@ -231,13 +232,52 @@ bool node_hlc_observe(struct node_hlc *hlc, uint64_t remote, uint64_t wall_ms,
     X(rejected_joining)                                                        \
     X(rejected_role) /* MRD_EPERM, MRD_EAUTH: the key's role said no */        \
     X(rejected_causal) /* MRD_ECAUSAL: the session's last event not here */    \
+    X(rejected_fenced) /* MRD_EFENCED: a drill's fence (PROTO_T_FENCE) */      \
     X(joining) /* not a counter: 1 while appends wait (store->joining) */
+
+/* A histogram for /metrics (metrics.c): per bucket, the observations at
+ * or below its bound and above the one before (made cumulative when
+ * rendered), the +Inf bucket last; count and sum as Prometheus wants them.
+ * Lock-free: an observation is three relaxed adds, so a scrape may see one
+ * in count but not yet in its bucket; Prometheus tolerates that. */
+#define NODE_HIST_BOUNDS_MAX 16u
+struct node_hist {
+    _Atomic uint64_t bucket[NODE_HIST_BOUNDS_MAX + 1];
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum; /* in the unit of the bounds */
+};
+struct node_hist_bounds {
+    uint32_t n;
+    uint64_t le[NODE_HIST_BOUNDS_MAX];
+    double   scale; /* rendered le and sum = value * scale (us -> s) */
+};
+/* Append latency, us: 100 us to 10 s. */
+extern const struct node_hist_bounds node_hist_latency_us;
+/* Items per batch (appends per group commit, events per pull): 1 to 4096. */
+extern const struct node_hist_bounds node_hist_batch;
+void                                 node_hist_observe(
+                                    struct node_hist *h, const struct node_hist_bounds *b, uint64_t v);
+
+/* Acknowledgement levels a histogram or counter is kept by. */
+#define NODE_ACK_LEVELS 3u
+_Static_assert(MRD_ACK_LOCAL == 0 && MRD_ACK_REGION == 1 && MRD_ACK_GLOBAL == 2,
+    "ack levels index the per-level metrics");
 
 struct node_stats {
 #define NODE_STAT_FIELD_(name) _Atomic uint64_t name;
     NODE_STATS(NODE_STAT_FIELD_)
 #undef NODE_STAT_FIELD_
+    /* For /metrics only (not in STATS): by the level the append asked. */
+    _Atomic uint64_t appends_by_ack[NODE_ACK_LEVELS];
+    _Atomic uint64_t append_bytes_by_ack[NODE_ACK_LEVELS];
+    struct node_hist append_latency[NODE_ACK_LEVELS]; /* us, to the answer */
+    struct node_hist commit_batch; /* appends per group commit */
+    struct node_hist pull_batch; /* events per applied pull batch */
+    /* The largest lead of a replicated timestamp over our clock, ms. */
+    _Atomic uint64_t hlc_ahead_max_ms;
 };
+/* Raises a gauge kept as a maximum. */
+void node_stat_max(_Atomic uint64_t *gauge, uint64_t v);
 #define NODE_STAT_ADD(stats, name, n)                                          \
     atomic_fetch_add_explicit(&(stats)->name, (n), memory_order_relaxed)
 
@@ -315,6 +355,16 @@ MRD_MUST_USE int node_ae_hint_targets(struct node_ae *ae, uint32_t shard,
 /* A replica's vector for the shard (a PULL's, or a reply's at its end). */
 MRD_MUST_USE int node_ae_report(
     struct node_ae *ae, uint32_t shard, uint64_t node, struct proto_str vv);
+/* Replication lag per replica of every shard this node holds: for each
+ * other replica it has heard of, the events this node holds that the
+ * replica has not reported (a lower bound of the replica's knowledge, so
+ * an upper bound of its lag), and since when (monotonic ms, 0: not behind)
+ * this node has seen it behind. Calls fn under the module's lock: fn must
+ * not call back. */
+typedef void (*node_ae_lag_fn)(void *arg, uint32_t shard, uint64_t node,
+    uint64_t events, uint64_t behind_since_ms);
+void node_ae_lag(
+    struct node_ae *ae, uint64_t now_ms, node_ae_lag_fn fn, void *arg);
 /* A digest from a PULL or its reply; MRD_EPROTO with why when malformed. */
 MRD_MUST_USE int node_ae_absorb(struct node_ae *ae, uint32_t shard,
     struct proto_str digest, const char **why);
@@ -381,6 +431,9 @@ struct node_store {
      * it exclusively to grow the map (mdb_env_set_mapsize needs no live
      * transaction in the process). */
     pthread_rwlock_t resize_lock;
+    /* The first origin seq of this life of the node's data dir (0: none
+     * recorded); read-only after open. */
+    uint64_t life_seq;
     /* Writer-owned counters, loaded at open and persisted in every commit. */
     uint64_t        origin_seq_last;
     uint64_t        stream_id_last;
@@ -601,6 +654,16 @@ MRD_MUST_USE int node_store_read_log(struct node_store *store,
     struct node_stats *stats, const char **why);
 MRD_MUST_USE int node_store_stream_info(
     struct node_store *store, struct proto_str stream, mrd_stream_info *info);
+/* DIGEST (proto.h): the shard's events under req's cut, counted and summed,
+ * and the shard's vector in the same snapshot (vv: room for
+ * CRDT_ORIGINS_MAX entries of 16 bytes). MRD_EINVAL (no such shard),
+ * MRD_ECORRUPT (a record failed its checksum: counted, logged), MRD_EIO. */
+MRD_MUST_USE int node_store_digest(struct node_store *store,
+    const struct proto_digest_req *req, struct proto_digest_rep *rep,
+    uint8_t *vv, struct node_stats *stats, const char **why);
+/* LMDB map size and bytes in use (last page), for metrics. */
+void node_store_map_use(
+    struct node_store *store, uint64_t *size, uint64_t *used);
 
 /* -------------------------------------------------------------- security -- */
 
@@ -662,6 +725,56 @@ struct node_stats *node_server_stats(struct node_server *srv);
 void node_server_wake_all(struct node_server *srv);
 /* True once the writer hit a fail-stop error; main exits non-zero. */
 bool node_server_failed(const struct node_server *server);
+/* A failover drill's fence (PROTO_T_FENCE): while until_ms (monotonic) is
+ * ahead, requests from the listed peers are refused, and with clients
+ * every client request but the operations ones. */
+#define NODE_FENCE_PEERS_MAX PROTO_FENCE_PEERS_MAX
+struct node_fence_view {
+    bool     active;
+    bool     clients;
+    uint64_t left_ms; /* until it lifts by itself */
+    uint64_t since_ms; /* wall clock, when it was set */
+    uint32_t peer_count;
+    uint64_t peers[NODE_FENCE_PEERS_MAX];
+    char     label[PROTO_FENCE_LABEL_SIZE_MAX + 1];
+};
+void node_server_fence_view(
+    struct node_server *srv, struct node_fence_view *out);
+
+/* What /metrics and STATUS report (metrics.c), gathered by the server. */
+struct node_observe {
+    const struct node_config *cfg;
+    struct node_store        *store;
+    struct node_topology     *topology; /* NULL: static mode */
+    struct node_ae           *ae; /* NULL: static mode */
+    struct node_liveness     *liveness; /* NULL: no SWIM */
+    struct node_stats        *stats;
+    struct lk_stats          *link;
+    const char               *url;
+    uint64_t                  started_wall_ms;
+    uint64_t                  started_mono_ms;
+    uint32_t                  queue_writer; /* appends waiting */
+    uint32_t                  queue_reads; /* reads waiting */
+    uint32_t                  parked; /* long-polls and ack waits */
+};
+void node_server_observe(struct node_server *srv, struct node_observe *out);
+
+/* The metrics endpoint (metrics.c): NNG's HTTP server at cfg's
+ * --metrics-listen, GET /metrics in Prometheus text format. */
+struct node_metrics;
+MRD_MUST_USE int node_metrics_start(
+    const char *url, struct node_server *srv, struct node_metrics **out);
+/* The URL bound (port 0 resolved), "" when not serving. */
+const char *node_metrics_url(const struct node_metrics *m);
+void        node_metrics_stop(struct node_metrics *m);
+/* Where the server's STATUS finds the metrics URL (set once after start). */
+void node_server_set_metrics_url(struct node_server *srv, const char *url);
+/* The Prometheus text and the STATUS document, malloc'd, NUL-ended. */
+MRD_MUST_USE int node_metrics_text(
+    struct node_server *srv, char **out, size_t *len);
+MRD_MUST_USE int node_status_json(
+    struct node_server *srv, const char *metrics_url, char **out, size_t *len);
+
 /* Hints: the server tells the puller about HINTs received (hint_in) and
  * about shards its writer committed new events to (hint_out, called by the
  * writer thread after each commit). Either may be NULL. */
@@ -683,6 +796,9 @@ void             node_liveness_stop(struct node_liveness *lv);
 /* A SWIM message from a peer (the server's NNG thread): queued. */
 void node_liveness_recv(
     struct node_liveness *lv, uint64_t from, const void *bytes, size_t len);
+/* SWIM's view of a node (enum swim_state: 0 unknown, 1 alive, 2 suspect,
+ * 3 dead); 0 without SWIM. */
+int node_liveness_state(struct node_liveness *lv, uint64_t id);
 /* True when SWIM holds the node DEAD: the puller skips it. */
 bool node_liveness_dead(struct node_liveness *lv, uint64_t id);
 /* A peer that gossip says runs a newer topology (then forgotten), or 0. */

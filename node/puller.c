@@ -775,6 +775,10 @@ node_puller_apply_group(struct node_puller *p, struct node_puller_peer *peer,
             took = ok ? b[j].applied : 0;
             applied += b[j].applied;
             if (took > 0) {
+                node_hist_observe(
+                    &p->stats->pull_batch, &node_hist_batch, took);
+            }
+            if (took > 0) {
                 relay[f[i].shard / 8] |= (uint8_t) (1u << (f[i].shard % 8));
             }
             if (ok && b[j].applied > 0 && f[i].rep.end) {

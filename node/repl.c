@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,38 @@ node_vv_load(MDB_txn *txn, const struct node_store *store, uint32_t shard,
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* A clamped timestamp, logged at most once a second (a skewed peer sends
+ * thousands): the count of the ones not logged goes with the next line,
+ * and clock_clamped counts them all. Names the event in hand by its dot
+ * and its correlation and causation ids, never its payload. */
+#define NODE_CLAMP_LOG_MS 1000u
+static void
+node_clamp_log(const struct proto_record *r, uint64_t now, uint32_t max_ms)
+{
+    static _Atomic uint64_t last_ms;
+    static _Atomic uint64_t quiet;
+    uint64_t                mono = mrd_now_mono_ms();
+    uint64_t                last = atomic_load(&last_ms);
+
+    if (last != 0 && mono - last < NODE_CLAMP_LOG_MS) {
+        atomic_fetch_add(&quiet, 1);
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&last_ms, &last, mono)) {
+        atomic_fetch_add(&quiet, 1);
+        return;
+    }
+    node_log(NODE_LOG_WARN, "a replicated timestamp is ahead of our clock",
+        "{s:I, s:I, s:I, s:I, s:s%, s:s%, s:I}", "origin",
+        (json_int_t) r->origin, "seq", (json_int_t) r->seq, "ahead_ms",
+        (json_int_t) ((r->hlc >> 16) - now), "max_ms", (json_int_t) max_ms,
+        "correlation_id", r->correlation.ptr != NULL ? r->correlation.ptr : "",
+        (size_t) r->correlation.len, "causation_id",
+        r->causation.ptr != NULL ? r->causation.ptr : "",
+        (size_t) r->causation.len, "not_logged",
+        (json_int_t) atomic_exchange(&quiet, 0));
 }
 
 int
@@ -562,15 +595,14 @@ node_replicate_batch(MDB_txn *txn, struct node_store *store, uint64_t peer,
             *why = "too many origins in one shard";
             rc   = MDB_CORRUPTED;
         }
+        if (rc == 0 && (r->hlc >> 16) > now) {
+            node_stat_max(&stats->hlc_ahead_max_ms, (r->hlc >> 16) - now);
+        }
         if (rc == 0
             && node_hlc_observe(
                 &store->hlc, r->hlc, now, store->clock_ahead_max_ms)) {
             NODE_STAT_ADD(stats, clock_clamped, 1);
-            node_log(NODE_LOG_WARN,
-                "a replicated timestamp is ahead of our clock",
-                "{s:I, s:I, s:I}", "origin", (json_int_t) r->origin, "ahead_ms",
-                (json_int_t) ((r->hlc >> 16) - now), "max_ms",
-                (json_int_t) store->clock_ahead_max_ms);
+            node_clamp_log(r, now, store->clock_ahead_max_ms);
         }
         if (rc == 0) {
             b->applied++;
@@ -737,4 +769,108 @@ node_store_set_stable(
     int rv = crdt_vv_copy(&store->stable[shard], stable);
     pthread_mutex_unlock(&store->write_mu);
     return rv;
+}
+
+int
+node_store_digest(struct node_store *store, const struct proto_digest_req *req,
+    struct proto_digest_rep *rep, uint8_t *vv_out, struct node_stats *stats,
+    const char **why)
+{
+    struct node_vv *vv = malloc(sizeof(*vv));
+    struct crdt_vv  cut;
+    MDB_txn        *txn                             = NULL;
+    MDB_cursor     *cur                             = NULL;
+    uint64_t        lane[PROTO_DIGEST_SUM_SIZE / 8] = { 0 };
+    int             rv                              = MRD_OK;
+
+    memset(rep, 0, sizeof(*rep));
+    crdt_vv_init(&cut);
+    if (req->shard >= store->shard_count) {
+        free(vv);
+        *why = "no such shard";
+        return MRD_EINVAL;
+    }
+    if (vv == NULL
+        || (req->has_cut && node_vv_from_wire(req->cut, &cut) != MRD_OK)) {
+        free(vv);
+        crdt_vv_free(&cut);
+        return MRD_ENOMEM;
+    }
+    /* One snapshot for the vector and the log: readers never block the
+     * writer, and a long scan holds only old pages. */
+    pthread_rwlock_rdlock(&store->resize_lock);
+    int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) {
+        rc = node_vv_load(txn, store, req->shard, vv);
+    }
+    if (rc == 0) {
+        rc = mdb_cursor_open(txn, store->dbi_log[req->shard], &cur);
+    }
+    MDB_val k, v;
+    int     c = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : rc;
+    while (c == 0) {
+        struct proto_record r;
+        const char         *rec = (const char *) v.mv_data + 8;
+        size_t              len = v.mv_size > 8 ? v.mv_size - 8 : 0;
+        if (v.mv_size <= 8
+            || proto_record_decode(rec, len, &r, NULL) != MRD_OK) {
+            uint64_t seq = k.mv_size == 8 ? mrd_be64_get(k.mv_data) : 0;
+            NODE_STAT_ADD(stats, corrupt_records, 1);
+            node_log(NODE_LOG_ERROR, "a stored record failed its checksum",
+                "{s:i, s:I}", "shard", (int) req->shard, "log_seq",
+                (json_int_t) seq);
+            rv   = MRD_ECORRUPT;
+            *why = "a stored event failed its checksum";
+            break;
+        }
+        if (!req->has_cut
+            || crdt_vv_covers_dot(
+                &cut, (struct crdt_dot) { r.origin, r.seq })) {
+            uint8_t h[PROTO_DIGEST_SUM_SIZE];
+            crypto_generichash(
+                h, sizeof h, (const unsigned char *) rec, len, NULL, 0);
+            for (uint32_t i = 0; i < PROTO_DIGEST_SUM_SIZE / 8; i++) {
+                lane[i] += mrd_be64_get(h + 8 * i); /* mod 2^64 */
+            }
+            rep->events++;
+        }
+        c = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rv == MRD_OK && c != MDB_NOTFOUND) {
+        rv   = MRD_EIO;
+        *why = "cannot read the shard's log";
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+    pthread_rwlock_unlock(&store->resize_lock);
+    if (rv == MRD_OK) {
+        for (uint32_t i = 0; i < PROTO_DIGEST_SUM_SIZE / 8; i++) {
+            mrd_be64_put(rep->sum + 8 * i, lane[i]);
+        }
+        node_vv_bin(vv, vv_out);
+        rep->vv = (struct proto_str) { (const char *) vv_out, vv->n * 16 };
+    }
+    free(vv);
+    crdt_vv_free(&cut);
+    return rv;
+}
+
+void
+node_store_map_use(struct node_store *store, uint64_t *size, uint64_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat    st;
+
+    *size = *used = 0;
+    pthread_rwlock_rdlock(&store->resize_lock);
+    if (mdb_env_info(store->env, &info) == 0
+        && mdb_env_stat(store->env, &st) == 0) {
+        *size = info.me_mapsize;
+        *used = ((uint64_t) info.me_last_pgno + 1) * st.ms_psize;
+    }
+    pthread_rwlock_unlock(&store->resize_lock);
 }

@@ -174,6 +174,9 @@ node_sec_needs(uint32_t type)
         return KEYRING_ROLE_NODE;
     case PROTO_T_TOPOLOGY_PUSH:
     case PROTO_T_STATS:
+    case PROTO_T_STATUS:
+    case PROTO_T_FENCE:
+    case PROTO_T_DIGEST:
         return KEYRING_ROLE_ADMIN;
     case PROTO_T_APPEND:
         return KEYRING_ROLE_WRITE;

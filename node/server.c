@@ -71,6 +71,8 @@ struct node_work {
     struct proto_str       stream;
     struct proto_state_req state_req;
     struct proto_pull_req  pull;
+    struct proto_digest_req digest;
+    uint64_t                start_us; /* when the request came (metrics) */
     /* Long-poll state. */
     uint64_t          deadline_ms;
     uint64_t          stream_hash;
@@ -143,6 +145,14 @@ struct node_server {
     _Atomic bool      timer_stop;
     _Atomic uint32_t  sending;
     struct node_stats stats;
+    uint64_t          started_wall_ms;
+    uint64_t          started_mono_ms;
+    char              metrics_url[300]; /* set once, before STATUS is served */
+    /* A drill's fence (PROTO_T_FENCE; fence_mu). fence_until_ms is read
+     * without the lock on every request: 0 when no fence was ever set. */
+    pthread_mutex_t        fence_mu;
+    _Atomic uint64_t       fence_until_ms; /* monotonic */
+    struct node_fence_view fence; /* fence_mu */
 #ifdef MRD_PLANTED_BUGS
     /* ack-before-fsync (plant.h; writer thread only): the batch in hand
      * was answered before its commit, and the shards it wrote, for the
@@ -285,6 +295,9 @@ node_count_reject(struct node_stats *stats, int status)
     case MRD_ENOTREPLICA:
         NODE_STAT_ADD(stats, rejected_not_replica, 1);
         break;
+    case MRD_EFENCED:
+        NODE_STAT_ADD(stats, rejected_fenced, 1);
+        break;
     case MRD_ECAUSAL:
         NODE_STAT_ADD(stats, rejected_causal, 1);
         break;
@@ -381,6 +394,208 @@ node_reply_stats(struct node_work *w)
     proto_buf_reset(&w->small);
     proto_stats_rep_encode(&w->small, stats, MRD_ARRAY_SIZE(stats));
     node_work_send(w, &w->small);
+}
+
+/* ---------------------------------------------------------------- fence -- */
+
+/* Whether a drill's fence holds now. One that outlived its time is lifted
+ * here, by whichever request sees it first, and logged. */
+static bool
+node_fence_active(struct node_server *srv)
+{
+    uint64_t until = atomic_load(&srv->fence_until_ms);
+    if (until == 0) {
+        return false;
+    }
+    if (mrd_now_mono_ms() < until) {
+        return true;
+    }
+    pthread_mutex_lock(&srv->fence_mu);
+    if (atomic_load(&srv->fence_until_ms) == until) {
+        node_log(NODE_LOG_WARN, "a drill's fence ran out and lifted itself",
+            "{s:s}", "label", srv->fence.label);
+        atomic_store(&srv->fence_until_ms, 0);
+        memset(&srv->fence, 0, sizeof(srv->fence));
+    }
+    pthread_mutex_unlock(&srv->fence_mu);
+    return false;
+}
+
+/* A request from node `from` (a PULL, HINT or SWIM) while a fence names
+ * it: refused, so the node looks cut off from it both ways. */
+static bool
+node_fence_refuses_peer(struct node_server *srv, uint64_t from)
+{
+    bool refused = false;
+    if (!node_fence_active(srv)) {
+        return false;
+    }
+    pthread_mutex_lock(&srv->fence_mu);
+    for (uint32_t i = 0; i < srv->fence.peer_count && !refused; i++) {
+        refused = srv->fence.peers[i] == from;
+    }
+    pthread_mutex_unlock(&srv->fence_mu);
+    return refused;
+}
+
+/* A client request while a fence refuses clients: the stream requests,
+ * which an application makes and the library fails over. The operations
+ * requests (node info, stats, status, fence, digest), shard log reads (a
+ * tool's, and the drill's own recovery-point read) and topology are always
+ * served, so the drill that set the fence can watch, measure and lift it. */
+static bool
+node_fence_refuses_client(struct node_server *srv, uint32_t type)
+{
+    if (type != PROTO_T_APPEND && type != PROTO_T_READ && type != PROTO_T_INFO
+        && type != PROTO_T_STATE) {
+        return false;
+    }
+    if (!node_fence_active(srv)) {
+        return false;
+    }
+    pthread_mutex_lock(&srv->fence_mu);
+    bool refused = srv->fence.clients;
+    pthread_mutex_unlock(&srv->fence_mu);
+    return refused;
+}
+
+void
+node_server_fence_view(struct node_server *srv, struct node_fence_view *out)
+{
+    bool active = node_fence_active(srv);
+    pthread_mutex_lock(&srv->fence_mu);
+    *out = srv->fence;
+    if (active) {
+        uint64_t until = atomic_load(&srv->fence_until_ms);
+        uint64_t now   = mrd_now_mono_ms();
+        out->active    = true;
+        out->left_ms   = until > now ? until - now : 0;
+    } else {
+        memset(out, 0, sizeof(*out));
+    }
+    pthread_mutex_unlock(&srv->fence_mu);
+}
+
+/* Sends a JSON document reply (STATUS, FENCE) from a buffer of its own:
+ * w->small is too small for a status document. */
+static void
+node_send_doc(struct node_work *w, uint32_t type, char *json, size_t len)
+{
+    struct proto_buf buf;
+    proto_buf_init(&buf, PROTO_DOC_SIZE_MAX + 64u);
+    if (len < 2 || len > PROTO_DOC_SIZE_MAX) {
+        node_work_error(w, MRD_ETOOBIG,
+            "the document is larger than PROTO_DOC_SIZE_MAX", false, 0);
+    } else {
+        proto_doc_rep_encode(&buf, type, json, len);
+        node_work_send(w, &buf);
+    }
+    proto_buf_fini(&buf);
+    free(json);
+}
+
+static char *
+node_fence_json(const struct node_fence_view *f, size_t *len)
+{
+    json_t *peers = json_array();
+    for (uint32_t i = 0; peers != NULL && i < f->peer_count; i++) {
+        json_array_append_new(peers, json_integer((json_int_t) f->peers[i]));
+    }
+    json_t *doc  = json_pack("{s:b, s:b, s:I, s:I, s:o, s:s}", "fenced",
+         f->active, "clients", f->clients, "left_ms", (json_int_t) f->left_ms,
+         "since_ms", (json_int_t) f->since_ms, "peers",
+        peers != NULL ? peers : json_array(), "label", f->label);
+    char   *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    *len = text != NULL ? strlen(text) : 0;
+    return text;
+}
+
+static void
+node_reply_fence(struct node_work *w, const struct proto_fence_req *req)
+{
+    struct node_server    *srv = w->srv;
+    struct node_fence_view view;
+
+    pthread_mutex_lock(&srv->fence_mu);
+    memset(&srv->fence, 0, sizeof(srv->fence));
+    if (req->ms > 0) {
+        srv->fence.clients    = req->clients;
+        srv->fence.since_ms   = mrd_now_real_ms();
+        srv->fence.peer_count = req->peers.len / 8;
+        for (uint32_t i = 0; i < srv->fence.peer_count; i++) {
+            srv->fence.peers[i]
+                = mrd_be64_get((const uint8_t *) req->peers.ptr + 8 * i);
+        }
+        memcpy(srv->fence.label, req->label.ptr, req->label.len);
+        srv->fence.label[req->label.len] = '\0';
+        atomic_store(&srv->fence_until_ms, mrd_now_mono_ms() + req->ms);
+    } else {
+        atomic_store(&srv->fence_until_ms, 0);
+    }
+    pthread_mutex_unlock(&srv->fence_mu);
+    node_server_fence_view(srv, &view);
+    node_log(NODE_LOG_WARN,
+        req->ms > 0 ? "fenced by a failover drill" : "a drill's fence lifted",
+        "{s:s, s:b, s:i, s:I}", "label", view.label, "clients", view.clients,
+        "peers", (int) view.peer_count, "ms", (json_int_t) req->ms);
+    size_t len;
+    char  *json = node_fence_json(&view, &len);
+    if (json == NULL) {
+        node_work_error(w, MRD_ENOMEM, "cannot encode the fence", false, 0);
+        return;
+    }
+    node_send_doc(w, PROTO_T_FENCE, json, len);
+}
+
+static void
+node_reply_status(struct node_work *w)
+{
+    char  *json = NULL;
+    size_t len  = 0;
+    int    rv   = node_status_json(w->srv, w->srv->metrics_url, &json, &len);
+    if (rv != MRD_OK) {
+        node_work_error(w, rv, "cannot build the status document", false, 0);
+        return;
+    }
+    node_send_doc(w, PROTO_T_STATUS, json, len);
+}
+
+void
+node_server_set_metrics_url(struct node_server *srv, const char *url)
+{
+    snprintf(srv->metrics_url, sizeof(srv->metrics_url), "%s", url);
+}
+
+void
+node_server_observe(struct node_server *srv, struct node_observe *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->cfg                 = srv->cfg;
+    out->store               = srv->store;
+    out->topology            = srv->topology;
+    out->ae                  = srv->ae;
+    out->liveness            = atomic_load(&srv->liveness);
+    out->stats               = &srv->stats;
+    out->link                = node_security_stats(srv->sec);
+    out->url                 = srv->url;
+    out->started_wall_ms     = srv->started_wall_ms;
+    out->started_mono_ms     = srv->started_mono_ms;
+    struct node_queue *qs[2] = { &srv->wq, &srv->rq };
+    uint32_t          *ns[2] = { &out->queue_writer, &out->queue_reads };
+    for (int i = 0; i < 2; i++) {
+        pthread_mutex_lock(&qs[i]->mu);
+        for (struct node_work *x = qs[i]->head; x != NULL; x = x->next) {
+            (*ns[i])++;
+        }
+        pthread_mutex_unlock(&qs[i]->mu);
+    }
+    pthread_mutex_lock(&srv->park_mu);
+    out->parked = srv->parked_count;
+    for (struct node_work *x = srv->acks; x != NULL; x = x->next) {
+        out->parked++;
+    }
+    pthread_mutex_unlock(&srv->park_mu);
 }
 
 /* Decodes every event's state ops once here, on an NNG thread, so the
@@ -536,6 +751,13 @@ node_dispatch_read(struct node_work *w, struct proto_rd *body)
         if (rv == MRD_OK) {
             rv = node_work_speaks_for(w, w->pull.from, &why);
         }
+        if (rv == MRD_OK && node_fence_refuses_peer(w->srv, w->pull.from)) {
+            rv  = MRD_EFENCED;
+            why = "fenced off from this node by a failover drill";
+        }
+        break;
+    case PROTO_T_DIGEST:
+        rv = proto_digest_req_decode(body, &w->digest, &why);
         break;
     default:
         MRD_ASSERT(!"not a read-side type");
@@ -581,9 +803,10 @@ node_work_dispatch(struct node_work *w)
     int                 rv;
 
     NODE_STAT_ADD(&srv->stats, requests, 1);
-    w->type = 0;
-    rv      = proto_request_open(nng_msg_body(w->req), len, &frame, &why);
-    w->type = frame.type <= PROTO_T_MAX_ ? frame.type : 0;
+    w->start_us = mrd_now_mono_us();
+    w->type     = 0;
+    rv          = proto_request_open(nng_msg_body(w->req), len, &frame, &why);
+    w->type     = frame.type <= PROTO_T_MAX_ ? frame.type : 0;
     if (rv == MRD_OK && len > srv->cfg->frame_size_max) {
         rv  = MRD_ETOOBIG;
         why = "the request is larger than the node's frame limit";
@@ -598,6 +821,11 @@ node_work_dispatch(struct node_work *w)
     }
     if (rv == MRD_OK) {
         rv = node_work_allowed(w, frame.type, NULL, 0, &why);
+    }
+    if (rv == MRD_OK && node_fence_refuses_client(srv, frame.type)) {
+        rv  = MRD_EFENCED;
+        why = "this node is fenced by a failover drill (meridianctl drill); "
+              "another node serves";
     }
     if (rv != MRD_OK) {
         node_work_error(w, rv, why, false, 0);
@@ -624,6 +852,10 @@ node_work_dispatch(struct node_work *w)
         if (rv == MRD_OK) {
             rv = node_work_speaks_for(w, hint.from, &why);
         }
+        if (rv == MRD_OK && node_fence_refuses_peer(srv, hint.from)) {
+            rv  = MRD_EFENCED;
+            why = "fenced off from this node by a failover drill";
+        }
         if (rv != MRD_OK) {
             node_work_error(w, rv, why, false, 0);
             return;
@@ -648,6 +880,10 @@ node_work_dispatch(struct node_work *w)
         rv = proto_swim_req_decode(&frame.body, &from, &msg, &why);
         if (rv == MRD_OK) {
             rv = node_work_speaks_for(w, from, &why);
+        }
+        if (rv == MRD_OK && node_fence_refuses_peer(srv, from)) {
+            rv  = MRD_EFENCED;
+            why = "fenced off from this node by a failover drill";
         }
         if (rv != MRD_OK) {
             node_work_error(w, rv, why, false, 0);
@@ -709,15 +945,28 @@ node_work_dispatch(struct node_work *w)
     }
     case PROTO_T_NODE_INFO:
     case PROTO_T_STATS:
+    case PROTO_T_STATUS:
         rv = proto_empty_req_decode(&frame.body, &why);
         if (rv != MRD_OK) {
             node_work_error(w, rv, why, false, 0);
         } else if (frame.type == PROTO_T_NODE_INFO) {
             node_reply_node_info(w);
+        } else if (frame.type == PROTO_T_STATUS) {
+            node_reply_status(w);
         } else {
             node_reply_stats(w);
         }
         return;
+    case PROTO_T_FENCE: {
+        struct proto_fence_req fence;
+        rv = proto_fence_req_decode(&frame.body, &fence, &why);
+        if (rv != MRD_OK) {
+            node_work_error(w, rv, why, false, 0);
+            return;
+        }
+        node_reply_fence(w, &fence);
+        return;
+    }
     default:
         node_dispatch_read(w, &frame.body);
         return;
@@ -843,9 +1092,25 @@ node_ack_count(struct node_server *srv, struct node_append *a)
     return reached;
 }
 
+/* An append answered with success: counted by the level it asked for,
+ * with its latency from arrival to answer. */
+static void
+node_append_observe(struct node_server *srv, const struct node_work *w)
+{
+    uint32_t level = w->append.req.ack.level < NODE_ACK_LEVELS
+        ? w->append.req.ack.level
+        : MRD_ACK_LOCAL;
+    NODE_STAT_ADD(&srv->stats, appends_by_ack[level], 1);
+    NODE_STAT_ADD(
+        &srv->stats, append_bytes_by_ack[level], w->append.req.events_raw.len);
+    node_hist_observe(&srv->stats.append_latency[level], &node_hist_latency_us,
+        mrd_now_mono_us() - w->start_us);
+}
+
 static void
 node_ack_answer(struct node_server *srv, struct node_work *w)
 {
+    node_append_observe(srv, w);
     if (w->append.rep.ack_level == w->append.req.ack.level) {
         NODE_STAT_ADD(&srv->stats, acks_reached, 1);
     } else {
@@ -999,6 +1264,7 @@ node_writer_answer(struct node_server *srv, struct node_work *w)
         node_ack_wait(srv, w);
         return;
     }
+    node_append_observe(srv, w);
     proto_buf_reset(&w->small);
     proto_append_rep_encode(&w->small, &a->rep);
     node_work_send(w, &w->small);
@@ -1149,6 +1415,7 @@ node_writer_commit(struct node_server *srv, struct node_work **batch,
     }
     if (rv == MRD_OK) {
         NODE_STAT_ADD(&srv->stats, commits, 1);
+        node_hist_observe(&srv->stats.commit_batch, &node_hist_batch, n);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1376,6 +1643,20 @@ node_reader_serve(
     case PROTO_T_PULL:
         rv = node_pull_serve(srv, w, buf, &count, &why);
         break;
+    case PROTO_T_DIGEST: {
+        struct proto_digest_rep rep;
+        uint8_t                *vv = malloc((size_t) CRDT_ORIGINS_MAX * 16u);
+        rv                         = vv != NULL ? node_store_digest(
+                                         srv->store, &w->digest, &rep, vv, &srv->stats, &why)
+                                                : MRD_ENOMEM;
+        if (rv == MRD_OK) {
+            proto_buf_reset(buf);
+            proto_digest_rep_encode(buf, &rep);
+        }
+        free(vv);
+        NODE_STAT_ADD(&srv->stats, reads, 1);
+        break;
+    }
     default:
         MRD_ASSERT(!"not a read-side type");
         return;
@@ -1617,8 +1898,11 @@ node_server_start(const struct node_config *cfg, struct node_store *store,
     node_queue_init(&srv->wq);
     node_queue_init(&srv->rq);
     pthread_mutex_init(&srv->park_mu, NULL);
+    pthread_mutex_init(&srv->fence_mu, NULL);
     pthread_cond_init(&srv->park_cv, NULL);
     pthread_rwlock_init(&srv->hint_lock, NULL);
+    srv->started_wall_ms = mrd_now_real_ms();
+    srv->started_mono_ms = mrd_now_mono_ms();
     /* Past the frame limit by a little, a request still gets MRD_ETOOBIG;
      * far past it NNG drops the connection without buffering it (the
      * session's frame limit sets NNG_OPT_RECVMAXSZ). */
@@ -1756,6 +2040,7 @@ node_server_stop(struct node_server *srv)
     node_queue_fini(&srv->wq);
     node_queue_fini(&srv->rq);
     pthread_mutex_destroy(&srv->park_mu);
+    pthread_mutex_destroy(&srv->fence_mu);
     pthread_cond_destroy(&srv->park_cv);
     pthread_rwlock_destroy(&srv->hint_lock);
     free(srv);

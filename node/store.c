@@ -34,6 +34,9 @@
 #define NODE_META_CLUSTER "cluster_id"
 #define NODE_META_SHARDS "shards"
 #define NODE_META_ORIGIN_SEQ "origin_seq"
+/* The origin seq this life of the node started at (0: a store made
+ * without peers, or before this key), for tools to count events. */
+#define NODE_META_LIFE_SEQ "life_seq"
 /* Present (1) from the creation of a store that has peers until the node
  * has read every live replica's log to the end (node_store_joined). A data
  * dir that was emptied (or lost) comes back under the same node id with no
@@ -290,8 +293,14 @@ node_store_init_meta(
      * for NODE_JOIN_GRACE_MS: the chaos harness saw dots 6:1.. handed out
      * again after a wipe). Seqs stay far below 2^64 (2^61 in 2043). */
     if (rc == 0 && (cfg->peer_count > 0 || cfg->topology_file[0] != '\0')) {
-        rc = node_meta_put_u64(txn, store->dbi_meta, NODE_META_ORIGIN_SEQ,
-            mrd_now_real_ms() << NODE_LIFE_SEQ_SHIFT);
+        uint64_t life = mrd_now_real_ms() << NODE_LIFE_SEQ_SHIFT;
+        rc            = node_meta_put_u64(
+                       txn, store->dbi_meta, NODE_META_ORIGIN_SEQ, life);
+        if (rc == 0) {
+            rc = node_meta_put_u64(
+                txn, store->dbi_meta, NODE_META_LIFE_SEQ, life);
+        }
+        store->life_seq = life;
     }
     store->shard_count = cfg->shard_count;
     node_log(NODE_LOG_INFO, "created a new store", "{s:s, s:i}", "dir",
@@ -426,11 +435,11 @@ node_store_load(struct node_store *store, MDB_txn *txn)
             rc = 0;
         }
     }
-    uint64_t *counters[]
-        = { &store->origin_seq_last, &store->stream_id_last, &store->hlc.last };
-    const char *keys[]
-        = { NODE_META_ORIGIN_SEQ, NODE_META_STREAM_ID, NODE_META_HLC };
-    for (size_t i = 0; i < 3 && rc == 0; i++) {
+    uint64_t   *counters[] = { &store->origin_seq_last, &store->stream_id_last,
+          &store->hlc.last, &store->life_seq };
+    const char *keys[]     = { NODE_META_ORIGIN_SEQ, NODE_META_STREAM_ID,
+            NODE_META_HLC, NODE_META_LIFE_SEQ };
+    for (size_t i = 0; i < 4 && rc == 0; i++) {
         *counters[i] = 0;
         rc = node_meta_get_u64(txn, store->dbi_meta, keys[i], counters[i]);
         if (rc == MDB_NOTFOUND) {

@@ -2771,3 +2771,232 @@ proto_stats_rep_find(
     }
     return MRD_ENOTFOUND;
 }
+
+/* ---------------------------------------------------------- operations -- */
+
+static const struct proto_text_rule proto_rule_doc = {
+    PROTO_DOC_SIZE_MAX,
+    true,
+    "document is not a string",
+    "document is larger than PROTO_DOC_SIZE_MAX",
+    "document is empty or not valid UTF-8",
+};
+static const struct proto_text_rule proto_rule_fence_label = {
+    PROTO_FENCE_LABEL_SIZE_MAX,
+    false,
+    "fence label is not a string",
+    "fence label is longer than PROTO_FENCE_LABEL_SIZE_MAX",
+    "fence label is not valid UTF-8",
+};
+
+void
+proto_doc_rep_encode(
+    struct proto_buf *buf, uint32_t type, const char *json, size_t len)
+{
+    MRD_ASSERT(len >= 2 && len <= PROTO_DOC_SIZE_MAX);
+    proto_reply_begin(buf, type, MRD_OK);
+    proto_wr_map(buf, 1);
+    proto_wr_uint(buf, PROTO_K_DOC_JSON);
+    proto_wr_str(buf, json, len);
+}
+
+int
+proto_doc_rep_decode(
+    struct proto_rd *body, struct proto_str *json, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_STR };
+    struct proto_val           v[1];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    *json  = (struct proto_str) { NULL, 0 };
+    int rv = proto_flat_decode(&rd, vts, 1, PROTO_KEYS_ALL(1), v, &seen, why);
+    if (rv == MRD_OK) {
+        rv = proto_text_check(&proto_rule_doc, v[0].s, why);
+    }
+    if (rv == MRD_OK && (v[0].s.len < 2 || v[0].s.ptr[0] != '{')) {
+        rv = proto_fail(why, MRD_EPROTO, "document is not a JSON object");
+    }
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    *json = v[0].s;
+    *body = rd;
+    return MRD_OK;
+}
+
+/* Fence peers: whole 8-byte ids, none 0, at most PROTO_FENCE_PEERS_MAX. */
+static int
+proto_fence_peers_check(struct proto_str peers, const char **why)
+{
+    if (peers.len % 8 != 0 || peers.len / 8 > PROTO_FENCE_PEERS_MAX) {
+        return proto_fail(why, MRD_EPROTO,
+            "fence peers are not 0..PROTO_FENCE_PEERS_MAX 8-byte ids");
+    }
+    for (uint32_t i = 0; i < peers.len; i += 8) {
+        if (mrd_be64_get((const uint8_t *) peers.ptr + i) == 0) {
+            return proto_fail(why, MRD_EPROTO, "fence names node 0");
+        }
+    }
+    return MRD_OK;
+}
+
+int
+proto_fence_req_encode(struct proto_buf *buf, const struct proto_fence_req *req)
+{
+    if (req->ms > PROTO_FENCE_MS_MAX
+        || (req->peers.len > 0 && req->peers.ptr == NULL)
+        || proto_fence_peers_check(req->peers, NULL) != MRD_OK
+        || (req->label.len > 0 && req->label.ptr == NULL)
+        || proto_text_check(&proto_rule_fence_label, req->label, NULL)
+            != MRD_OK) {
+        return MRD_EINVAL;
+    }
+    uint32_t keys = 1 + (req->clients ? 1u : 0u) + (req->peers.len > 0)
+        + (req->label.len > 0);
+    proto_request_begin(buf, PROTO_T_FENCE);
+    proto_wr_map(buf, keys);
+    proto_wr_uint(buf, PROTO_K_FENCE_MS);
+    proto_wr_uint(buf, req->ms);
+    if (req->clients) {
+        proto_wr_uint(buf, PROTO_K_FENCE_CLIENTS);
+        proto_wr_bool(buf, true);
+    }
+    if (req->peers.len > 0) {
+        proto_wr_uint(buf, PROTO_K_FENCE_PEERS);
+        proto_wr_bin(buf, req->peers.ptr, req->peers.len);
+    }
+    if (req->label.len > 0) {
+        proto_wr_uint(buf, PROTO_K_FENCE_LABEL);
+        proto_wr_str(buf, req->label.ptr, req->label.len);
+    }
+    return proto_buf_status(buf);
+}
+
+int
+proto_fence_req_decode(
+    struct proto_rd *body, struct proto_fence_req *out, const char **why)
+{
+    static const enum proto_vt vts[]
+        = { PROTO_VT_UINT, PROTO_VT_BOOL, PROTO_VT_BIN, PROTO_VT_STR };
+    struct proto_val v[4];
+    struct proto_rd  rd = *body;
+    uint32_t         seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(
+        &rd, vts, 4, PROTO_BIT(PROTO_K_FENCE_MS), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[0].u > PROTO_FENCE_MS_MAX) {
+        return proto_fail(
+            why, MRD_EPROTO, "fence lasts longer than PROTO_FENCE_MS_MAX");
+    }
+    rv = proto_fence_peers_check(v[2].s, why);
+    if (rv == MRD_OK) {
+        rv = proto_text_check(&proto_rule_fence_label, v[3].s, why);
+    }
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    out->ms      = v[0].u;
+    out->clients = v[1].b;
+    out->peers   = v[2].s;
+    out->label   = v[3].s;
+    *body        = rd;
+    return MRD_OK;
+}
+
+int
+proto_digest_req_encode(
+    struct proto_buf *buf, const struct proto_digest_req *req)
+{
+    if (req->has_cut
+        && ((req->cut.len > 0 && req->cut.ptr == NULL)
+            || proto_vv_check(req->cut, NULL) != MRD_OK)) {
+        return MRD_EINVAL;
+    }
+    proto_request_begin(buf, PROTO_T_DIGEST);
+    proto_wr_map(buf, req->has_cut ? 2 : 1);
+    proto_wr_uint(buf, PROTO_K_DIGEST_SHARD);
+    proto_wr_uint(buf, req->shard);
+    if (req->has_cut) {
+        proto_wr_uint(buf, PROTO_K_DIGEST_CUT);
+        proto_wr_bin(buf, req->cut.ptr, req->cut.len);
+    }
+    return proto_buf_status(buf);
+}
+
+int
+proto_digest_req_decode(
+    struct proto_rd *body, struct proto_digest_req *out, const char **why)
+{
+    static const enum proto_vt vts[] = { PROTO_VT_U32, PROTO_VT_BIN };
+    struct proto_val           v[2];
+    struct proto_rd            rd = *body;
+    uint32_t                   seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(
+        &rd, vts, 2, PROTO_BIT(PROTO_K_DIGEST_SHARD), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if ((seen & PROTO_BIT(PROTO_K_DIGEST_CUT)) != 0) {
+        rv = proto_vv_check(v[1].s, why);
+        if (rv != MRD_OK) {
+            return rv;
+        }
+        out->has_cut = true;
+        out->cut     = v[1].s;
+    }
+    out->shard = (uint32_t) v[0].u;
+    *body      = rd;
+    return MRD_OK;
+}
+
+void
+proto_digest_rep_encode(
+    struct proto_buf *buf, const struct proto_digest_rep *rep)
+{
+    MRD_ASSERT(proto_vv_check(rep->vv, NULL) == MRD_OK);
+    proto_reply_begin(buf, PROTO_T_DIGEST, MRD_OK);
+    proto_wr_map(buf, 3);
+    proto_wr_uint(buf, PROTO_K_DIGEST_EVENTS);
+    proto_wr_uint(buf, rep->events);
+    proto_wr_uint(buf, PROTO_K_DIGEST_SUM);
+    proto_wr_bin(buf, rep->sum, sizeof rep->sum);
+    proto_wr_uint(buf, PROTO_K_DIGEST_VV);
+    proto_wr_bin(buf, rep->vv.ptr, rep->vv.len);
+}
+
+int
+proto_digest_rep_decode(
+    struct proto_rd *body, struct proto_digest_rep *out, const char **why)
+{
+    static const enum proto_vt vts[]
+        = { PROTO_VT_UINT, PROTO_VT_BIN, PROTO_VT_BIN };
+    struct proto_val v[3];
+    struct proto_rd  rd = *body;
+    uint32_t         seen;
+
+    memset(out, 0, sizeof *out);
+    int rv = proto_flat_decode(&rd, vts, 3, PROTO_KEYS_ALL(3), v, &seen, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    if (v[1].s.len != PROTO_DIGEST_SUM_SIZE) {
+        return proto_fail(
+            why, MRD_EPROTO, "digest is not PROTO_DIGEST_SUM_SIZE bytes");
+    }
+    rv = proto_vv_check(v[2].s, why);
+    if (rv != MRD_OK) {
+        return rv;
+    }
+    out->events = v[0].u;
+    memcpy(out->sum, v[1].s.ptr, PROTO_DIGEST_SUM_SIZE);
+    out->vv = v[2].s;
+    *body   = rd;
+    return MRD_OK;
+}

@@ -105,7 +105,11 @@ enum proto_type {
     PROTO_T_TOPOLOGY  = 10, /* the node's signed topology, if newer */
     PROTO_T_TOPOLOGY_PUSH = 11, /* a newer signed topology, to verify */
     PROTO_T_SWIM          = 12, /* node to node: a SWIM liveness message */
-    PROTO_T_MAX_          = 12,
+    /* Operations (admin role; docs/OPERATIONS.md): */
+    PROTO_T_STATUS = 13, /* the node's status document (JSON text) */
+    PROTO_T_FENCE  = 14, /* fence the node for a failover drill, or lift it */
+    PROTO_T_DIGEST = 15, /* a digest of one shard's events, for verify */
+    PROTO_T_MAX_   = 15,
 };
 
 /* Map keys, per message. Keys are small unsigned integers; an unknown key in
@@ -738,6 +742,89 @@ MRD_MUST_USE int proto_pull_rep_decode(
  * &log_seq, &record) per item, MRD_ENOTFOUND at the end. */
 void proto_pull_rep_begin(
     const struct proto_pull_rep *rep, struct proto_rd *rd);
+
+/* ----------------------------------------------------------- operations -- */
+
+/* STATUS: an empty request; the reply is one JSON text, the node's status
+ * document (docs/PROTOCOL.md lists its fields). JSON rather than msgpack
+ * keys because its readers are tools and people, its shape grows with
+ * every release, and a tool that meets a field it does not know must keep
+ * working: the frame around it is still bounded and authenticated. The
+ * FENCE reply is a JSON text too: the fence now in force. */
+enum proto_key_doc_rep {
+    PROTO_K_DOC_JSON = 1, /* str 2..PROTO_DOC_SIZE_MAX, a JSON object */
+};
+/* A status document: 256 shards with 256 origins each are ~3 MiB of
+ * vector text, which no real cluster comes near; past this the node
+ * leaves the vectors out and says so (docs/OPERATIONS.md). */
+#define PROTO_DOC_SIZE_MAX (4u * 1024u * 1024u)
+void proto_doc_rep_encode(
+    struct proto_buf *buf, uint32_t type, const char *json, size_t len);
+MRD_MUST_USE int proto_doc_rep_decode(
+    struct proto_rd *body, struct proto_str *json, const char **why);
+
+/* FENCE: a failover drill's fence (meridianctl drill). While it holds, the
+ * node refuses every request from the listed peers (node to node: pulls,
+ * hints, SWIM), and, with clients, every client request but the
+ * operations ones, with MRD_EFENCED, so clients fail over. ms 0 lifts the
+ * fence. A fence always ends by itself after ms, so a drill whose tool
+ * dies never leaves a region cut off. */
+enum proto_key_fence_req {
+    PROTO_K_FENCE_MS      = 1, /* uint 0..PROTO_FENCE_MS_MAX, required */
+    PROTO_K_FENCE_CLIENTS = 2, /* bool, default false */
+    PROTO_K_FENCE_PEERS   = 3, /* bin: node ids, 8 bytes BE each */
+    PROTO_K_FENCE_LABEL   = 4, /* str 1..PROTO_FENCE_LABEL_SIZE_MAX, logged */
+};
+#define PROTO_FENCE_MS_MAX (24u * 3600u * 1000u) /* a day: a drill, not a ban  \
+                                                  */
+#define PROTO_FENCE_PEERS_MAX 256u /* TOPO_NODES_MAX */
+#define PROTO_FENCE_LABEL_SIZE_MAX 64u
+struct proto_fence_req {
+    uint64_t         ms;
+    bool             clients;
+    struct proto_str peers; /* len a multiple of 8, ids >= 1 */
+    struct proto_str label; /* len 0: none */
+};
+/* MRD_EINVAL when a field is out of its bounds; writes nothing then. */
+MRD_MUST_USE int proto_fence_req_encode(
+    struct proto_buf *buf, const struct proto_fence_req *req);
+MRD_MUST_USE int proto_fence_req_decode(
+    struct proto_rd *body, struct proto_fence_req *out, const char **why);
+
+/* DIGEST: the shard's events, those a cut vector covers when one is given
+ * (every event otherwise), as a count and a digest that does not depend
+ * on log order: the lane-wise sum mod 2^64 of each record's BLAKE2b-256.
+ * Two replicas holding the same events under the cut give the same pair
+ * whatever order they hold them in; a missing, extra, duplicate or altered
+ * record changes it. The reply also has the shard's vector at the scan. */
+enum proto_key_digest_req {
+    PROTO_K_DIGEST_SHARD = 1, /* u32, required */
+    PROTO_K_DIGEST_CUT   = 2, /* bin: vv (proto_vv_check) */
+};
+enum proto_key_digest_rep {
+    PROTO_K_DIGEST_EVENTS = 1, /* uint */
+    PROTO_K_DIGEST_SUM    = 2, /* bin PROTO_DIGEST_SUM_SIZE */
+    PROTO_K_DIGEST_VV     = 3, /* bin: vv */
+};
+#define PROTO_DIGEST_SUM_SIZE 32u
+struct proto_digest_req {
+    uint32_t         shard;
+    bool             has_cut;
+    struct proto_str cut;
+};
+struct proto_digest_rep {
+    uint64_t         events;
+    uint8_t          sum[PROTO_DIGEST_SUM_SIZE];
+    struct proto_str vv;
+};
+MRD_MUST_USE int proto_digest_req_encode(
+    struct proto_buf *buf, const struct proto_digest_req *req);
+MRD_MUST_USE int proto_digest_req_decode(
+    struct proto_rd *body, struct proto_digest_req *out, const char **why);
+void proto_digest_rep_encode(
+    struct proto_buf *buf, const struct proto_digest_rep *rep);
+MRD_MUST_USE int proto_digest_rep_decode(
+    struct proto_rd *body, struct proto_digest_rep *out, const char **why);
 
 /* ----------------------------------------------------------------- info -- */
 

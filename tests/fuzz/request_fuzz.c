@@ -459,6 +459,53 @@ fuzz_swim(struct proto_rd *body)
     proto_buf_fini(&b);
 }
 
+/* FENCE and DIGEST: what decodes re-encodes to the same request. */
+static void
+fuzz_fence(struct proto_rd *body)
+{
+    struct proto_buf       b;
+    struct proto_frame     f;
+    struct proto_fence_req req, again;
+    const char            *why = NULL;
+
+    if (proto_fence_req_decode(body, &req, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(req.ms <= PROTO_FENCE_MS_MAX && req.peers.len % 8 == 0);
+    CHECK(req.peers.len / 8 <= PROTO_FENCE_PEERS_MAX);
+    CHECK(req.label.len <= PROTO_FENCE_LABEL_SIZE_MAX);
+    proto_buf_init(&b, 8192);
+    CHECK(proto_fence_req_encode(&b, &req) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_fence_req_decode(&f.body, &again, &why) == MRD_OK);
+    CHECK(again.ms == req.ms && again.clients == req.clients);
+    CHECK(str_eq(again.peers, req.peers) && str_eq(again.label, req.label));
+    proto_buf_fini(&b);
+}
+
+static void
+fuzz_digest(struct proto_rd *body)
+{
+    struct proto_buf        b;
+    struct proto_frame      f;
+    struct proto_digest_req req, again;
+    const char             *why = NULL;
+
+    if (proto_digest_req_decode(body, &req, &why) != MRD_OK) {
+        CHECK(why != NULL);
+        return;
+    }
+    CHECK(!req.has_cut || proto_vv_check(req.cut, NULL) == MRD_OK);
+    proto_buf_init(&b, PROTO_VV_ENTRIES_MAX * 16 + 64);
+    CHECK(proto_digest_req_encode(&b, &req) == MRD_OK);
+    CHECK(proto_request_open(b.data, b.len, &f, &why) == MRD_OK);
+    CHECK(proto_digest_req_decode(&f.body, &again, &why) == MRD_OK);
+    CHECK(again.shard == req.shard && again.has_cut == req.has_cut);
+    CHECK(!req.has_cut || str_eq(again.cut, req.cut));
+    proto_buf_fini(&b);
+}
+
 static void
 fuzz_hint(struct proto_rd *body)
 {
@@ -525,6 +572,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case PROTO_T_SWIM:
         fuzz_swim(&f.body);
+        break;
+    case PROTO_T_FENCE:
+        fuzz_fence(&f.body);
+        break;
+    case PROTO_T_DIGEST:
+        fuzz_digest(&f.body);
         break;
     default:
         if (proto_empty_req_decode(&f.body, &why) == MRD_OK) {

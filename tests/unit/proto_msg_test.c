@@ -205,6 +205,16 @@ req_body(uint32_t type, struct proto_rd *body, const char **why)
     case PROTO_T_SWIM:
         rv = proto_swim_req_decode(body, &have, &stream, why);
         break;
+    case PROTO_T_FENCE: {
+        struct proto_fence_req fr;
+        rv = proto_fence_req_decode(body, &fr, why);
+        break;
+    }
+    case PROTO_T_DIGEST: {
+        struct proto_digest_req dr;
+        rv = proto_digest_req_decode(body, &dr, why);
+        break;
+    }
     default:
         rv = proto_empty_req_decode(body, why);
         break;
@@ -448,9 +458,9 @@ test_frame_shape(void **state)
     EXPECT_REP(&b, MRD_EPROTO, "success reply without a type");
     pk(&b, "A4 u1 u0 u3 M1 u1 s", "frame is not an array");
     EXPECT_REP(&b, MRD_OK, NULL);
-    pk(&b, "A4 u1 u13 u3 M0");
+    pk(&b, "A4 u1 u16 u3 M0");
     EXPECT_REP(&b, MRD_EPROTO, "unknown message type");
-    pk(&b, "A3 u1 u13 M0");
+    pk(&b, "A3 u1 u16 M0");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
     pk(&b, "A3 u1 s M0", "5");
     EXPECT_REQ(&b, MRD_EPROTO, "unknown message type");
@@ -2398,6 +2408,31 @@ test_topology_msgs(void **state)
     EXPECT_REQ(
         &b, MRD_EPROTO, "swim message is not 1..PROTO_SWIM_MSG_SIZE_MAX bytes");
     TREQ(PROTO_T_SWIM, "M1 u1 u3");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    /* FENCE: a duration (0 lifts), whole 8-byte peer ids, none 0. */
+    TREQ(PROTO_T_FENCE, "M1 u1 u1000");
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    TREQ(PROTO_T_FENCE, "M3 u1 u0 u2 T u3 b", "\0\0\0\0\0\0\0\x02", (size_t) 8);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    TREQ(PROTO_T_FENCE, "M0");
+    EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
+    TREQ(PROTO_T_FENCE, "M1 u1 u86400001");
+    EXPECT_REQ(&b, MRD_EPROTO, "fence lasts longer than PROTO_FENCE_MS_MAX");
+    TREQ(PROTO_T_FENCE, "M2 u1 u5 u3 b", "\0\0\0\0\0\0\x02", (size_t) 7);
+    EXPECT_REQ(&b, MRD_EPROTO,
+        "fence peers are not 0..PROTO_FENCE_PEERS_MAX 8-byte ids");
+    TREQ(PROTO_T_FENCE, "M2 u1 u5 u3 b", "\0\0\0\0\0\0\0\0", (size_t) 8);
+    EXPECT_REQ(&b, MRD_EPROTO, "fence names node 0");
+    TREQ(PROTO_T_FENCE, "M2 u1 u5 u9 u1");
+    EXPECT_REQ(&b, MRD_EPROTO, "unknown key");
+    /* DIGEST: a shard, and a cut that is a valid vector. */
+    TREQ(PROTO_T_DIGEST, "M1 u1 u3");
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    TREQ(PROTO_T_DIGEST, "M2 u1 u3 u2 b", "", (size_t) 0);
+    EXPECT_REQ(&b, MRD_OK, NULL);
+    TREQ(PROTO_T_DIGEST, "M2 u1 u3 u2 b", "0123456789abcde", (size_t) 15);
+    EXPECT_REQ(&b, MRD_EPROTO, "version vector length is not a multiple of 16");
+    TREQ(PROTO_T_DIGEST, "M0");
     EXPECT_REQ(&b, MRD_EPROTO, "a required key is missing");
 #undef TREQ
     proto_buf_fini(&b);
