@@ -358,6 +358,10 @@ ctl_node_health(const struct ctl_cluster *c, const struct ctl_node *n)
         return json_is_true(json_object_get(fence, "clients")) ? "fenced"
                                                                : "cut-off";
     }
+    if (json_is_true(
+            json_object_get(json_object_get(n->status, "node"), "joining"))) {
+        return "joining"; /* rebuilding from its peers: no appends yet */
+    }
     if (n->draining || n->region_draining) {
         return "drained";
     }

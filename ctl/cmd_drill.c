@@ -41,8 +41,12 @@
 #define CTL_DRILL_RPO_LIST_MAX 100u
 #define CTL_DRILL_RPO_SHOW_MAX 10u
 /* A drill starts on a healthy cluster: right after another drill SWIM may
- * still doubt a node for a few seconds, so it waits this long for that. */
-#define CTL_DRILL_HEALTHY_WAIT_MS 20000u
+ * still doubt a node for a few seconds, and a new node joins for a while,
+ * so it waits this long for that. */
+#define CTL_DRILL_HEALTHY_WAIT_MS 60000u
+/* And on a workload that flows: every client has had an append
+ * acknowledged, or this long has passed, before the fence goes up. */
+#define CTL_DRILL_WARMUP_MS 20000u
 /* Workload clients in all: regions times --clients. */
 #define CTL_DRILL_WORKERS_MAX (TOPO_REGIONS_MAX * CTL_DRILL_CLIENTS_MAX)
 
@@ -746,7 +750,20 @@ ctl_cmd_drill(const struct ctl_args *args, mrd_client *client)
         ctl_cluster_close(c);
         return rv;
     }
-    ctl_sleep_ms(per_region > 0 ? 2000u : 0u); /* traffic flowing first */
+    /* Traffic flowing first: a recovery time means something only for a
+     * client that was writing when the fence went up. */
+    uint64_t warm_start = mrd_now_mono_ms();
+    while (per_region > 0
+        && mrd_now_mono_ms() - warm_start < CTL_DRILL_WARMUP_MS) {
+        bool all = true;
+        for (uint32_t w = 0; w < d->worker_count && all; w++) {
+            all = atomic_load(&d->workers[w].ok) >= 3;
+        }
+        if (all) {
+            break;
+        }
+        ctl_sleep_ms(100);
+    }
 
     /* The failure. */
     atomic_store(&d->fence_ms, mrd_now_mono_ms());
@@ -846,6 +863,9 @@ ctl_cmd_drill(const struct ctl_args *args, mrd_client *client)
             "%u of %u clients of the fenced side never got an append through "
             "elsewhere",
             affected - recovered, affected);
+    } else if (per_region > 0 && acked == 0) {
+        snprintf(reason, sizeof reason,
+            "the workload got no append acknowledged at all");
     } else if (per_region > 0 && regions == 0) {
         snprintf(reason, sizeof reason,
             "the workload's appends could not be read back");

@@ -42,7 +42,7 @@ ctl_status_doc(const struct ctl_cluster *c)
         json_t                *st   = json_object_get(n->status, "storage");
         json_array_append_new(nodes,
             json_pack("{s:o, s:s, s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?, "
-                      "s:O?, s:O?}",
+                      "s:O?, s:o?}",
                 "id", ctl_json_u64(n->id), "name", n->name, "region",
                 json_object_get(node, "region") != NULL
                     ? json_string_value(json_object_get(node, "region"))

@@ -473,6 +473,25 @@ ctl_topo_spread(const struct ctl_args *args, mrd_client *client,
 
     *report = NULL;
     int e   = mrd_topology_push(client, data, len, &node_version);
+    if (e == MRD_EVERSION) {
+        /* Not newer than what the node runs: a push again (a retry, or
+         * gossip got there first) is no error; the wait below still says
+         * whether every node has it. */
+        void  *blob = NULL;
+        size_t blen = 0;
+        char   detail[256];
+        snprintf(detail, sizeof detail, "%s", mrd_errdetail());
+        if (mrd_topology_get(client, t->version, &node_version, &blob, &blen)
+                == MRD_OK
+            && node_version >= t->version) {
+            e = MRD_OK;
+        } else {
+            mrd_free(blob);
+            return ctl_fail_why(
+                MRD_EVERSION, detail, "topology push to %s", args->nodes[0]);
+        }
+        mrd_free(blob);
+    }
     if (e != MRD_OK) {
         return ctl_fail_why(
             e, mrd_errdetail(), "topology push to %s", args->nodes[0]);
@@ -619,6 +638,7 @@ ctl_topo_change(const struct ctl_args *args, const struct ctl_topo_sub *sub)
             sub->name, "summary", what, "push", push));
         return prv != CTL_EXIT_OK ? prv : rv;
     }
+    json_decref(push);
     int frv = ctl_stdout_flush();
     return frv != CTL_EXIT_OK ? frv : rv;
 }
@@ -671,12 +691,11 @@ ctl_topo_push(const struct ctl_args *args, mrd_client *client,
         return rv; /* the push itself was refused: said already */
     }
     if (args->json) {
-        int prv = ctl_json_print(
-            json_pack("{s:s, s:o, s:o, s:O, s:O, s:O}", "node", args->nodes[0],
-                "file_version", ctl_json_u64(ctl_topo_cur.version),
-                "node_version", json_object_get(report, "node_version"),
-                "reached", json_object_get(report, "reached"), "missing",
-                json_object_get(report, "missing")));
+        int prv = ctl_json_print(json_pack("{s:s, s:o, s:O, s:O, s:O}", "node",
+            args->nodes[0], "file_version", ctl_json_u64(ctl_topo_cur.version),
+            "node_version", json_object_get(report, "node_version"), "reached",
+            json_object_get(report, "reached"), "missing",
+            json_object_get(report, "missing")));
         json_decref(report);
         return prv != CTL_EXIT_OK ? prv : rv;
     }

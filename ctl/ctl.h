@@ -224,7 +224,6 @@ int ctl_cmd_status(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_verify(const struct ctl_args *args, mrd_client *client);
 int ctl_cmd_drill(const struct ctl_args *args, mrd_client *client);
 
-
 /* --------------------------------------------------------------- cluster --
  * cluster.c: every node of the cluster, each with a client of its own, and
  * what their STATUS documents say (docs/PROTOCOL.md). For status, verify,
@@ -279,7 +278,7 @@ void ctl_replica_lag(const struct ctl_cluster *c, uint32_t shard,
 /* True when every node answered and no replica lacks anything; *lagging:
  * the events missing, summed over replicas. */
 bool ctl_cluster_converged(const struct ctl_cluster *c, uint64_t *lagging);
-/* up, suspect, down, drained, fenced or cut-off (ctl_help_status). */
+/* up, suspect, down, joining, drained, fenced or cut-off (ctl_help_status). */
 const char *ctl_node_health(
     const struct ctl_cluster *c, const struct ctl_node *n);
 /* "30s", "500ms", "2m", "1h", or bare seconds; false past max_ms. */
