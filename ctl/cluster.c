@@ -27,21 +27,31 @@
 
 static struct topo ctl_cluster_topo; /* big: off the stack */
 
+int
+ctl_client_open_on(const struct ctl_args *args, const char *const *addrs,
+    size_t count, const char *region, uint32_t timeout_ms, mrd_client **out)
+{
+    mrd_client_opts opts;
+
+    mrd_client_opts_init(&opts);
+    opts.addresses     = addrs;
+    opts.address_count = count;
+    opts.key_file      = args->key_file;
+    opts.keyring_file  = args->keyring_file;
+    opts.region        = region != NULL && region[0] != '\0' ? region : NULL;
+    opts.timeout_ms    = timeout_ms;
+    if (opts.attempt_timeout_ms > timeout_ms) {
+        opts.attempt_timeout_ms = timeout_ms;
+    }
+    return mrd_client_open(&opts, out);
+}
+
 static int
 ctl_node_client(
     const struct ctl_args *args, struct ctl_node *n, uint32_t timeout_ms)
 {
-    mrd_client_opts opts;
-    const char     *addr[1] = { n->address };
-
-    mrd_client_opts_init(&opts);
-    opts.addresses          = addr;
-    opts.address_count      = 1;
-    opts.key_file           = args->key_file;
-    opts.keyring_file       = args->keyring_file;
-    opts.timeout_ms         = timeout_ms;
-    opts.attempt_timeout_ms = timeout_ms;
-    int rv                  = mrd_client_open(&opts, &n->client);
+    const char *addr[1] = { n->address };
+    int rv = ctl_client_open_on(args, addr, 1, NULL, timeout_ms, &n->client);
     if (rv != MRD_OK) {
         return ctl_fail_mrd(
             rv, "open a client for %s (%s)", n->name, n->address);
@@ -221,17 +231,24 @@ ctl_vv_get(const json_t *vv, uint64_t origin)
     return 0;
 }
 
-/* The join of the answering replicas' vectors for the shard, as pairs, and
- * the most events any of them holds. */
-static size_t
-ctl_shard_join(const struct ctl_cluster *c, uint32_t shard, uint64_t *pairs,
-    size_t max, uint64_t *held_max)
+void
+ctl_vv_entry(const json_t *e, uint64_t *origin, uint64_t *seq)
+{
+    *origin = (uint64_t) json_integer_value(json_array_get(e, 0));
+    *seq    = (uint64_t) json_integer_value(json_array_get(e, 1));
+}
+
+size_t
+ctl_shard_join(const struct ctl_cluster *c, uint32_t shard, const bool *pick,
+    uint64_t *pairs, size_t max, uint64_t *held_max)
 {
     size_t n  = 0;
     *held_max = 0;
     for (uint32_t i = 0; i < c->count; i++) {
         json_t *sh = ctl_node_shard(&c->nodes[i], shard);
-        if (sh == NULL || !ctl_node_replica(&c->nodes[i], shard)) {
+        if (sh == NULL
+            || (pick != NULL ? !pick[i]
+                             : !ctl_node_replica(&c->nodes[i], shard))) {
             continue;
         }
         uint64_t held
@@ -243,9 +260,9 @@ ctl_shard_join(const struct ctl_cluster *c, uint32_t shard, uint64_t *pairs,
         json_t *e;
         json_array_foreach(json_object_get(sh, "vv"), k, e)
         {
-            uint64_t o = (uint64_t) json_integer_value(json_array_get(e, 0));
-            uint64_t s = (uint64_t) json_integer_value(json_array_get(e, 1));
+            uint64_t o, s;
             size_t   j = 0;
+            ctl_vv_entry(e, &o, &s);
             while (j < n && pairs[2 * j] != o) {
                 j++;
             }
@@ -281,7 +298,7 @@ ctl_replica_lag(const struct ctl_cluster *c, uint32_t shard,
 {
     static uint64_t pairs[2 * 1024];
     uint64_t        held_max;
-    size_t          n  = ctl_shard_join(c, shard, pairs, 1024, &held_max);
+    size_t          n  = ctl_shard_join(c, shard, NULL, pairs, 1024, &held_max);
     json_t         *vv = json_object_get(ctl_node_shard(r, shard), "vv");
 
     *events = 0;
@@ -322,15 +339,10 @@ ctl_replica_lag(const struct ctl_cluster *c, uint32_t shard,
     }
 }
 
-bool
-ctl_cluster_converged(const struct ctl_cluster *c, uint64_t *lagging)
+void
+ctl_cluster_lag(const struct ctl_cluster *c, struct ctl_lag *out)
 {
-    *lagging = 0;
-    for (uint32_t i = 0; i < c->count; i++) {
-        if (c->nodes[i].status == NULL) {
-            return false;
-        }
-    }
+    memset(out, 0, sizeof(*out));
     for (uint32_t s = 0; s < c->shard_count; s++) {
         for (uint32_t i = 0; i < c->count; i++) {
             if (!ctl_node_replica(&c->nodes[i], s)) {
@@ -339,9 +351,25 @@ ctl_cluster_converged(const struct ctl_cluster *c, uint64_t *lagging)
             uint64_t ev;
             double   sec;
             ctl_replica_lag(c, s, &c->nodes[i], &ev, &sec);
-            *lagging += ev;
+            out->events_sum += ev;
+            out->events_max  = ev > out->events_max ? ev : out->events_max;
+            out->seconds_max = sec > out->seconds_max ? sec : out->seconds_max;
         }
     }
+}
+
+bool
+ctl_cluster_converged(const struct ctl_cluster *c, uint64_t *lagging)
+{
+    struct ctl_lag lag;
+    *lagging = 0;
+    for (uint32_t i = 0; i < c->count; i++) {
+        if (c->nodes[i].status == NULL) {
+            return false;
+        }
+    }
+    ctl_cluster_lag(c, &lag);
+    *lagging = lag.events_sum;
     return *lagging == 0;
 }
 

@@ -169,9 +169,11 @@ ctl_workers_start(
             struct ctl_worker *w = &d->workers[d->worker_count];
             mrd_client_opts    opts;
             w->d = d;
-            snprintf(w->region, sizeof w->region, "%s", regions[r]);
-            snprintf(w->stream, sizeof w->stream, "drill-%s-%s-%d", d->run_id,
-                regions[r], k);
+            /* Precisions bound what gcc cannot see: a region name is at
+             * most TOPO_NAME_SIZE_MAX (63), a run id 16 hex digits. */
+            snprintf(w->region, sizeof w->region, "%.63s", regions[r]);
+            snprintf(w->stream, sizeof w->stream, "drill-%.24s-%.63s-%d",
+                d->run_id, regions[r], k);
             for (uint32_t i = 0; i < c->count; i++) {
                 if (strcmp(c->nodes[i].region, regions[r]) == 0 && d->side_f[i]
                     && d->kind != CTL_DRILL_PARTITION) {
@@ -285,20 +287,13 @@ struct ctl_peak {
 static void
 ctl_drill_sample(struct ctl_drill *d, struct ctl_peak *peak)
 {
-    struct ctl_cluster *c = d->c;
-    ctl_cluster_poll(c);
-    for (uint32_t s = 0; s < c->shard_count; s++) {
-        for (uint32_t i = 0; i < c->count; i++) {
-            if (!ctl_node_replica(&c->nodes[i], s)) {
-                continue;
-            }
-            uint64_t ev;
-            double   sec;
-            ctl_replica_lag(c, s, &c->nodes[i], &ev, &sec);
-            peak->events  = ev > peak->events ? ev : peak->events;
-            peak->seconds = sec > peak->seconds ? sec : peak->seconds;
-        }
-    }
+    struct ctl_lag lag;
+    ctl_cluster_poll(d->c);
+    ctl_cluster_lag(d->c, &lag);
+    peak->events
+        = lag.events_max > peak->events ? lag.events_max : peak->events;
+    peak->seconds
+        = lag.seconds_max > peak->seconds ? lag.seconds_max : peak->seconds;
 }
 
 /* The recovery point: per shard, the events the fenced side held that no
@@ -310,39 +305,16 @@ ctl_drill_rpo(struct ctl_drill *d, uint64_t *count_out)
     struct ctl_cluster *c    = d->c;
     json_t             *list = json_array();
 
+    bool other[CTL_VIEW_NODES_MAX];
     *count_out = 0;
+    for (uint32_t i = 0; i < c->count; i++) {
+        other[i]
+            = d->kind == CTL_DRILL_PARTITION ? d->side_b[i] : !d->side_f[i];
+    }
     for (uint32_t s = 0; s < c->shard_count; s++) {
         /* What the other side holds: the join of its vectors. */
-        size_t on = 0;
-        for (uint32_t i = 0; i < c->count; i++) {
-            bool other
-                = d->kind == CTL_DRILL_PARTITION ? d->side_b[i] : !d->side_f[i];
-            json_t *sh = ctl_node_shard(&c->nodes[i], s);
-            if (!other || sh == NULL) {
-                continue;
-            }
-            size_t  k;
-            json_t *e;
-            json_array_foreach(json_object_get(sh, "vv"), k, e)
-            {
-                uint64_t o
-                    = (uint64_t) json_integer_value(json_array_get(e, 0));
-                uint64_t q
-                    = (uint64_t) json_integer_value(json_array_get(e, 1));
-                size_t j = 0;
-                while (j < on && outside[2 * j] != o) {
-                    j++;
-                }
-                if (j == on && on < 1024) {
-                    outside[2 * on]     = o;
-                    outside[2 * on + 1] = 0;
-                    on++;
-                }
-                if (j < on && q > outside[2 * j + 1]) {
-                    outside[2 * j + 1] = q;
-                }
-            }
-        }
+        uint64_t held;
+        size_t   on = ctl_shard_join(c, s, other, outside, 1024, &held);
         for (uint32_t i = 0; i < c->count; i++) {
             if (!d->side_f[i] || ctl_node_shard(&c->nodes[i], s) == NULL) {
                 continue;
@@ -433,10 +405,8 @@ ctl_drill_caught_up(struct ctl_drill *d, json_t *const *snap)
                 json_t *e;
                 json_array_foreach(json_object_get(sh, "vv"), k, e)
                 {
-                    uint64_t o
-                        = (uint64_t) json_integer_value(json_array_get(e, 0));
-                    uint64_t q
-                        = (uint64_t) json_integer_value(json_array_get(e, 1));
+                    uint64_t o, q;
+                    ctl_vv_entry(e, &o, &q);
                     if (ctl_vv_get(now, o) < q) {
                         return false;
                     }
@@ -492,16 +462,10 @@ ctl_drill_check(const struct ctl_args *args, struct ctl_drill *d,
             continue;
         }
         snprintf(seen_regions[nr++], 64, "%s", c->nodes[i].region);
-        mrd_client_opts opts;
-        mrd_client     *rc = NULL;
-        mrd_client_opts_init(&opts);
-        opts.addresses     = addrs;
-        opts.address_count = c->count;
-        opts.key_file      = args->key_file;
-        opts.keyring_file  = args->keyring_file;
-        opts.region = c->nodes[i].region[0] != '\0' ? c->nodes[i].region : NULL;
-        opts.timeout_ms = CTL_DRILL_CALL_MS;
-        if (mrd_client_open(&opts, &rc) != MRD_OK) {
+        mrd_client *rc = NULL;
+        if (ctl_client_open_on(args, addrs, c->count, c->nodes[i].region,
+                CTL_DRILL_CALL_MS, &rc)
+            != MRD_OK) {
             continue;
         }
         (*regions)++;

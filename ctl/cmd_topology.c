@@ -497,22 +497,15 @@ ctl_topo_spread(const struct ctl_args *args, mrd_client *client,
             e, mrd_errdetail(), "topology push to %s", args->nodes[0]);
     }
     for (uint32_t i = 0; i < t->node_count; i++) {
-        mrd_client_opts opts;
-        const char     *addr[1] = { t->nodes[i].address };
-        nodes[i]                = NULL;
-        have[i]                 = 0;
-        err[i]                  = MRD_OK;
+        const char *addr[1] = { t->nodes[i].address };
+        nodes[i]            = NULL;
+        have[i]             = 0;
+        err[i]              = MRD_OK;
         if (t->nodes[i].state == TOPO_NODE_REMOVED) {
             continue;
         }
-        mrd_client_opts_init(&opts);
-        opts.addresses          = addr;
-        opts.address_count      = 1;
-        opts.key_file           = args->key_file;
-        opts.keyring_file       = args->keyring_file;
-        opts.timeout_ms         = CTL_NODE_TIMEOUT_MS;
-        opts.attempt_timeout_ms = CTL_NODE_TIMEOUT_MS;
-        err[i]                  = mrd_client_open(&opts, &nodes[i]);
+        err[i] = ctl_client_open_on(
+            args, addr, 1, NULL, CTL_NODE_TIMEOUT_MS, &nodes[i]);
     }
     bool all = false;
     while (!all) {

@@ -269,6 +269,27 @@ void ctl_cluster_poll(struct ctl_cluster *c);
 /* The status's entry for the shard, or NULL. */
 json_t *ctl_node_shard(const struct ctl_node *n, uint32_t shard);
 bool    ctl_node_replica(const struct ctl_node *n, uint32_t shard);
+/* A client of the command line's key and keyring on addrs, preferring
+ * region (may be NULL), with calls (and attempts) of timeout_ms. An MRD_
+ * code. */
+MRD_MUST_USE int ctl_client_open_on(const struct ctl_args *args,
+    const char *const *addrs, size_t count, const char *region,
+    uint32_t timeout_ms, mrd_client **out);
+/* One [origin, seq] entry of a status vector. */
+void ctl_vv_entry(const json_t *e, uint64_t *origin, uint64_t *seq);
+/* The join of the shard's vectors over the nodes picked (NULL: the
+ * answering replicas), as origin, seq pairs (at most max), and the most
+ * events any of them holds. */
+size_t ctl_shard_join(const struct ctl_cluster *c, uint32_t shard,
+    const bool *pick, uint64_t *pairs, size_t max, uint64_t *held_max);
+/* Lag over every replica of every shard: the most events and seconds one
+ * replica is behind, and the events missing summed over replicas. */
+struct ctl_lag {
+    uint64_t events_max;
+    double   seconds_max;
+    uint64_t events_sum;
+};
+void ctl_cluster_lag(const struct ctl_cluster *c, struct ctl_lag *out);
 /* A status vector ([[origin, seq], ...]): the seq of origin, or 0. */
 uint64_t ctl_vv_get(const json_t *vv, uint64_t origin);
 /* What replica r lacks of the shard's events that the answering replicas

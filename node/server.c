@@ -73,6 +73,7 @@ struct node_work {
     struct proto_pull_req  pull;
     struct proto_digest_req digest;
     uint64_t                start_us; /* when the request came (metrics) */
+    bool append_decoded; /* append.req holds this request's views */
     /* Long-poll state. */
     uint64_t          deadline_ms;
     uint64_t          stream_hash;
@@ -310,10 +311,24 @@ static void
 node_work_error(struct node_work *w, int status, const char *why,
     bool has_version, int64_t version)
 {
+    struct proto_event_in ev = { 0 };
+
     node_count_reject(&w->srv->stats, status);
-    node_log(NODE_LOG_DEBUG, "request refused", "{s:s, s:s, s:i}", "error",
-        mrd_errname(status), "why", why != NULL ? why : "", "type",
-        (int) w->type);
+    if (w->type == PROTO_T_APPEND && w->append_decoded) {
+        /* The event in hand, by its ids (never its payload): its first. */
+        struct proto_rd rd;
+        proto_events_begin(&w->append.req, &rd);
+        if (proto_events_next(&rd, &ev) != MRD_OK) {
+            memset(&ev, 0, sizeof(ev));
+        }
+    }
+    node_log(NODE_LOG_DEBUG, "request refused", "{s:s, s:s, s:i, s:s%, s:s%}",
+        "error", mrd_errname(status), "why", why != NULL ? why : "", "type",
+        (int) w->type, "correlation_id",
+        ev.correlation.ptr != NULL ? ev.correlation.ptr : "",
+        (size_t) ev.correlation.len, "causation_id",
+        ev.causation.ptr != NULL ? ev.causation.ptr : "",
+        (size_t) ev.causation.len);
     proto_buf_reset(&w->small);
     proto_reply_error(&w->small, w->type, (uint32_t) status,
         why != NULL ? why : mrd_strerror(status), has_version, version);
@@ -693,7 +708,8 @@ node_dispatch_append(struct node_work *w, struct proto_rd *body)
     int                 rv;
 
     memset(a, 0, sizeof(*a));
-    rv = proto_append_req_decode(body, &a->req, &why);
+    rv                = proto_append_req_decode(body, &a->req, &why);
+    w->append_decoded = rv == MRD_OK;
     if (rv == MRD_OK) {
         rv = node_work_allowed(
             w, PROTO_T_APPEND, a->req.stream.ptr, a->req.stream.len, &why);
@@ -803,10 +819,11 @@ node_work_dispatch(struct node_work *w)
     int                 rv;
 
     NODE_STAT_ADD(&srv->stats, requests, 1);
-    w->start_us = mrd_now_mono_us();
-    w->type     = 0;
-    rv          = proto_request_open(nng_msg_body(w->req), len, &frame, &why);
-    w->type     = frame.type <= PROTO_T_MAX_ ? frame.type : 0;
+    w->start_us       = mrd_now_mono_us();
+    w->append_decoded = false;
+    w->type           = 0;
+    rv      = proto_request_open(nng_msg_body(w->req), len, &frame, &why);
+    w->type = frame.type <= PROTO_T_MAX_ ? frame.type : 0;
     if (rv == MRD_OK && len > srv->cfg->frame_size_max) {
         rv  = MRD_ETOOBIG;
         why = "the request is larger than the node's frame limit";
