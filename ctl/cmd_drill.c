@@ -867,9 +867,9 @@ ctl_cmd_drill(const struct ctl_args *args, mrd_client *client)
         if (d->kind == CTL_DRILL_PARTITION) {
             printf("  recovery point  none: both sides kept serving\n");
         } else {
-            printf("  recovery point  %" PRIu64 " events had not left the "
+            printf("  recovery point  %" PRIu64 " event%s had not left the "
                    "fenced side when the fence went up\n",
-                rpo_count);
+                rpo_count, rpo_count == 1 ? "" : "s");
         }
         size_t  i;
         json_t *e;

@@ -418,8 +418,9 @@ ctl_cmd_verify(const struct ctl_args *args, mrd_client *client)
     }
     json_decref(diffs);
     printf("%s: %" PRIu32 " of %" PRIu32 " shards agree on every replica "
-           "(%" PRIu64 " events compared)\n",
-        ok ? "OK" : "FAILED", shards_ok, c->shard_count, events);
+           "(%" PRIu64 " event%s compared)\n",
+        ok ? "OK" : "FAILED", shards_ok, c->shard_count, events,
+        events == 1 ? "" : "s");
     rv = ctl_stdout_flush();
     return rv != CTL_EXIT_OK ? rv : ok ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

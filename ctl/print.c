@@ -250,7 +250,10 @@ ctl_json_str_or_null(const char *s)
 int
 ctl_json_print(json_t *value)
 {
-    char *text = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    /* 10 significant digits: seconds and ratios, without 2.6880000000000002. */
+    char *text = value != NULL
+        ? json_dumps(value, JSON_COMPACT | JSON_REAL_PRECISION(10))
+        : NULL;
 
     json_decref(value);
     if (text == NULL) {

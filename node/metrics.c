@@ -371,8 +371,12 @@ node_metrics_text(struct node_server *srv, char **out, size_t *len)
     node_text_metric(&t, "meridian_topology_version", "gauge",
         "Version of the signed topology the node runs (0: none).",
         who->version);
+    /* Fenced: refusing clients, as the dashboard and the alert read it.
+     * The far side of a fence (refusing some peers only) is 0 here and
+     * shows as cut-off in meridianctl status. */
     node_text_metric(&t, "meridian_fenced", "gauge",
-        "1 while a failover drill fences the node.", fence.active ? 1 : 0);
+        "1 while a failover drill fences the node: it refuses clients.",
+        fence.active && fence.clients ? 1 : 0);
     node_text_metric(&t, "meridian_joining", "gauge",
         "1 while the node rebuilds from its peers and refuses appends.",
         atomic_load(&o.store->joining) ? 1 : 0);
@@ -597,7 +601,7 @@ node_status_json(
     if (doc == NULL) {
         goto fail;
     }
-    *out = json_dumps(doc, JSON_COMPACT);
+    *out = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(doc);
     free(who);
     free(vv);
