@@ -238,6 +238,19 @@ requests(struct proto_buf *b)
     emit_cuts(t, "topology_push", b);
     ok(proto_swim_req_encode(b, 3, (struct proto_str) { "\x97\x01\x01", 3 }));
     emit_cuts(t, "swim", b);
+    /* Operations: a fence with peers and a label, a digest under a cut. */
+    struct proto_fence_req fr = { .ms = 60000,
+        .clients                      = true,
+        .peers = { "\0\0\0\0\0\0\0\x02\0\0\0\0\0\0\0\x03", 16 },
+        .label = { "drill region-outage", 19 } };
+    ok(proto_fence_req_encode(b, &fr));
+    emit_cuts(t, "fence", b);
+    struct proto_digest_req dr
+        = { .shard = 3, .has_cut = true, .cut = { PULL_VV2, 32 } };
+    ok(proto_digest_req_encode(b, &dr));
+    emit_cuts(t, "digest", b);
+    proto_empty_req_encode(b, PROTO_T_STATUS);
+    emit_buf(t, "status", b);
 }
 
 /* Raw byte strings: the malformed shapes, written out by hand. */
@@ -401,6 +414,15 @@ replies(struct proto_buf *b)
     emit_buf(t, "node_info", b);
     proto_stats_rep_encode(b, stats, 2);
     emit_buf(t, "stats", b);
+    static const char doc[] = "{\"node\":{\"id\":1},\"shards\":[]}";
+    proto_doc_rep_encode(b, PROTO_T_STATUS, doc, sizeof doc - 1);
+    emit_buf(t, "status", b);
+    proto_doc_rep_encode(b, PROTO_T_FENCE, "{}", 2);
+    emit_buf(t, "fence", b);
+    struct proto_digest_rep dg = { .events = 12, .vv = { PULL_VV2, 32 } };
+    memset(dg.sum, 0xab, sizeof dg.sum);
+    proto_digest_rep_encode(b, &dg);
+    emit_cuts(t, "digest", b);
     proto_reply_error(
         b, PROTO_T_APPEND, MRD_EVERSION, "wrong version", true, 7);
     emit_buf(t, "error_version", b);
