@@ -1075,11 +1075,6 @@ node_puller_hint_in(void *arg, uint64_t from, const uint8_t *shards, size_t len)
         for (size_t b = 0; b < len && b < sizeof peer->hinted; b++) {
             peer->hinted[b] |= shards[b];
         }
-        /* A hint is the peer up and talking to us: a pull that failed
-         * while it was cut off (a partition, a drill's fence) need not
-         * wait out its back-off; a pull that fails again marks it down
-         * again. */
-        atomic_store(&peer->down_until_ms, 0);
         peer->any_hint = true;
         p->hinted      = true;
         pthread_cond_signal(&p->cv);
