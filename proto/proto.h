@@ -755,8 +755,8 @@ enum proto_key_doc_rep {
     PROTO_K_DOC_JSON = 1, /* str 2..PROTO_DOC_SIZE_MAX, a JSON object */
 };
 /* A status document: 256 shards with 256 origins each are ~3 MiB of
- * vector text, which no real cluster comes near; past this the node
- * leaves the vectors out and says so (docs/OPERATIONS.md). */
+ * vector text, which no real cluster comes near; past this the STATUS
+ * call fails with MRD_ETOOBIG rather than send a partial document. */
 #define PROTO_DOC_SIZE_MAX (4u * 1024u * 1024u)
 void proto_doc_rep_encode(
     struct proto_buf *buf, uint32_t type, const char *json, size_t len);
