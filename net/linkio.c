@@ -270,7 +270,21 @@ lk_pipe_add(struct lk_sock *s, nng_pipe pipe)
     uint8_t  hdr[4];
 
     pthread_mutex_lock(&s->mtx);
-    if (s->closing || (s->dialer && s->cur != NULL)
+    /* A dialer keeps one pipe, but not one it has given up on: a pipe it
+     * closed (refused, late, stalled) normally leaves at once with its
+     * REM_POST, yet NNG 1.5.2 can hold that back (a close on a blackholed
+     * connection), and a current pipe that never leaves would refuse every
+     * new pipe for good: the peer looks down forever (the chaos suite saw
+     * a node every peer held dead after the faults healed). Such a pipe is
+     * dropped as current here; its removal, if it ever comes, still fails
+     * what was in flight on it. */
+    bool stale_cur = false;
+    if (s->dialer && s->cur != NULL) {
+        pthread_mutex_lock(&s->cur->mtx);
+        stale_cur = s->cur->state == LKP_DEAD || s->cur->stall_closed;
+        pthread_mutex_unlock(&s->cur->mtx);
+    }
+    if (s->closing || (s->dialer && s->cur != NULL && !stale_cur)
         || s->npipes >= LK_PIPES_MAX) {
         if (!s->dialer && !s->closing) {
             lk_count(s, LK_R_OVERFLOW);
@@ -449,6 +463,11 @@ lk_stall_check(struct lk_sock *s, const struct lk_ctx *c)
     p->stall_closed = true;
     if (s->cfg.stats != NULL) {
         atomic_fetch_add(&s->cfg.stats->stalled, 1);
+    }
+    /* Redial if no new session comes (lk_sweep_redial), even when this
+     * pipe's removal is held back. */
+    if (s->url != NULL && s->next_redial_ms == 0) {
+        s->next_redial_ms = mrd_now_mono_ms() + LK_REDIAL_AFTER_MS;
     }
     /* The removal fails what is in flight and tells the up callback. */
     nng_pipe_close(p->pipe);
@@ -1000,7 +1019,7 @@ lk_sweep_redial(struct lk_sock *s, uint64_t now)
     }
     if (s->cur != NULL) {
         pthread_mutex_lock(&s->cur->mtx);
-        bool up = s->cur->state == LKP_UP;
+        bool up = s->cur->state == LKP_UP && !s->cur->stall_closed;
         pthread_mutex_unlock(&s->cur->mtx);
         if (up) {
             s->next_redial_ms = 0;
@@ -1048,6 +1067,11 @@ lk_sweep_cb(void *arg)
                 && now > p->since_ms + LK_REFUSED_LINGER_MS;
             if (late) {
                 lk_count(s, LK_R_TIMEOUT);
+                /* As for a stalled pipe: redial unless a session comes,
+                 * even if this pipe's removal is held back. */
+                if (p == s->cur && s->url != NULL && s->next_redial_ms == 0) {
+                    s->next_redial_ms = now + LK_REDIAL_AFTER_MS;
+                }
             }
             if (late || linger) {
                 p->state   = LKP_DEAD;
