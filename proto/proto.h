@@ -775,9 +775,8 @@ enum proto_key_fence_req {
     PROTO_K_FENCE_PEERS   = 3, /* bin: node ids, 8 bytes BE each */
     PROTO_K_FENCE_LABEL   = 4, /* str 1..PROTO_FENCE_LABEL_SIZE_MAX, logged */
 };
-#define PROTO_FENCE_MS_MAX                                                     \
-    (24u * 3600u * 1000u) /* a day: a drill, not a ban                         \
-                           */
+/* A day: a drill, not a ban. */
+#define PROTO_FENCE_MS_MAX (24u * 3600u * 1000u)
 #define PROTO_FENCE_PEERS_MAX 256u /* TOPO_NODES_MAX */
 #define PROTO_FENCE_LABEL_SIZE_MAX 64u
 struct proto_fence_req {
