@@ -1,12 +1,19 @@
-/* peers_bench: the peers of issue 8 (Redis Streams, NATS JetStream,
- * PostgreSQL) driven the same way as meridian_bench drives Meridian, one
- * peer and one workload per invocation, one JSON line on stdout per run.
- * scripts/bench starts the servers, runs this, and makes the table.
+/* peers_bench: Meridian and the peers of issue 8 (Redis Streams, NATS
+ * JetStream, PostgreSQL) driven the same way, one system and one workload
+ * per invocation, one JSON line on stdout per run. scripts/bench starts
+ * the servers, runs this, and makes the table.
  *
- *   peers_bench --peer redis|nats|postgres|none --addr HOST:PORT|CONNINFO
+ *   peers_bench --peer meridian|redis|nats|postgres|none
+ *               --addr URL[,URL...]|HOST:PORT|CONNINFO
  *               --workload single1|single64|batch100|read1m|expected8|loopback
  *               [--events N] [--seconds S] [--clients N] [--mode LABEL]
- *               [--server-pid PID]
+ *               [--server-pid PID] [--ack local|region|global]
+ *               [--ack-count N] [--region NAME]
+ *
+ * Meridian goes through libmeridian's blocking calls (mrd_append,
+ * mrd_read), one mrd_client per client thread, with the key and keyring of
+ * MERIDIAN_KEY and MERIDIAN_KEYRING; --addr is the node URLs, --region the
+ * clients' home region, --ack and --ack-count each append's level.
  *
  * Workloads (256-byte events; each client is a thread with its own
  * connection; an append workload stops after N events or S seconds):
@@ -37,6 +44,7 @@
  * peak memory (the larger of the process's VmHWM and the peak, sampled
  * every 100 ms, of the Pss summed over the process tree: PostgreSQL is
  * many processes sharing memory). */
+#include "meridian.h"
 #include "nats_min.h"
 
 #include <hiredis.h>
@@ -75,6 +83,9 @@ struct opts {
     double      seconds;
     int         clients;
     long        server_pid;
+    int         ack; /* Meridian: MRD_ACK_* */
+    uint32_t    ack_count;
+    const char *region;
     char        host[256];
     char        port[16];
 };
@@ -362,6 +373,7 @@ struct conn {
     redisContext *r;
     PGconn       *pg;
     nats_conn    *n;
+    mrd_client   *m;
     char          stream[32];
     uint64_t      next_version; /* PostgreSQL: the stream's next version */
     bool          version_known;
@@ -375,6 +387,8 @@ static const char redis_script[]
       "if last ~= tonumber(ARGV[1]) then return {0, last} end\n"
       "redis.call('XADD', KEYS[1], (last + 1) .. '-0', 'd', ARGV[2])\n"
       "return {1, last + 1}\n";
+
+static mrd_client *meridian_open(void);
 
 static bool
 is_peer(const char *p)
@@ -412,6 +426,8 @@ conn_open(void)
         if (c->n == NULL) {
             die("nats connect", err);
         }
+    } else if (is_peer("meridian")) {
+        c->m = meridian_open();
     }
     return c;
 }
@@ -419,6 +435,7 @@ conn_open(void)
 static void
 conn_close(struct conn *c)
 {
+    mrd_client_close(c->m);
     if (c->r != NULL) {
         redisFree(c->r);
     }
@@ -427,6 +444,78 @@ conn_close(struct conn *c)
     }
     nats_close(c->n);
     free(c);
+}
+
+/* ---------------------------------------------------------- Meridian -- */
+
+#define MERIDIAN_ADDRS_MAX 16
+
+/* A client of the nodes in --addr (comma-separated URLs). Calls wait up to
+ * 30 s: a bench that stalls should fail, not hang, and not give up while
+ * a busy node drains its queue. */
+static mrd_client *
+meridian_open(void)
+{
+    char        buf[4096];
+    const char *addrs[MERIDIAN_ADDRS_MAX];
+    size_t      n = 0;
+    snprintf(buf, sizeof(buf), "%s", O.addr);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save);
+         t != NULL && n < MERIDIAN_ADDRS_MAX; t = strtok_r(NULL, ",", &save)) {
+        addrs[n++] = t;
+    }
+    mrd_client_opts opts;
+    mrd_client_opts_init(&opts);
+    opts.addresses     = addrs;
+    opts.address_count = n;
+    opts.timeout_ms    = 30000;
+    opts.region        = O.region;
+    mrd_client *m      = NULL;
+    int         err    = mrd_client_open(&opts, &m);
+    if (err != MRD_OK) {
+        char what[512];
+        snprintf(
+            what, sizeof(what), "%s: %s", mrd_errname(err), mrd_errdetail());
+        die("mrd_client_open", what);
+    }
+    return m;
+}
+
+static mrd_event_in meridian_events[MRD_APPEND_EVENTS_MAX];
+
+/* n events to stream with the run's ack level and expected version exp;
+ * the error code, *version_out the stream's version after it. */
+static int
+meridian_append(
+    mrd_client *m, const char *stream, int n, int64_t exp, int64_t *version_out)
+{
+    mrd_append_opts ao;
+    mrd_append_opts_init(&ao);
+    ao.expected_version = exp;
+    ao.ack              = O.ack;
+    ao.ack_count        = O.ack_count;
+    mrd_append_result r;
+    int err = mrd_append(m, stream, meridian_events, (size_t) n, &ao, &r);
+    if (err == MRD_OK && version_out != NULL) {
+        *version_out = (int64_t) r.version;
+    }
+    if (err != MRD_OK && err != MRD_EVERSION) {
+        fprintf(stderr, "peers_bench: mrd_append: %s (%s)\n", mrd_errname(err),
+            mrd_errdetail());
+    }
+    return err;
+}
+
+/* The stream's event count (its version + 1: positions start at 0). */
+static uint64_t
+meridian_count(mrd_client *m, const char *stream)
+{
+    mrd_stream_info info;
+    int             err = mrd_stream_info_get(m, stream, &info);
+    if (err != MRD_OK) {
+        die("mrd_stream_info_get", mrd_errname(err));
+    }
+    return info.exists ? (uint64_t) (info.version + 1) : 0;
 }
 
 /* ------------------------------------------------------------- NATS ---- */
@@ -586,6 +675,12 @@ pg_prepare(struct conn *c)
 static int
 append_n(struct conn *c, int n)
 {
+    if (c->m != NULL) {
+        return meridian_append(c->m, c->stream, n, MRD_EXPECT_ANY, NULL)
+                == MRD_OK
+            ? 0
+            : -1;
+    }
     if (c->r != NULL) {
         const char *argv[5] = { "XADD", c->stream, "*", "d", payload };
         size_t      len[5]  = { 4, strlen(c->stream), 1, 1, EVENT_SIZE };
@@ -668,6 +763,22 @@ append_n(struct conn *c, int n)
 static int
 append_expected(struct conn *c, uint64_t *version)
 {
+    if (c->m != NULL) {
+        /* *version counts events: 0 is no stream, k the last position
+         * k - 1. A conflict reads the stream's version afresh. */
+        int64_t v   = 0;
+        int     err = meridian_append(c->m, "hot", 1,
+            *version == 0 ? MRD_EXPECT_NO_STREAM : (int64_t) *version - 1, &v);
+        if (err == MRD_OK) {
+            *version = (uint64_t) v + 1;
+            return 1;
+        }
+        if (err == MRD_EVERSION) {
+            *version = meridian_count(c->m, "hot");
+            return 0;
+        }
+        return -1;
+    }
     char exp[24];
     snprintf(exp, sizeof(exp), "%" PRIu64, *version);
     if (c->r != NULL) {
@@ -747,6 +858,9 @@ append_expected(struct conn *c, uint64_t *version)
 static uint64_t
 head_version(struct conn *c)
 {
+    if (c->m != NULL) {
+        return meridian_count(c->m, "hot");
+    }
     if (c->r != NULL) {
         uint64_t    v       = (uint64_t) -1; /* never matches: a read */
         const char *argv[6] = { "EVALSHA", c->sha, "1", "hot", "-1", payload };
@@ -918,6 +1032,9 @@ run_appends(struct result *res)
 static long
 read_count(struct conn *c)
 {
+    if (c->m != NULL) {
+        return (long) meridian_count(c->m, "read");
+    }
     if (c->r != NULL) {
         redisReply *rep = redisCommand(c->r, "XLEN read");
         long        v
@@ -943,6 +1060,19 @@ read_count(struct conn *c)
 static void
 read_load(struct conn *c, long n)
 {
+    if (c->m != NULL) {
+        for (long done = 0; done < n;) {
+            int k = n - done < (long) MRD_APPEND_EVENTS_MAX
+                ? (int) (n - done)
+                : (int) MRD_APPEND_EVENTS_MAX;
+            if (meridian_append(c->m, "read", k, MRD_EXPECT_ANY, NULL)
+                != MRD_OK) {
+                die("meridian load", NULL);
+            }
+            done += k;
+        }
+        return;
+    }
     if (c->r != NULL) {
         const char *argv[5] = { "XADD", "read", "*", "d", payload };
         size_t      len[5]  = { 4, 4, 1, 1, EVENT_SIZE };
@@ -994,6 +1124,32 @@ static long
 read_all(struct conn *c, long n, struct lat *lat, long *bytes)
 {
     long got = 0;
+    if (c->m != NULL) {
+        /* Forward reads of READ_PAGE events (MRD_READ_COUNT_MAX). */
+        uint64_t from = 0;
+        for (;;) {
+            mrd_events *evs = NULL;
+            double      t0  = now_s();
+            int         err
+                = mrd_read(c->m, "read", from, MRD_FORWARD, READ_PAGE, &evs);
+            if (err != MRD_OK) {
+                die("mrd_read", mrd_errname(err));
+            }
+            size_t k = mrd_events_count(evs);
+            for (size_t i = 0; i < k; i++) {
+                *bytes += (long) mrd_events_at(evs, i)->data_size;
+            }
+            from    = mrd_events_next(evs);
+            int end = mrd_events_end(evs);
+            mrd_events_free(evs);
+            lat_add(lat, (now_s() - t0) * 1000);
+            got += (long) k;
+            if (end || k == 0) {
+                break;
+            }
+        }
+        return got;
+    }
     if (c->r != NULL) {
         char last[64] = "-";
         for (;;) {
@@ -1287,12 +1443,14 @@ static void
 usage(void)
 {
     fprintf(stderr,
-        "usage: peers_bench --peer redis|nats|postgres|none --addr "
-        "HOST:PORT|CONNINFO\n"
+        "usage: peers_bench --peer meridian|redis|nats|postgres|none --addr "
+        "URL[,URL...]|HOST:PORT|CONNINFO\n"
         "         --workload single1|single64|batch100|read1m|expected8|"
         "loopback\n"
         "         [--events N] [--seconds S] [--clients N] [--mode LABEL] "
-        "[--server-pid PID]\n");
+        "[--server-pid PID]\n"
+        "         [--ack local|region|global] [--ack-count N] "
+        "[--region NAME]\n");
     exit(2);
 }
 
@@ -1343,6 +1501,18 @@ main(int argc, char **argv)
             O.clients = atoi(v);
         } else if (strcmp(a, "--server-pid") == 0) {
             O.server_pid = atol(v);
+        } else if (strcmp(a, "--ack") == 0) {
+            O.ack = strcmp(v, "region") == 0 ? MRD_ACK_REGION
+                : strcmp(v, "global") == 0   ? MRD_ACK_GLOBAL
+                : strcmp(v, "local") == 0    ? MRD_ACK_LOCAL
+                                             : -1;
+            if (O.ack < 0) {
+                usage();
+            }
+        } else if (strcmp(a, "--ack-count") == 0) {
+            O.ack_count = (uint32_t) atoi(v);
+        } else if (strcmp(a, "--region") == 0) {
+            O.region = v;
         } else {
             usage();
         }
@@ -1369,7 +1539,7 @@ main(int argc, char **argv)
     bool loopback = wi == 5;
     if (wi < 0
         || (!loopback && !is_peer("redis") && !is_peer("nats")
-            && !is_peer("postgres"))) {
+            && !is_peer("postgres") && !is_peer("meridian"))) {
         usage();
     }
     if (O.clients <= 0) {
@@ -1386,7 +1556,7 @@ main(int argc, char **argv)
     }
     per_op      = w[wi].per_op;
     is_expected = strcmp(O.workload, "expected8") == 0;
-    if (!loopback && !is_peer("postgres")) {
+    if (!loopback && !is_peer("postgres") && !is_peer("meridian")) {
         const char *colon = strrchr(O.addr, ':');
         if (colon == NULL || colon == O.addr
             || (size_t) (colon - O.addr) >= sizeof(O.host)) {
@@ -1398,6 +1568,11 @@ main(int argc, char **argv)
     }
     for (int i = 0; i < EVENT_SIZE; i++) {
         payload[i] = (char) ('a' + i % 26);
+    }
+    for (size_t i = 0; i < MRD_APPEND_EVENTS_MAX; i++) {
+        meridian_events[i].type      = "bench";
+        meridian_events[i].data      = payload;
+        meridian_events[i].data_size = EVENT_SIZE;
     }
     if (!loopback) {
         struct conn *c = conn_open();

@@ -631,9 +631,34 @@ lk_is_refusal(const uint8_t *b, size_t len)
         && b[3] == LK_REFUSAL_TYPE;
 }
 
-static void
-lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
+/* Opens a sealed frame in place: msg's body becomes the plaintext. A reply
+ * can be 4 MiB: a second buffer per frame would cost a copy and, for
+ * buffers that large, fresh pages from the kernel each time (measured in
+ * docs/benchmarks.md, "Reads"). Pipe mtx held. */
+static int
+lk_open_in_place(
+    struct lk_pipe *p, nng_msg *msg, size_t *plen, const char **why)
 {
+    uint8_t *body = nng_msg_body(msg);
+    size_t   len  = nng_msg_len(msg);
+    if (len < LINK_CTR_SIZE) {
+        *why = "link frame truncated";
+        return MRD_EPROTO;
+    }
+    int rv = link_open(&p->ses, body, len, body + LINK_CTR_SIZE,
+        len - LINK_CTR_SIZE, plen, why);
+    if (rv == MRD_OK) {
+        nng_msg_trim(msg, LINK_CTR_SIZE);
+        nng_msg_chop(msg, len - LINK_CTR_SIZE - *plen);
+    }
+    return rv;
+}
+
+/* Takes *msgp when it hands it on (sets it to NULL). */
+static void
+lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg **msgp)
+{
+    nng_msg       *msg  = *msgp;
     const uint8_t *body = nng_msg_body(msg);
     size_t         len  = nng_msg_len(msg);
     const char    *why  = NULL;
@@ -684,29 +709,17 @@ lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
         return; /* closing */
     }
     /* A sealed frame: the welcome, or a reply. */
-    nng_msg *plain = NULL;
-    size_t   plen  = 0;
-    int      rv    = nng_msg_alloc(&plain, len) == 0 ? MRD_OK : MRD_ENOMEM;
-    if (rv == MRD_OK) {
-        rv = link_open(
-            &p->ses, body, len, nng_msg_body(plain), len, &plen, &why);
-    }
+    size_t plen = 0;
+    int    rv   = lk_open_in_place(p, msg, &plen, &why);
     if (rv != MRD_OK || (st == LKP_WELCOME && plen != 0)
         || (st == LKP_UP && nng_msg_header_len(msg) != 4)) {
         p->state = LKP_DEAD;
         pthread_mutex_unlock(&p->mtx);
-        if (plain != NULL) {
-            nng_msg_free(plain);
-        }
-        if (rv != MRD_ENOMEM) {
-            lk_count(s, LK_R_FRAME);
-        }
+        lk_count(s, LK_R_FRAME);
         nng_pipe_close(p->pipe);
         return;
     }
-    nng_msg_chop(plain, len - plen);
     if (st == LKP_WELCOME) {
-        nng_msg_free(plain);
         p->state    = LKP_UP;
         p->since_ms = mrd_now_mono_ms();
         pthread_mutex_unlock(&p->mtx);
@@ -738,8 +751,11 @@ lk_dialer_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
         return;
     }
     pthread_mutex_unlock(&p->mtx);
-    uint32_t id   = lk_get_u32(nng_msg_header(msg));
-    nng_aio *done = NULL;
+    uint32_t id = lk_get_u32(nng_msg_header(msg));
+    nng_msg_header_clear(msg);
+    nng_msg *plain = msg; /* the reply, as the caller gets it */
+    *msgp          = NULL;
+    nng_aio *done  = NULL;
     nng_aio *sent[LK_INFLIGHT_MAX];
     int      rvs[LK_INFLIGHT_MAX];
     size_t   n_sent = 0;
@@ -839,9 +855,11 @@ lk_deliver(struct lk_sock *s, struct lk_req *req)
     }
 }
 
+/* Takes *msgp when it hands it on (sets it to NULL). */
 static void
-lk_listener_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
+lk_listener_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg **msgp)
 {
+    nng_msg       *msg  = *msgp;
     const uint8_t *body = nng_msg_body(msg);
     size_t         len  = nng_msg_len(msg);
     const char    *why  = NULL;
@@ -906,26 +924,25 @@ lk_listener_rx(struct lk_sock *s, struct lk_pipe *p, nng_msg *msg)
     case LKP_UP: {
         struct lk_req *req  = calloc(1, sizeof(*req));
         size_t         plen = 0;
-        if (req == NULL || nng_msg_alloc(&req->msg, len) != 0) {
-            free(req);
+        if (req == NULL) {
             p->state = LKP_DEAD; /* no memory: the request is lost, so is */
             nng_pipe_close(p->pipe); /* the counter order; the peer retries */
             break;
         }
-        rv = link_open(
-            &p->ses, body, len, nng_msg_body(req->msg), len, &plen, &why);
+        rv = lk_open_in_place(p, msg, &plen, &why);
         if (rv != MRD_OK) {
-            nng_msg_free(req->msg);
             free(req);
             lk_count(s, LK_R_FRAME);
             p->state = LKP_DEAD;
             nng_pipe_close(p->pipe);
             break;
         }
-        nng_msg_chop(req->msg, len - plen);
         req->pipe_id = p->id;
         req->hdr_len = nng_msg_header_len(msg);
         memcpy(req->hdr, nng_msg_header(msg), req->hdr_len);
+        nng_msg_header_clear(msg);
+        req->msg = msg;
+        *msgp    = NULL;
         memcpy(req->peer, p->ses.peer_pk, LINK_KEY_SIZE);
         pthread_mutex_unlock(&p->mtx);
         lk_deliver(s, req);
@@ -988,13 +1005,15 @@ lk_rx_cb(void *arg)
     struct lk_pipe *p  = lk_pipe_ref(s, id);
     if (p != NULL) {
         if (s->dialer) {
-            lk_dialer_rx(s, p, msg);
+            lk_dialer_rx(s, p, &msg);
         } else {
-            lk_listener_rx(s, p, msg);
+            lk_listener_rx(s, p, &msg);
         }
         lk_pipe_unref(s, p);
     }
-    nng_msg_free(msg);
+    if (msg != NULL) {
+        nng_msg_free(msg);
+    }
     pthread_mutex_lock(&s->mtx);
     bool arm = lk_rx_claim_locked(s);
     pthread_mutex_unlock(&s->mtx);

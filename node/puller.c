@@ -1038,7 +1038,10 @@ node_puller_main(void *arg)
         pthread_mutex_lock(&p->mu);
         uint64_t now     = mrd_now_mono_ms();
         uint64_t wake_ms = next_round_ms;
-        if (p->topology != NULL && p->gossip_next_ms < wake_ms) {
+        /* Gossip only with someone to gossip with: a lone node's
+         * gossip_next_ms never moves, and waking for it would spin. */
+        if (p->topology != NULL && p->peer_count > 0
+            && p->gossip_next_ms < wake_ms) {
             wake_ms = p->gossip_next_ms;
         }
         if (!p->stop && !p->hinted && now < wake_ms) {

@@ -497,7 +497,7 @@ link_open(struct link_session *s, const uint8_t *frame, size_t len,
     link_nonce(nonce, ctr);
     unsigned long long p_len = 0;
 #ifdef MRD_BENCH_PLAINTEXT
-    memcpy(out, frame + LINK_CTR_SIZE, plain_len);
+    memmove(out, frame + LINK_CTR_SIZE, plain_len); /* may be in place */
     p_len = plain_len;
     if (false) {
 #else

@@ -196,7 +196,10 @@ MRD_MUST_USE int link_seal(struct link_session *s, const uint8_t *plain,
  * next counter and a valid tag; any refusal of the frame poisons the
  * session (MRD_EPROTO, MRD_ETOOBIG). MRD_EINVAL when there is no session
  * or out is too small for a frame that is not otherwise refused (nothing
- * changes); MRD_ECLOSED when poisoned. out must not overlap frame. */
+ * changes); MRD_ECLOSED when poisoned. out may be frame +
+ * LINK_CTR_SIZE (opened in place: the tag is checked first, then the
+ * cipher reads each byte before it writes it); no other overlap is
+ * allowed. */
 MRD_MUST_USE int link_open(struct link_session *s, const uint8_t *frame,
     size_t len, uint8_t *out, size_t out_cap, size_t *out_len_out,
     const char **why);

@@ -233,11 +233,77 @@ test_cluster_init(void **state)
     harness_rmrf(dir);
 }
 
+/* CPU ticks (utime + stime) the process has used so far, or -1. */
+static long
+ci_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n]         = '\0';
+    const char *p  = strrchr(buf, ')');
+    long        ut = 0, st = 0;
+    /* After ")": state and 10 more fields, then utime and stime. */
+    if (p == NULL
+        || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+               &ut, &st)
+            != 2) {
+        return -1;
+    }
+    return ut + st;
+}
+
+/* A cluster of one node (one region, nothing to replicate with) idles:
+ * its puller once woke for a gossip round that never came, and spun on a
+ * core. Over CI_IDLE_MS it must use well under a quarter of one core (a
+ * spinning thread takes most of one even on a busy machine; an idle node
+ * a few percent, under ASan too). */
+#define CI_IDLE_MS 3000u
+static void
+test_lone_node_idles(void **state)
+{
+    (void) state;
+    char dir[256], cdir[300], port_text[16], cfg[400];
+    assert_int_equal(harness_tmpdir_make("meridian-ci1-", dir, sizeof(dir)), 0);
+    snprintf(cdir, sizeof(cdir), "%s/c", dir);
+    uint16_t base = harness_free_ports(1, 7);
+    assert_int_not_equal(base, 0);
+    snprintf(port_text, sizeof(port_text), "%u", (unsigned) base);
+    const char *init[] = { "cluster", "init", "--dir", cdir, "--regions",
+        "solo", "--nodes-per-region", "1", "--base-port", port_text, NULL };
+    assert_int_equal(harness_run_ctl(init, NULL, 0), 0);
+    struct harness_node node;
+    assert_int_equal(harness_node_init(&node, 1), 0);
+    node.port = base;
+    snprintf(cfg, sizeof(cfg), "%s/node-1.json", cdir);
+    const char *args[] = { "--config", cfg, NULL };
+    assert_int_equal(harness_node_start(&node, args), 0);
+    harness_sleep_ms(500); /* past start-up work */
+    long t0 = ci_cpu_ticks(node.pid);
+    harness_sleep_ms(CI_IDLE_MS);
+    long t1 = ci_cpu_ticks(node.pid);
+    assert_true(t0 >= 0 && t1 >= t0);
+    long hz = sysconf(_SC_CLK_TCK), used_ms = (t1 - t0) * 1000 / hz;
+    if (used_ms * 4 >= (long) CI_IDLE_MS) {
+        fail_msg("an idle one-node cluster used %ld ms of CPU in %u ms",
+            used_ms, CI_IDLE_MS);
+    }
+    assert_int_equal(harness_node_stop(&node), 0);
+    harness_node_fini(&node);
+    harness_rmrf(dir);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_cluster_init, harness_teardown),
+        cmocka_unit_test_teardown(test_lone_node_idles, harness_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, harness_teardown);
 }

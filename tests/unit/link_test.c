@@ -633,6 +633,45 @@ test_frame_replay_reorder_gap(void **state)
     free(p);
 }
 
+/* Opened in place (out = frame + LINK_CTR_SIZE), as linkio does: the
+ * plaintext is right, and a frame refused for its tag yields no plaintext
+ * (the tag is checked first; libsodium wipes the output on a refusal). */
+static void
+test_frame_open_in_place(void **state)
+{
+    (void) state;
+    struct pair *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    uint8_t     f[TEST_FRAME_MAX + LINK_FRAME_OVERHEAD];
+    size_t      n, plen = 0;
+    const char *why = NULL;
+
+    pair_init(p);
+    pair_handshake(p);
+    for (size_t len = 0; len <= 1000; len += 333) {
+        n = seal_pattern(&p->is, (uint8_t) len, len, f);
+        assert_int_equal(MRD_OK,
+            link_open(&p->rs, f, n, f + LINK_CTR_SIZE, n - LINK_CTR_SIZE, &plen,
+                &why));
+        assert_int_equal(plen, len);
+        for (size_t i = 0; i < len; i++) {
+            assert_int_equal(f[LINK_CTR_SIZE + i], (uint8_t) (len + i * 7u));
+        }
+    }
+    n = seal_pattern(&p->is, 9, 100, f);
+    f[n - 1] ^= 0x01;
+    assert_int_equal(MRD_EPROTO,
+        link_open(
+            &p->rs, f, n, f + LINK_CTR_SIZE, n - LINK_CTR_SIZE, &plen, &why));
+    assert_true(p->rs.poisoned);
+    size_t same = 0;
+    for (size_t i = 0; i < 100; i++) {
+        same += f[LINK_CTR_SIZE + i] == (uint8_t) (9 + i * 7u);
+    }
+    assert_true(same < 100);
+    free(p);
+}
+
 static void
 test_frame_truncated_and_flipped(void **state)
 {
@@ -865,6 +904,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_invalid_ephemeral),
         cmocka_unit_test(test_replayed_handshake),
         cmocka_unit_test(test_frame_replay_reorder_gap),
+        cmocka_unit_test(test_frame_open_in_place),
         cmocka_unit_test(test_frame_truncated_and_flipped),
         cmocka_unit_test(test_frame_limits),
         cmocka_unit_test(test_rekey_and_exhaustion),
