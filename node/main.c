@@ -118,60 +118,45 @@ main(int argc, char **argv)
         return 1;
     }
     node_config_log_peer_addresses(&cfg);
+    /* From here, a failure to start unwinds what was started, in the
+     * reverse order of the shutdown below: a thread left running would
+     * read what main() frees (the security thread polls the topology). */
     if (node_ae_open(topology, &store, &ae) != MRD_OK) {
         node_log(NODE_LOG_ERROR, "out of memory for anti-entropy", NULL);
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_store;
     }
     if (node_security_open(&cfg, &store, topology, &sec) != MRD_OK) {
         node_log(
             NODE_LOG_ERROR, "cannot set up secure links; not starting", NULL);
-        node_ae_close(ae);
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_ae;
     }
     rv = node_server_start(&cfg, &store, topology, ae, sec, &srv);
     if (rv != MRD_OK) {
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_sec;
     }
     if (cfg.metrics_listen[0] != '\0'
         && node_metrics_start(cfg.metrics_listen, srv, &metrics) != MRD_OK) {
-        node_server_stop(srv);
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_srv;
     }
     node_server_set_metrics_url(srv, node_metrics_url(metrics));
     if (cfg.ready_file[0] != '\0'
         && node_ready_file_write(cfg.ready_file, node_server_url(srv)) != 0) {
         node_log(NODE_LOG_ERROR, "cannot write the ready file", "{s:s, s:s}",
             "path", cfg.ready_file, "error", strerror(errno));
-        node_server_stop(srv);
-        node_store_close(&store);
-        return 1;
+        goto out_metrics;
     }
     if (node_liveness_start(
             &cfg, topology, node_server_stats(srv), sec, &liveness)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start liveness (SWIM)", NULL);
-        node_server_stop(srv);
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_metrics;
     }
     node_server_set_liveness(srv, liveness);
     if (node_puller_start(&cfg, &store, srv, node_server_stats(srv), topology,
             liveness, ae, sec, &puller)
         != MRD_OK) {
         node_log(NODE_LOG_ERROR, "cannot start replication", NULL);
-        node_server_stop(srv);
-        node_store_close(&store);
-        node_topology_close(topology);
-        return 1;
+        goto out_liveness;
     }
     node_log(NODE_LOG_INFO, "ready", "{s:s, s:s, s:s, s:i}", "listen",
         node_server_url(srv), "metrics", node_metrics_url(metrics), "version",
@@ -194,4 +179,20 @@ main(int argc, char **argv)
     node_log(failed ? NODE_LOG_ERROR : NODE_LOG_INFO, "stopped", "{s:b}",
         "failed", failed);
     return failed ? 3 : 0;
+
+out_liveness:
+    node_server_set_liveness(srv, NULL);
+    node_liveness_stop(liveness);
+out_metrics:
+    node_metrics_stop(metrics);
+out_srv:
+    node_server_stop(srv);
+out_sec:
+    node_security_close(sec);
+out_ae:
+    node_ae_close(ae);
+out_store:
+    node_store_close(&store);
+    node_topology_close(topology);
+    return 1;
 }
