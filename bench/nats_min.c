@@ -52,26 +52,34 @@ now_ms(void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Grows *buf (capacity *cap) to hold at least need bytes, doubling from
+ * 64 KiB; 0, or -1 with the error set. */
+static int
+buf_grow(nats_conn *c, char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) {
+        return 0;
+    }
+    size_t n = *cap ? *cap : 65536;
+    while (n < need) {
+        n *= 2;
+    }
+    char *p = realloc(*buf, n);
+    if (p == NULL) {
+        set_err(c, "out of memory", NULL);
+        return -1;
+    }
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- write -- */
 
 static int
 wreserve(nats_conn *c, size_t more)
 {
-    if (c->wlen + more <= c->wcap) {
-        return 0;
-    }
-    size_t cap = c->wcap ? c->wcap : 65536;
-    while (cap < c->wlen + more) {
-        cap *= 2;
-    }
-    char *p = realloc(c->wbuf, cap);
-    if (p == NULL) {
-        set_err(c, "out of memory", NULL);
-        return -1;
-    }
-    c->wbuf = p;
-    c->wcap = cap;
-    return 0;
+    return buf_grow(c, &c->wbuf, &c->wcap, c->wlen + more);
 }
 
 static int
@@ -176,15 +184,8 @@ fill(nats_conn *c, int64_t deadline)
             memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
             c->rlen -= c->rpos;
             c->rpos = 0;
-        } else {
-            size_t cap = c->rcap * 2;
-            char  *p   = realloc(c->rbuf, cap);
-            if (p == NULL) {
-                set_err(c, "out of memory", NULL);
-                return -1;
-            }
-            c->rbuf = p;
-            c->rcap = cap;
+        } else if (buf_grow(c, &c->rbuf, &c->rcap, c->rcap + 1) != 0) {
+            return -1;
         }
     }
     for (;;) {
@@ -295,18 +296,8 @@ nats_next(nats_conn *c, nats_msg *m, int timeout_ms)
             if (c->rlen - c->rpos < line_len + total + 2) {
                 /* Not all of the payload is here yet: grow and read. */
                 size_t need = line_len + total + 2;
-                if (need > c->rcap) {
-                    size_t cap = c->rcap;
-                    while (cap < need) {
-                        cap *= 2;
-                    }
-                    char *p = realloc(c->rbuf, cap);
-                    if (p == NULL) {
-                        set_err(c, "out of memory", NULL);
-                        return -1;
-                    }
-                    c->rbuf = p;
-                    c->rcap = cap;
+                if (buf_grow(c, &c->rbuf, &c->rcap, need) != 0) {
+                    return -1;
                 }
                 if (c->rpos > 0 && c->rpos + need > c->rcap) {
                     memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);

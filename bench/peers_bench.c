@@ -591,6 +591,24 @@ nats_ack(const nats_msg *m, long long *conflict)
     return json_num(buf, "seq");
 }
 
+/* The next JetStream ack (a message on the reply subscription, sid 1):
+ * 1, or -1 with the reason printed. */
+static int
+nats_next_ack(struct conn *c, nats_msg *m)
+{
+    for (;;) {
+        int r = nats_next(c->n, m, 30000);
+        if (r <= 0) {
+            fprintf(stderr, "peers_bench: nats: %s\n",
+                r == 0 ? "ack timeout" : nats_error(c->n));
+            return -1;
+        }
+        if (m->sid == 1) {
+            return 1;
+        }
+    }
+}
+
 /* Publishes n events to subject and waits for the n acks. */
 static int
 nats_append(struct conn *c, const char *subject, int n)
@@ -606,22 +624,15 @@ nats_append(struct conn *c, const char *subject, int n)
         return -1;
     }
     int bad = 0;
-    for (int got = 0; got < n;) {
-        nats_msg m;
-        int      r = nats_next(c->n, &m, 30000);
-        if (r <= 0) {
-            fprintf(stderr, "peers_bench: nats: %s\n",
-                r == 0 ? "ack timeout" : nats_error(c->n));
+    for (int got = 0; got < n; got++) {
+        nats_msg  m;
+        long long conflict;
+        if (nats_next_ack(c, &m) < 0) {
             return -1;
         }
-        if (m.sid != 1) {
-            continue;
-        }
-        long long conflict;
         if (nats_ack(&m, &conflict) <= 0) {
             bad++;
         }
-        got++;
     }
     return bad ? -1 : 0;
 }
@@ -829,29 +840,21 @@ append_expected(struct conn *c, uint64_t *version)
         || nats_flush(c->n) != 0) {
         return -1;
     }
-    for (;;) {
-        nats_msg m;
-        int      r = nats_next(c->n, &m, 30000);
-        if (r <= 0) {
-            fprintf(stderr, "peers_bench: nats: %s\n",
-                r == 0 ? "ack timeout" : nats_error(c->n));
-            return -1;
-        }
-        if (m.sid != 1) {
-            continue;
-        }
-        long long conflict;
-        long long seq = nats_ack(&m, &conflict);
-        if (seq > 0) {
-            *version = (uint64_t) seq;
-            return 1;
-        }
-        if (conflict >= 0) {
-            *version = (uint64_t) conflict;
-            return 0;
-        }
+    nats_msg  m;
+    long long conflict;
+    if (nats_next_ack(c, &m) < 0) {
         return -1;
     }
+    long long seq = nats_ack(&m, &conflict);
+    if (seq > 0) {
+        *version = (uint64_t) seq;
+        return 1;
+    }
+    if (conflict >= 0) {
+        *version = (uint64_t) conflict;
+        return 0;
+    }
+    return -1;
 }
 
 /* The hot stream's current version. */
